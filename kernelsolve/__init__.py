@@ -1,0 +1,12 @@
+"""kernelsolve: kernel linear algebra at scale.
+
+Symbolic kernel matrices K_ij = F(x_i, y_j, p) that are never stored; every
+reduction is one fused map-reduce. See :class:`LazyTensor`.
+"""
+
+from .config import config
+from .lazytensor import LazyTensor, Pm, ReductionCall, Vi, Vj
+
+__version__ = "0.1.0"
+
+__all__ = ["LazyTensor", "Pm", "ReductionCall", "Vi", "Vj", "config", "__version__"]

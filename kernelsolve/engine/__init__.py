@@ -1,0 +1,1 @@
+"""The map-reduce engine: formula IR, reductions, targets and dispatch."""

@@ -1,0 +1,1 @@
+"""Targets that execute one (formula, reduction): reference (NumPy), cpu, cuda."""

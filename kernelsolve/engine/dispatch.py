@@ -1,0 +1,163 @@
+"""From a reduction request to a target call, and back to the caller's arrays.
+
+:func:`reduce` is the single entry point below LazyTensor. It
+
+1. resolves the library (NumPy / torch), dtype and device of the arguments
+   and turns Python numbers bound to parameters into arrays of that kind,
+2. broadcasts the batch dimensions of the arguments,
+3. turns a reduction over i into a reduction over j of the transposed formula
+   (every target only folds over j),
+4. picks the target from the ``backend`` argument and where the data lives,
+5. hands back arrays of the caller's library, shaped as pykeops does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import config
+from . import arrays, ir
+from . import reductions as red_mod
+from .backends import reference
+
+# backend= values accepted on every reduction, and the target each selects.
+_BACKENDS = {
+    None: "auto",
+    "auto": "auto",
+    "cpu": "host",
+    "reference": "reference",
+    "gpu": "cuda",
+    "cuda": "cuda",
+    "gpu_1d": "cuda",
+    "gpu_2d": "cuda",
+}
+
+
+def normalize_backend(backend) -> str:
+    key = backend.lower() if isinstance(backend, str) else backend
+    if key not in _BACKENDS:
+        raise ValueError(f"backend={backend!r}: expected one of 'auto', 'CPU', 'GPU', 'reference'")
+    return _BACKENDS[key]
+
+
+@dataclass(frozen=True)
+class ArrayKind:
+    """Library, dtype and device shared by all arrays of one formula."""
+
+    lib: str
+    dtype: str
+    device: str
+
+
+def resolve_kind(leaves: Sequence) -> ArrayKind:
+    """The common library/dtype/device of the array leaves (numbers adapt)."""
+    libs, dtypes, devices = set(), set(), set()
+    for x in leaves:
+        if arrays.is_array(x):
+            libs.add(arrays.library(x))
+            dtypes.add(arrays.dtype_name(x))
+            devices.add(arrays.device(x))
+    if not libs:
+        raise ValueError(
+            "cannot infer the array type: the formula holds only Python numbers; "
+            "bind at least one NumPy array or torch tensor"
+        )
+    for what, found in (("array libraries", libs), ("dtypes", dtypes), ("devices", devices)):
+        if len(found) > 1:
+            raise TypeError(f"mixed {what} in one formula: {sorted(found)}")
+    return ArrayKind(libs.pop(), dtypes.pop(), devices.pop())
+
+
+def _batch_ndim(x, cat: int) -> int:
+    return x.ndim - (1 if cat == ir.P else 2)
+
+
+def reduce(
+    formula: ir.Node,
+    reduction: str,
+    leaves: Sequence,
+    cats: Sequence[int],
+    *,
+    axis: int = 1,
+    weight: ir.Node | None = None,
+    K: int | None = None,
+    backend=None,
+    acc_dtype: str | None = None,
+):
+    """Evaluate ``reduction`` of ``formula`` over axis 0 (i) or 1 (j).
+
+    ``leaves[k]`` is the array bound to variable k (category ``cats[k]``),
+    shaped ``batch + (n, d)`` for i/j-variables and ``batch + (d,)`` for
+    parameters, or a Python float / tuple of floats for a parameter.
+    Returns the caller's array type, shaped like pykeops' results.
+    """
+    if axis not in (0, 1):
+        raise ValueError(f"axis must be 0 (reduce over i) or 1 (reduce over j), got {axis}")
+    red = red_mod.get(reduction, K)
+    target = normalize_backend(backend)
+    kind = resolve_kind(leaves)
+    if kind.dtype not in arrays.FLOAT_DTYPES:
+        raise TypeError(f"unsupported dtype {kind.dtype}: expected float32 or float64")
+    if acc_dtype not in (None, "auto", kind.dtype, "float64"):
+        raise ValueError(f"dtype_acc={acc_dtype!r}: expected 'auto', {kind.dtype!r} or 'float64'")
+
+    cats = list(cats)
+    if axis == 0:
+        formula = ir.swap_ij(formula)
+        weight = ir.swap_ij(weight) if weight is not None else None
+        cats = [{ir.I: ir.J, ir.J: ir.I, ir.P: ir.P}[c] for c in cats]
+
+    host = []
+    for x in leaves:
+        if arrays.is_array(x):
+            host.append(x)
+        else:
+            host.append(arrays.scalar_array(x, kind.lib, kind.dtype, kind.device))
+
+    batch = np.broadcast_shapes(*(x.shape[: _batch_ndim(x, c)] for x, c in zip(host, cats)))
+    M = max([x.shape[-2] for x, c in zip(host, cats) if c == ir.I], default=1)
+    N = max([x.shape[-2] for x, c in zip(host, cats) if c == ir.J], default=1)
+
+    D = formula.dim
+    E = weight.dim if weight is not None else 0
+    red.check(D, K or 0, E)
+    if red.uses_weight and weight is None:
+        raise ValueError(f"{red.name}: a weight formula is required")
+    if red.uses_k and K > N:
+        raise ValueError(
+            f"K={K} exceeds the number of points along the reduced axis "
+            f"({'i' if axis == 0 else 'j'}: {N})"
+        )
+
+    if target == "cuda" or kind.device != "cpu":
+        raise RuntimeError(
+            "the CUDA target is not available in this version of kernelsolve; "
+            "pass host (CPU) arrays and backend='CPU' or 'auto'"
+        )
+
+    np_leaves = []
+    nb = len(batch)
+    for x, c in zip(host, cats):
+        a = arrays.to_numpy(x)
+        pad = nb - _batch_ndim(a, c)
+        np_leaves.append(a.reshape((1,) * pad + a.shape) if pad else a)
+
+    outs = reference.reduce(
+        formula,
+        red,
+        np_leaves,
+        cats,
+        batch,
+        M,
+        N,
+        weight=weight,
+        K=K or 0,
+        dtype=np.dtype(kind.dtype),
+        acc_dtype=np.float64 if acc_dtype == "float64" else None,
+        memory_limit=config.reference_memory_limit,
+    )
+    outs = [arrays.from_numpy(o, kind.lib, kind.device) for o in outs]
+    return red.present(outs, D, K or 0)

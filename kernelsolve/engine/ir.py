@@ -1,0 +1,466 @@
+"""Formula intermediate representation: immutable, hash-consed nodes.
+
+A formula F(x_i, y_j, p) is a DAG of :class:`Node`. Every node is created
+through :func:`make`, which
+
+* checks the inner dimensions of the arguments (dim 1 broadcasts),
+* simplifies the trivial cases (``0*f``, ``1*f``, ``f+0``, ``--f``, constant
+  folding), and
+* hash-conses: two structurally equal formulas are the *same* Python object.
+
+Hash-consing gives common-subexpression elimination for free (a DAG walk
+visits a shared subformula once) and makes the node itself a cache key:
+``node.key`` is a canonical string that two equal formulas share.
+
+Variables are leaves ``Var(index, cat, dim)``: ``index`` is the position of
+the bound array in the caller's argument list, ``cat`` is :data:`I` (indexed
+by i), :data:`J` (indexed by j) or :data:`P` (a parameter, the same for every
+pair).
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+
+I, J, P = 0, 1, 2  # noqa: E741 (category names of the DESIGN)
+CAT_NAMES = {I: "i", J: "j", P: "p"}
+
+
+class Node:
+    """One formula node. Never construct directly: use :func:`make`."""
+
+    __slots__ = ("op", "args", "attrs", "dim", "_key", "__weakref__")
+
+    op: str
+    args: tuple[Node, ...]
+    attrs: tuple
+    dim: int
+
+    def __repr__(self) -> str:
+        return self.key
+
+    def __reduce__(self):
+        # Pickle by structure; unpickling goes through make() and so re-interns.
+        return (_rebuild, (self.op, self.args, self.attrs))
+
+    @property
+    def key(self) -> str:
+        """Canonical text of the formula, identical for equal formulas."""
+        k = self._key
+        if k is None:
+            k = _render_key(self)
+            self._key = k
+        return k
+
+    def walk(self) -> Iterator[Node]:
+        """Nodes of the DAG in topological order (children first), each once."""
+        return iter(topological_order(self))
+
+
+def _rebuild(op, args, attrs):
+    return make(op, *args, attrs=attrs)
+
+
+# --------------------------------------------------------------------------
+# Operation table: arity and output-dimension rule of every op.
+# --------------------------------------------------------------------------
+
+
+def _same_or_one(op: str, dims: tuple[int, ...]) -> int:
+    out = max(dims)
+    for d in dims:
+        if d != 1 and d != out:
+            raise ValueError(
+                f"{op}: inner dimensions {dims} do not broadcast; "
+                "expected equal dimensions or dimension 1"
+            )
+    return out
+
+
+def _rule_elementwise(op, dims, attrs):
+    return _same_or_one(op, dims)
+
+
+def _rule_scalar(op, dims, attrs):
+    return 1
+
+
+def _rule_same(op, dims, attrs):
+    if len(set(dims)) != 1:
+        raise ValueError(f"{op}: both arguments must have the same inner dimension, got {dims}")
+    return 1
+
+
+def _rule_keep(op, dims, attrs):
+    return dims[0]
+
+
+def _rule_elem(op, dims, attrs):
+    (m,) = attrs
+    if not 0 <= m < dims[0]:
+        raise ValueError(f"elem: index {m} out of range for inner dimension {dims[0]}")
+    return 1
+
+
+def _rule_extract(op, dims, attrs):
+    start, d = attrs
+    if start < 0 or d < 1 or start + d > dims[0]:
+        raise ValueError(
+            f"extract: slice [{start}:{start + d}] out of range for inner dimension {dims[0]}"
+        )
+    return d
+
+
+def _rule_concat(op, dims, attrs):
+    return dims[0] + dims[1]
+
+
+def _rule_matvec(op, dims, attrs):
+    a, v = dims  # a: n*p matrix (row-major), v: p
+    if a % v:
+        raise ValueError(
+            f"matvecmult: matrix dimension {a} is not a multiple of vector dimension {v}"
+        )
+    return a // v
+
+
+def _rule_vecmat(op, dims, attrs):
+    v, a = dims  # v: n, a: n*p matrix (row-major)
+    if a % v:
+        raise ValueError(
+            f"vecmatmult: matrix dimension {a} is not a multiple of vector dimension {v}"
+        )
+    return a // v
+
+
+def _rule_tensorprod(op, dims, attrs):
+    return dims[0] * dims[1]
+
+
+def _rule_weightedsqnorm(op, dims, attrs):
+    s, x = dims
+    if s not in (1, x, x * x):
+        raise ValueError(
+            f"weightedsqnorm: weights of dimension {s} do not fit a vector of "
+            f"dimension {x}; expected 1 (isotropic), {x} (diagonal) or "
+            f"{x * x} (full)"
+        )
+    return 1
+
+
+def _rule_onehot(op, dims, attrs):
+    if dims[0] != 1:
+        raise ValueError("one_hot: expected a scalar formula (inner dimension 1)")
+    return attrs[0]
+
+
+@dataclass(frozen=True)
+class OpInfo:
+    """Static description of one IR operation."""
+
+    arity: int
+    dim_rule: Callable
+    # Elementwise ops are evaluated independently per inner coordinate and
+    # broadcast dim-1 arguments; code generators rely on this flag.
+    elementwise: bool = False
+
+
+_ELEMENTWISE_UNARY = (
+    "neg abs exp log xlogx inv sin cos tan asin acos atan tanh sinh cosh "
+    "sqrt rsqrt square relu step sign sinxdivx floor"
+).split()
+_ELEMENTWISE_BINARY = "add sub mul div powf atan2 eq ne lt le gt ge".split()
+_ELEMENTWISE_TERNARY = "clamp ifelse mod".split()
+
+OPS: dict[str, OpInfo] = {
+    "var": OpInfo(0, None),
+    "const": OpInfo(0, None),
+    # unary elementwise with an integer attribute
+    "pow": OpInfo(1, _rule_keep, True),
+    "round": OpInfo(1, _rule_keep, True),
+    "clampint": OpInfo(1, _rule_keep, True),
+    # inner-dimension reductions and vector ops
+    "sum": OpInfo(1, _rule_scalar),
+    "max": OpInfo(1, _rule_scalar),
+    "min": OpInfo(1, _rule_scalar),
+    "argmax": OpInfo(1, _rule_scalar),
+    "argmin": OpInfo(1, _rule_scalar),
+    "sqnorm2": OpInfo(1, _rule_scalar),
+    "norm2": OpInfo(1, _rule_scalar),
+    "normalize": OpInfo(1, _rule_keep),
+    "scalprod": OpInfo(2, _rule_same),
+    "sqdist": OpInfo(2, _rule_same),
+    "weightedsqnorm": OpInfo(2, _rule_weightedsqnorm),
+    "elem": OpInfo(1, _rule_elem),
+    "extract": OpInfo(1, _rule_extract),
+    "concat": OpInfo(2, _rule_concat),
+    "matvecmult": OpInfo(2, _rule_matvec),
+    "vecmatmult": OpInfo(2, _rule_vecmat),
+    "tensorprod": OpInfo(2, _rule_tensorprod),
+    "onehot": OpInfo(1, _rule_onehot),
+}
+for _name in _ELEMENTWISE_UNARY:
+    OPS[_name] = OpInfo(1, _rule_keep, True)
+for _name in _ELEMENTWISE_BINARY:
+    OPS[_name] = OpInfo(2, _rule_elementwise, True)
+for _name in _ELEMENTWISE_TERNARY:
+    OPS[_name] = OpInfo(3, _rule_elementwise, True)
+
+
+# --------------------------------------------------------------------------
+# Hash-consing
+# --------------------------------------------------------------------------
+
+_interned: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def _intern(op: str, args: tuple[Node, ...], attrs: tuple, dim: int) -> Node:
+    # Child nodes are themselves interned, so identity is structural equality
+    # and the tuple of children can serve in the key directly.
+    k = (op, args, attrs)
+    node = _interned.get(k)
+    if node is None:
+        node = Node.__new__(Node)
+        node.op, node.args, node.attrs, node.dim, node._key = op, args, attrs, dim, None
+        _interned[k] = node
+    return node
+
+
+def var(index: int, cat: int, dim: int) -> Node:
+    """Variable leaf: argument ``index``, indexed by ``cat`` (I, J or P)."""
+    if cat not in (I, J, P):
+        raise ValueError(f"var: cat must be I, J or P (0, 1, 2), got {cat!r}")
+    if dim < 1:
+        raise ValueError(f"var: inner dimension must be >= 1, got {dim}")
+    return _intern("var", (), (int(index), int(cat), int(dim)), int(dim))
+
+
+def const(value: float, dim: int = 1) -> Node:
+    """Constant vector of ``dim`` copies of ``value`` (ints stay exact)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"const: expected an int or float, got {type(value).__name__}")
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        value = int(value)
+    return _intern("const", (), (value, int(dim)), int(dim))
+
+
+def zero(dim: int = 1) -> Node:
+    return const(0, dim)
+
+
+def is_const(node: Node, value=None) -> bool:
+    if node.op != "const":
+        return False
+    return value is None or node.attrs[0] == value
+
+
+# --------------------------------------------------------------------------
+# Construction with simplification
+# --------------------------------------------------------------------------
+
+_FOLD_UNARY = {
+    "neg": lambda a: -a,
+    "square": lambda a: a * a,
+    "abs": abs,
+}
+_FOLD_BINARY = {
+    "add": lambda a, b: a + b,
+    "sub": lambda a, b: a - b,
+    "mul": lambda a, b: a * b,
+}
+
+
+def make(op: str, *args: Node, attrs: tuple = ()) -> Node:
+    """Create (or find) the node ``op(*args; attrs)``, simplified.
+
+    Raises ValueError when the inner dimensions of ``args`` do not fit ``op``.
+    """
+    info = OPS.get(op)
+    if info is None or op in ("var", "const"):
+        raise ValueError(f"unknown operation {op!r}")
+    if len(args) != info.arity:
+        raise ValueError(f"{op} takes {info.arity} arguments, got {len(args)}")
+    for a in args:
+        if not isinstance(a, Node):
+            raise TypeError(f"{op}: arguments must be IR nodes, got {type(a).__name__}")
+    attrs = tuple(attrs)
+    dim = info.dim_rule(op, tuple(a.dim for a in args), attrs)
+    simplified = _simplify(op, args, attrs, dim)
+    if simplified is not None:
+        return simplified
+    return _intern(op, args, attrs, dim)
+
+
+def _broadcast_to(node: Node, dim: int) -> Node | None:
+    """``node`` viewed with inner dimension ``dim``, or None if not free."""
+    if node.dim == dim:
+        return node
+    if node.op == "const":
+        return const(node.attrs[0], dim)
+    return None
+
+
+def _simplify(op, args, attrs, dim) -> Node | None:
+    consts = [a.op == "const" for a in args]
+    if all(consts) and args:
+        vals = [a.attrs[0] for a in args]
+        if op in _FOLD_UNARY:
+            return const(_FOLD_UNARY[op](vals[0]), dim)
+        if op in _FOLD_BINARY:
+            return const(_FOLD_BINARY[op](*vals), dim)
+        if op == "div" and vals[1] != 0:
+            q = vals[0] / vals[1]
+            return const(q, dim)
+        if op == "pow" and not (vals[0] == 0 and attrs[0] < 0):
+            return const(float(vals[0]) ** attrs[0], dim)
+    if op == "neg" and args[0].op == "neg":
+        return args[0].args[0]
+    if op == "add":
+        a, b = args
+        if is_const(a, 0):
+            return _broadcast_to(b, dim)
+        if is_const(b, 0):
+            return _broadcast_to(a, dim)
+    elif op == "sub":
+        a, b = args
+        if is_const(b, 0):
+            return _broadcast_to(a, dim)
+        if is_const(a, 0) and b.dim == dim:
+            return make("neg", b)
+    elif op == "mul":
+        a, b = args
+        if is_const(a, 0) or is_const(b, 0):
+            return zero(dim)
+        if is_const(a, 1):
+            return _broadcast_to(b, dim)
+        if is_const(b, 1):
+            return _broadcast_to(a, dim)
+        if is_const(a, -1) and b.dim == dim:
+            return make("neg", b)
+        if is_const(b, -1) and a.dim == dim:
+            return make("neg", a)
+    elif op == "div":
+        a, b = args
+        if is_const(b, 1):
+            return _broadcast_to(a, dim)
+        if is_const(a, 0) and not is_const(b, 0):
+            return zero(dim)
+    elif op == "pow":
+        (n,) = attrs
+        if n == 1:
+            return args[0]
+        if n == 0:
+            return const(1, dim)
+        if n == 2:
+            return make("square", args[0])
+        if n == -1:
+            return make("inv", args[0])
+    elif op in ("sum", "sqnorm2") and is_const(args[0], 0):
+        return zero(1)
+    return None
+
+
+# --------------------------------------------------------------------------
+# Queries and rewrites (memoised: nodes are immutable)
+# --------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4096)
+def topological_order(root: Node) -> tuple[Node, ...]:
+    """All nodes of ``root``'s DAG, children before parents, each once."""
+    order: list[Node] = []
+    seen: set[int] = set()
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if id(node) in seen:
+            continue
+        if expanded:
+            seen.add(id(node))
+            order.append(node)
+        else:
+            stack.append((node, True))
+            for child in reversed(node.args):
+                if id(child) not in seen:
+                    stack.append((child, False))
+    return tuple(order)
+
+
+@lru_cache(maxsize=4096)
+def variables(root: Node) -> tuple[Node, ...]:
+    """The ``var`` leaves of ``root``, sorted by argument index."""
+    leaves = {n for n in topological_order(root) if n.op == "var"}
+    return tuple(sorted(leaves, key=lambda n: n.attrs))
+
+
+@lru_cache(maxsize=4096)
+def remap(root: Node, mapping: tuple[int, ...]) -> Node:
+    """Rename variable ``k`` to ``mapping[k]`` throughout ``root``."""
+
+    def leaf(node: Node) -> Node:
+        index, cat, dim = node.attrs
+        return var(mapping[index], cat, dim)
+
+    return _rebuild_leaves(root, leaf)
+
+
+@lru_cache(maxsize=4096)
+def swap_ij(root: Node) -> Node:
+    """Transpose: i-variables become j-variables and vice versa."""
+    swap = {I: J, J: I, P: P}
+
+    def leaf(node: Node) -> Node:
+        index, cat, dim = node.attrs
+        return var(index, swap[cat], dim)
+
+    return _rebuild_leaves(root, leaf)
+
+
+def _rebuild_leaves(root: Node, leaf: Callable[[Node], Node]) -> Node:
+    new: dict[int, Node] = {}
+    for node in topological_order(root):
+        if node.op == "var":
+            new[id(node)] = leaf(node)
+        elif node.op == "const":
+            new[id(node)] = node
+        else:
+            new[id(node)] = make(node.op, *(new[id(a)] for a in node.args), attrs=node.attrs)
+    return new[id(root)]
+
+
+def count_nodes(root: Node) -> int:
+    return len(topological_order(root))
+
+
+# --------------------------------------------------------------------------
+# Canonical text
+# --------------------------------------------------------------------------
+
+
+def _fmt_attr(a) -> str:
+    if isinstance(a, float):
+        if math.isnan(a) or math.isinf(a):
+            return repr(a)
+        return float.hex(a) if not a.is_integer() else repr(a)
+    return repr(a)
+
+
+def _render_key(node: Node) -> str:
+    # Iterative over the topological order, so deep formulas do not hit the
+    # recursion limit.
+    text: dict[int, str] = {}
+    for n in topological_order(node):
+        if n.op == "var":
+            index, cat, dim = n.attrs
+            text[id(n)] = f"Var({index},{dim},{CAT_NAMES[cat]})"
+        elif n.op == "const":
+            value, dim = n.attrs
+            text[id(n)] = f"Const({_fmt_attr(value)},{dim})"
+        else:
+            parts = [text[id(a)] for a in n.args] + [_fmt_attr(a) for a in n.attrs]
+            text[id(n)] = f"{n.op}({','.join(parts)})"
+    return text[id(node)]
