@@ -4,9 +4,8 @@ Symbolic kernel matrices K_ij = F(x_i, y_j, p) that are never stored; every
 reduction is one fused map-reduce. See :class:`LazyTensor`.
 """
 
+from ._version import __version__
 from .config import config
 from .lazytensor import LazyTensor, Pm, ReductionCall, Vi, Vj
-
-__version__ = "0.1.0"
 
 __all__ = ["LazyTensor", "Pm", "ReductionCall", "Vi", "Vj", "config", "__version__"]

@@ -36,5 +36,16 @@ class Config:
         default_factory=lambda: _env_int("KERNELSOLVE_REFERENCE_MEMORY", 64 * 2**20)
     )
 
+    #: OpenMP threads of the CPU target; None: ``OMP_NUM_THREADS`` or all cores
+    #: (``KERNELSOLVE_NUM_THREADS``).
+    num_threads: int | None = field(
+        default_factory=lambda: _env_int("KERNELSOLVE_NUM_THREADS", 0) or None
+    )
+
+    #: Target used when a reduction is called without ``backend=``:
+    #: "auto" (compiled when possible), "CPU", "GPU" or "reference"
+    #: (``KERNELSOLVE_BACKEND``).
+    backend: str = field(default_factory=lambda: os.environ.get("KERNELSOLVE_BACKEND", "auto"))
+
 
 config = Config()

@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,7 +22,8 @@ import numpy as np
 from ..config import config
 from . import arrays, ir
 from . import reductions as red_mod
-from .backends import reference
+from .backends import cpu, reference
+from .codegen import KernelSpec
 
 # backend= values accepted on every reduction, and the target each selects.
 _BACKENDS = {
@@ -97,7 +99,7 @@ def reduce(
     if axis not in (0, 1):
         raise ValueError(f"axis must be 0 (reduce over i) or 1 (reduce over j), got {axis}")
     red = red_mod.get(reduction, K)
-    target = normalize_backend(backend)
+    target = normalize_backend(config.backend if backend is None else backend)
     kind = resolve_kind(leaves)
     if kind.dtype not in arrays.FLOAT_DTYPES:
         raise TypeError(f"unsupported dtype {kind.dtype}: expected float32 or float64")
@@ -145,19 +147,54 @@ def reduce(
         pad = nb - _batch_ndim(a, c)
         np_leaves.append(a.reshape((1,) * pad + a.shape) if pad else a)
 
-    outs = reference.reduce(
-        formula,
-        red,
-        np_leaves,
-        cats,
-        batch,
-        M,
-        N,
-        weight=weight,
-        K=K or 0,
-        dtype=np.dtype(kind.dtype),
-        acc_dtype=np.float64 if acc_dtype == "float64" else None,
-        memory_limit=config.reference_memory_limit,
-    )
+    if target != "reference" and not _host_compiler_available():
+        target = "reference"
+    if target == "reference":
+        outs = reference.reduce(
+            formula,
+            red,
+            np_leaves,
+            cats,
+            batch,
+            M,
+            N,
+            weight=weight,
+            K=K or 0,
+            dtype=np.dtype(kind.dtype),
+            acc_dtype=np.float64 if acc_dtype == "float64" else None,
+            memory_limit=config.reference_memory_limit,
+        )
+    else:
+        spec = KernelSpec(
+            formula=formula,
+            weight=weight,
+            reduction=red,
+            K=K or 0,
+            dtype=kind.dtype,
+            acc_dtype="float64" if acc_dtype == "float64" else kind.dtype,
+            var_cats=tuple(cats),
+            var_dims=tuple(a.shape[-1] for a in np_leaves),
+        )
+        laid = [cpu.layout(a, c == ir.J) for a, c in zip(np_leaves, cats)]
+        outs = cpu.run(spec, laid, batch, M, N, cpu.num_threads(config.num_threads))
     outs = [arrays.from_numpy(o, kind.lib, kind.device) for o in outs]
     return red.present(outs, D, K or 0)
+
+
+_warned_no_compiler = False
+
+
+def _host_compiler_available() -> bool:
+    """True if a C++ compiler is found; warns once (per process) if not."""
+    global _warned_no_compiler
+    if cpu.find_compiler():
+        return True
+    if not _warned_no_compiler:
+        warnings.warn(
+            "kernelsolve: no C++ compiler found (set CXX or install g++/clang++); "
+            "using the NumPy reference engine, which is much slower",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        _warned_no_compiler = True
+    return False

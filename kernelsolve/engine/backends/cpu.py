@@ -1,0 +1,167 @@
+"""Host target: the generated C++ compiled into a shared library, via ctypes.
+
+OpenMP threads share the output rows, the loop over j is vectorized (see
+:func:`~kernelsolve.engine.codegen.render_cpu`). Kernels are compiled once
+per (formula, reduction, dtype, layout), memoised in the process and cached
+on disk (:mod:`..cache`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from ..._version import __version__ as _version
+from ..cache import get_or_build, key_of
+from ..codegen import KernelSpec, render_cpu
+from ..reductions import INDEX
+
+FLAGS = (
+    "-O3",
+    "-march=native",
+    "-fopenmp",
+    "-fno-math-errno",  # lets sqrt vectorize; never changes inf/NaN results
+    "-fPIC",
+    "-shared",
+    "-std=c++17",
+    "-w",
+)
+
+
+class CompileError(RuntimeError):
+    """The host compiler rejected a generated kernel."""
+
+
+@functools.lru_cache(maxsize=1)
+def find_compiler() -> str | None:
+    """``$CXX``, else ``$CC``, else the first of c++, g++, clang++ on PATH."""
+    for cand in (os.environ.get("CXX"), os.environ.get("CC"), "c++", "g++", "clang++"):
+        if cand and shutil.which(cand):
+            return shutil.which(cand)
+    return None
+
+
+@functools.lru_cache(maxsize=1)
+def _toolchain_id() -> str:
+    """Compiler identity and host CPU: part of every cache key (-march=native)."""
+    cc = find_compiler()
+    try:
+        version = subprocess.run(
+            [cc, "--version"], capture_output=True, text=True, timeout=30
+        ).stdout.splitlines()[0]
+    except (OSError, subprocess.SubprocessError, IndexError):
+        version = "unknown"
+    cpu = platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "model name", "Features")):
+                    cpu += line
+    except OSError:
+        pass
+    return f"{cc}|{version}|{key_of(cpu)}"
+
+
+def _compile(src: Path, out: Path) -> None:
+    cc = find_compiler()
+    cmd = [cc, *FLAGS, "-x", "c++", str(src), "-o", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise CompileError(
+            f"compiling the generated kernel {src} failed:\n$ {' '.join(cmd)}\n{proc.stderr}"
+        )
+
+
+def _load(path: Path):
+    lib = ctypes.CDLL(str(path))
+    fn = lib.ks_kernel
+    fn.restype = ctypes.c_int
+    fn.argtypes = [
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_int64,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_void_p,
+        ctypes.c_int,
+    ]
+    fn._keepalive = lib
+    return fn
+
+
+_memo: dict = {}
+
+
+def kernel(spec: KernelSpec):
+    """The compiled function for ``spec`` (memoised, cached on disk)."""
+    fn = _memo.get(spec)
+    if fn is None:
+        source = render_cpu(spec)
+        key = key_of(source, " ".join(FLAGS), _toolchain_id(), _version)
+        fn = get_or_build(key, ".so", source, _compile, _load)
+        _memo[spec] = fn
+    return fn
+
+
+def num_threads(setting: int | None) -> int:
+    if setting:
+        return int(setting)
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return os.cpu_count() or 1
+
+
+def layout(a: np.ndarray, cat_is_j: bool) -> np.ndarray:
+    """The kernel's layout: j-variables (batch, D, N), others unchanged;
+    always C-contiguous (copies only what is not)."""
+    if cat_is_j:
+        return np.ascontiguousarray(np.swapaxes(a, -1, -2))
+    return np.ascontiguousarray(a)
+
+
+def batch_offsets(shape_own: tuple, batch: tuple, per_item: int) -> np.ndarray:
+    """Element offset of each (flattened) broadcast batch index in an array
+    whose batch shape is ``shape_own`` (size-1 dims broadcast: offset 0)."""
+    if not batch:
+        return np.zeros(1, dtype=np.int64)
+    n_own = int(np.prod(shape_own, dtype=np.int64))
+    idx = np.arange(n_own, dtype=np.int64).reshape(shape_own) * per_item
+    return np.ascontiguousarray(np.broadcast_to(idx, batch)).reshape(-1)
+
+
+def run(
+    spec: KernelSpec,
+    leaves: list[np.ndarray],
+    batch: tuple,
+    M: int,
+    N: int,
+    nthreads: int,
+) -> list[np.ndarray]:
+    """Run the kernel. ``leaves`` are in the kernel's layout (see
+    :func:`layout`) with the full number of batch dims (size 1 broadcasts).
+    Returns one array per output, shaped ``batch + (M, size)``."""
+    fn = kernel(spec)
+    nb = len(batch)
+    nbatch = int(np.prod(batch, dtype=np.int64)) if batch else 1
+    boff = np.concatenate(
+        [
+            batch_offsets(a.shape[:nb], batch, int(np.prod(a.shape[nb:], dtype=np.int64)))
+            for a in leaves
+        ]
+    )
+    args = (ctypes.c_void_p * len(leaves))(*[a.ctypes.data for a in leaves])
+    outs = []
+    for o in spec.outputs():
+        dt = np.int64 if o.kind == INDEX else np.dtype(spec.dtype)
+        outs.append(np.empty(batch + (M, o.size), dtype=dt))
+    optr = (ctypes.c_void_p * len(outs))(*[o.ctypes.data for o in outs])
+    fn(nbatch, M, N, args, boff.ctypes.data, optr, nthreads)
+    return outs

@@ -1,0 +1,147 @@
+"""Run the generated CUDA source on the host, for CI without a GPU.
+
+The exact text that the CUDA target hands to NVRTC is compiled by the host
+C++ compiler against ``cuda_emulation.h`` (threads as OS threads, barriers as
+``std::barrier``, blocks in sequence, shared memory as a static buffer), with
+a small generated launcher per kernel. The launch plan (block size, split of
+j, shared memory) comes from :func:`.cuda.plan_launch`, as on a GPU, and can be
+forced to small blocks and many splits to exercise ragged tiles and the
+merge pass.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from ..._version import __version__ as _version
+from ..cache import get_or_build, key_of
+from ..codegen import (
+    KernelSpec,
+    cuda_merge_param_list,
+    cuda_param_list,
+    render_cuda,
+    split_sizes,
+)
+from ..reductions import INDEX
+from .cpu import batch_offsets, find_compiler
+from .cuda import plan_launch
+
+HEADER = Path(__file__).with_name("cuda_emulation.h")
+FLAGS = ("-std=c++20", "-O1", "-pthread", "-fPIC", "-shared", "-w")
+
+
+def _launcher(name: str, params: list[tuple[str, str]]) -> str:
+    args = ", ".join(f"*({t}*)p[{k}]" for k, (t, _) in enumerate(params))
+    return (
+        f'extern "C" void ks_emu_{name}(unsigned gx, unsigned gy, unsigned bx, '
+        f"size_t smem, void** p) {{\n"
+        f"  ks_emu_launch(gx, gy, bx, smem, [=] {{ ks_{name}({args}); }});\n}}\n"
+    )
+
+
+def emulation_source(spec: KernelSpec) -> str:
+    """The CUDA source of the target, preceded by the emulation header and
+    followed by the launchers."""
+    return "\n".join(
+        [
+            f'#include "{HEADER}"',
+            render_cuda(spec),
+            _launcher("main", cuda_param_list(spec)),
+            _launcher("merge", cuda_merge_param_list(spec)),
+        ]
+    )
+
+
+def _compile(src: Path, out: Path) -> None:
+    cmd = [find_compiler(), *FLAGS, "-x", "c++", str(src), "-o", str(out)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"emulation build of {src} failed:\n{proc.stderr}")
+
+
+def _load(path: Path):
+    lib = ctypes.CDLL(str(path))
+    for name in ("ks_emu_main", "ks_emu_merge"):
+        fn = getattr(lib, name)
+        fn.restype = None
+        fn.argtypes = [
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_uint,
+            ctypes.c_size_t,
+            ctypes.c_void_p,
+        ]
+    return lib
+
+
+_memo: dict = {}
+
+
+def library(spec: KernelSpec):
+    lib = _memo.get(spec)
+    if lib is None:
+        source = emulation_source(spec)
+        key = key_of(source, HEADER.read_text(), " ".join(FLAGS), _version, "emu")
+        lib = get_or_build(key, ".emu.so", source, _compile, _load)
+        _memo[spec] = lib
+    return lib
+
+
+def _pack(values: list) -> tuple:
+    """kernelParams-style array: a pointer to each argument value."""
+    holders = []
+    for v in values:
+        if isinstance(v, np.ndarray):
+            holders.append(ctypes.c_void_p(v.ctypes.data))
+        else:
+            holders.append(ctypes.c_int64(int(v)))
+    ptrs = (ctypes.c_void_p * len(holders))(*[ctypes.addressof(h) for h in holders])
+    return ptrs, holders
+
+
+def run(
+    spec: KernelSpec,
+    leaves: list[np.ndarray],
+    batch: tuple,
+    M: int,
+    N: int,
+    *,
+    block: int | None = None,
+    nsplit: int | None = None,
+    sm_count: int = 132,
+) -> list[np.ndarray]:
+    """Execute ``ks_main`` (and ``ks_merge`` when j is split) on the host.
+
+    ``leaves`` use the GPU layout: ``batch + (n, d)`` for i- and j-variables,
+    ``batch + (d,)`` for parameters, full number of batch dims.
+    """
+    lib = library(spec)
+    nb = len(batch)
+    nbatch = math.prod(batch) if batch else 1
+    dev = [np.ascontiguousarray(a) for a in leaves]
+    boff = np.concatenate(
+        [batch_offsets(a.shape[:nb], batch, math.prod(a.shape[nb:])) for a in dev]
+    )
+    plan = plan_launch(spec, nbatch, M, N, sm_count=sm_count, block=block, nsplit=nsplit)
+    outs = []
+    for o in spec.outputs():
+        dt = np.int64 if o.kind == INDEX else np.dtype(spec.dtype)
+        outs.append(np.empty(batch + (M, o.size), dtype=dt))
+    nv, ni = split_sizes(spec)
+    rows = nbatch * M
+    part_v = np.empty(max(1, rows * plan.nsplit * nv), dtype=np.dtype(spec.acc_dtype))
+    part_i = np.empty(max(1, rows * plan.nsplit * ni), dtype=np.int64)
+    values = [nbatch, M, N, *dev, boff, *outs, part_v, part_i, plan.chunk, plan.blocks_per_batch]
+    ptrs, keep = _pack(values)
+    lib.ks_emu_main(plan.grid_x, plan.nsplit, plan.block, plan.shared_bytes, ptrs)
+    if plan.nsplit > 1:
+        mb = 64
+        ptrs, keep = _pack([rows, *outs, part_v, part_i, plan.nsplit])
+        lib.ks_emu_merge(math.ceil(rows / mb), 1, mb, 0, ptrs)
+    del keep
+    return outs

@@ -1,0 +1,746 @@
+"""One C renderer: formula + reduction -> source of one fused map-reduce kernel.
+
+The formula is rendered once, as straight-line C for a single (i, j) pair:
+every node of the hash-consed DAG becomes one scalar per inner coordinate
+(``v7_0, v7_1, ...``), computed once (CSE), with the inner dimensions
+unrolled. :func:`render_formula` returns those statements; the CPU template
+(:func:`render_cpu`) and the CUDA template (:func:`render_cuda`) wrap the very
+same statements. What differs between the two targets is a small table, a
+:class:`Dialect`: kernel prefix, function qualifier, shared-memory keyword,
+barrier, thread indices and the name of ``exp``.
+
+Variables reach the kernel through a table of pointers ``args`` and a table
+of int64 batch offsets ``boff[var * nbatch + b]``; i-variables are laid out
+``(batch, M, D)``, j-variables ``(batch, D, N)`` on the CPU (structure of
+arrays, so the loop over j reads contiguous memory and vectorizes) and
+``(batch, N, D)`` on the GPU, parameters ``(batch, D)``. All indexing is
+int64.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from . import ir
+from .reductions import INDEX, Reduction
+
+# ----------------------------------------------------------------------------
+# Dialects: the only place where CPU and CUDA source differ.
+# ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dialect:
+    name: str
+    kernel_prefix: str  # before a kernel entry point
+    func_prefix: str  # before helper functions
+    shared: str  # qualifier of block-shared arrays
+    barrier: str  # block-wide barrier statement
+    thread_idx: str
+    block_idx: str
+    block_dim: str
+    exp_name: str  # vectorizable exp with inf/NaN semantics
+
+
+CPU = Dialect(
+    name="cpu",
+    kernel_prefix='extern "C"',
+    func_prefix="static inline",
+    shared="",
+    barrier="",
+    thread_idx="0",
+    block_idx="0",
+    block_dim="1",
+    exp_name="ks_exp",
+)
+
+CUDA = Dialect(
+    name="cuda",
+    kernel_prefix='extern "C" __global__',
+    func_prefix="static __device__ __forceinline__",
+    shared="__shared__",
+    barrier="__syncthreads();",
+    thread_idx="threadIdx.x",
+    block_idx="blockIdx.x",
+    block_dim="blockDim.x",
+    exp_name="exp",
+)
+
+C_TYPES = {"float32": "float", "float64": "double"}
+
+
+# ----------------------------------------------------------------------------
+# Math preamble for the CPU: exp that vectorizes and keeps inf/NaN right.
+# ----------------------------------------------------------------------------
+
+# exp(x) = 2^n exp(r), n = round(x / ln 2), |r| <= ln2 / 2, with a polynomial
+# for exp(r) (float: 1.3 ulp, double: 1 ulp, measured over the whole range).
+# Branch-free, so GCC vectorizes it inside `omp simd` loops; 2^n is applied
+# as two factors so that subnormal results are right; the selects at the end
+# give exactly 0 below the range, +inf above it, and NaN for NaN (why not
+# -ffast-math: it lets the compiler assume no inf/NaN, which logsumexp's
+# -inf start and min's +inf start need).
+CPU_MATH = r"""
+static inline float ks_exp(float x) {
+  float t = x * 1.44269504088896341f + 12582912.0f;
+  float n = t - 12582912.0f;
+  float r = x - n * 0.693145751953125f;
+  r = r - n * 1.428606765330187045e-06f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  int32_t e = __builtin_bit_cast(int32_t, t) - 0x4B400000;
+  int32_t e1 = e >> 1, e2 = e - e1;
+  float y = p * __builtin_bit_cast(float, (e1 + 127) << 23)
+              * __builtin_bit_cast(float, (e2 + 127) << 23);
+  y = x < -104.0f ? 0.0f : y;
+  y = x > 88.72283935546875f ? INFINITY : y;
+  y = x != x ? x : y;
+  return y;
+}
+
+static inline double ks_exp(double x) {
+  double t = x * 1.4426950408889634074 + 6755399441055744.0;
+  double n = t - 6755399441055744.0;
+  double r = x - n * 6.93147180369123816490e-01;
+  r = r - n * 1.90821492927058770002e-10;
+  double p = 1.6059043836821614599e-10;
+  p = p * r + 2.0876756987868098979e-9;
+  p = p * r + 2.5052108385441718775e-8;
+  p = p * r + 2.7557319223985890653e-7;
+  p = p * r + 2.7557319223985890653e-6;
+  p = p * r + 2.4801587301587301587e-5;
+  p = p * r + 1.9841269841269841270e-4;
+  p = p * r + 1.3888888888888888889e-3;
+  p = p * r + 8.3333333333333333333e-3;
+  p = p * r + 4.1666666666666666667e-2;
+  p = p * r + 1.6666666666666666667e-1;
+  p = p * r + 0.5;
+  p = p * r * r + r + 1.0;
+  int64_t e = __builtin_bit_cast(int64_t, t) - 0x4338000000000000LL;
+  int64_t e1 = e >> 1, e2 = e - e1;
+  double y = p * __builtin_bit_cast(double, (e1 + 1023) << 52)
+               * __builtin_bit_cast(double, (e2 + 1023) << 52);
+  y = x < -746.0 ? 0.0 : y;
+  y = x > 709.782712893384 ? INFINITY : y;
+  y = x != x ? x : y;
+  return y;
+}
+"""
+
+
+# ----------------------------------------------------------------------------
+# Formula -> straight-line statements
+# ----------------------------------------------------------------------------
+
+
+def c_literal(value, T: str) -> str:
+    """Exact C literal of ``value`` in type ``T``."""
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer()):
+        if abs(value) < 2**53:
+            return f"(({T}){int(value)})"
+    if isinstance(value, float) and (math.isinf(value) or math.isnan(value)):
+        if math.isnan(value):
+            return f"(({T})NAN)"
+        return f"(({T}){'-' if value < 0 else ''}INFINITY)"
+    return f"(({T}){float(value).hex()})"
+
+
+def _fn(name: str, T: str) -> str:
+    """libm name for type T: sin -> sinf for float."""
+    return name + ("f" if T == "float" else "")
+
+
+# Elementwise ops: C expression of one coordinate from argument expressions.
+_ELEMENTWISE: dict[str, Callable[..., str]] = {
+    "neg": lambda T, a: f"(-{a})",
+    "abs": lambda T, a: f"{_fn('fabs', T)}({a})",
+    "log": lambda T, a: f"{_fn('log', T)}({a})",
+    "xlogx": lambda T, a: f"({a} == 0 ? ({T})0 : {a} * {_fn('log', T)}({a}))",
+    "inv": lambda T, a: f"(({T})1 / {a})",
+    "sin": lambda T, a: f"{_fn('sin', T)}({a})",
+    "cos": lambda T, a: f"{_fn('cos', T)}({a})",
+    "tan": lambda T, a: f"{_fn('tan', T)}({a})",
+    "asin": lambda T, a: f"{_fn('asin', T)}({a})",
+    "acos": lambda T, a: f"{_fn('acos', T)}({a})",
+    "atan": lambda T, a: f"{_fn('atan', T)}({a})",
+    "tanh": lambda T, a: f"{_fn('tanh', T)}({a})",
+    "sinh": lambda T, a: f"{_fn('sinh', T)}({a})",
+    "cosh": lambda T, a: f"{_fn('cosh', T)}({a})",
+    "sqrt": lambda T, a: f"{_fn('sqrt', T)}({a})",
+    "rsqrt": lambda T, a: f"({a} == 0 ? ({T})0 : ({T})1 / {_fn('sqrt', T)}({a}))",
+    "square": lambda T, a: f"({a} * {a})",
+    "relu": lambda T, a: f"({a} < 0 ? ({T})0 : {a})",
+    "step": lambda T, a: f"({a} < 0 ? ({T})0 : ({a} >= 0 ? ({T})1 : {a}))",
+    "sign": lambda T, a: f"({a} > 0 ? ({T})1 : ({a} < 0 ? ({T})-1 : {a}))",
+    "sinxdivx": lambda T, a: f"({a} == 0 ? ({T})1 : {_fn('sin', T)}({a}) / {a})",
+    "floor": lambda T, a: f"{_fn('floor', T)}({a})",
+    "add": lambda T, a, b: f"({a} + {b})",
+    "sub": lambda T, a, b: f"({a} - {b})",
+    "mul": lambda T, a, b: f"({a} * {b})",
+    "div": lambda T, a, b: f"({a} / {b})",
+    "powf": lambda T, a, b: f"{_fn('pow', T)}({a}, {b})",
+    "atan2": lambda T, a, b: f"{_fn('atan2', T)}({a}, {b})",
+    "eq": lambda T, a, b: f"({a} == {b} ? ({T})1 : ({T})0)",
+    "ne": lambda T, a, b: f"({a} != {b} ? ({T})1 : ({T})0)",
+    "lt": lambda T, a, b: f"({a} < {b} ? ({T})1 : ({T})0)",
+    "le": lambda T, a, b: f"({a} <= {b} ? ({T})1 : ({T})0)",
+    "gt": lambda T, a, b: f"({a} > {b} ? ({T})1 : ({T})0)",
+    "ge": lambda T, a, b: f"({a} >= {b} ? ({T})1 : ({T})0)",
+    "clamp": lambda T, x, a, b: f"({x} < {a} ? {a} : ({x} > {b} ? {b} : {x}))",
+    "ifelse": lambda T, x, a, b: f"({x} >= 0 ? {a} : {b})",
+    "mod": lambda T, x, n, d: f"({x} - {n} * {_fn('floor', T)}(({x} - {d}) / {n}))",
+}
+
+
+def _pow_int(T: str, a: str, n: int) -> str:
+    if n == 0:
+        return f"(({T})1)"
+    m = abs(n)
+    if m <= 8:
+        prod = " * ".join([a] * m)
+        expr = f"({prod})"
+    else:
+        expr = f"{_fn('pow', T)}({a}, ({T}){m})"
+    return expr if n > 0 else f"(({T})1 / {expr})"
+
+
+def _nan_max(a: str, b: str) -> str:
+    # NaN-propagating max, like np.max.
+    return f"(({a} != {a}) ? {a} : (({b} > {a} || {b} != {b}) ? {b} : {a}))"
+
+
+def _nan_min(a: str, b: str) -> str:
+    return f"(({a} != {a}) ? {a} : (({b} < {a} || {b} != {b}) ? {b} : {a}))"
+
+
+class _Emitter:
+    """Collects the statements of one formula DAG."""
+
+    def __init__(self, T: str, dialect: Dialect, leaf: Callable[[ir.Node], list[str]]):
+        self.T = T
+        self.dialect = dialect
+        self.leaf = leaf
+        self.lines: list[str] = []
+        self.values: dict[int, list[str]] = {}
+        self.count = 0
+
+    def emit(self, node: ir.Node) -> list[str]:
+        for n in ir.topological_order(node):
+            if id(n) not in self.values:
+                self.values[id(n)] = self._node(n)
+        return self.values[id(node)]
+
+    def _define(self, exprs: Sequence[str]) -> list[str]:
+        name = f"v{self.count}"
+        self.count += 1
+        out = []
+        for k, e in enumerate(exprs):
+            self.lines.append(f"const {self.T} {name}_{k} = {e};")
+            out.append(f"{name}_{k}")
+        return out
+
+    def _node(self, n: ir.Node) -> list[str]:
+        T = self.T
+        if n.op == "var":
+            return self.leaf(n)
+        if n.op == "const":
+            value, dim = n.attrs
+            return [c_literal(value, T)] * dim
+        args = [self.values[id(a)] for a in n.args]
+        op, D = n.op, n.dim
+
+        def at(a: list[str], k: int) -> str:  # dim-1 arguments broadcast
+            return a[0] if len(a) == 1 else a[k]
+
+        if op == "exp":
+            return self._define([f"{self.dialect.exp_name}({a})" for a in args[0]])
+        if op in _ELEMENTWISE:
+            f = _ELEMENTWISE[op]
+            return self._define([f(T, *(at(a, k) for a in args)) for k in range(D)])
+        (a, *rest) = args
+        if op == "pow":
+            return self._define([_pow_int(T, x, n.attrs[0]) for x in a])
+        if op == "round":
+            d = n.attrs[0]
+            if d == 0:
+                return self._define([f"{_fn('nearbyint', T)}({x})" for x in a])
+            s = c_literal(10.0**d, T)
+            return self._define([f"({_fn('nearbyint', T)}({x} * {s}) / {s})" for x in a])
+        if op == "clampint":
+            lo, hi = (c_literal(v, T) for v in n.attrs)
+            return self._define([f"({x} < {lo} ? {lo} : ({x} > {hi} ? {hi} : {x}))" for x in a])
+        if op == "sum":
+            return self._define([_join_sum(a, T)])
+        if op in ("max", "min"):
+            best = a[0]
+            pick = _nan_max if op == "max" else _nan_min
+            for x in a[1:]:
+                (best,) = self._define([pick(best, x)])
+            return self._define([best])
+        if op in ("argmax", "argmin"):
+            best, idx = a[0], c_literal(0, T)
+            cmp = ">" if op == "argmax" else "<"
+            for k, x in enumerate(a[1:], start=1):
+                take = f"(({x} {cmp} {best}) || ({x} != {x} && {best} == {best}))"
+                best, idx = self._define(
+                    [f"({take} ? {x} : {best})", f"({take} ? {c_literal(k, T)} : {idx})"]
+                )
+            return self._define([idx])
+        if op == "sqnorm2":
+            return self._define([_join_sum([f"{x} * {x}" for x in a], T)])
+        if op == "norm2":
+            return self._define([f"{_fn('sqrt', T)}({_join_sum([f'{x} * {x}' for x in a], T)})"])
+        if op == "normalize":
+            (s,) = self._define([_join_sum([f"{x} * {x}" for x in a], T)])
+            (r,) = self._define([f"({s} == 0 ? ({T})0 : ({T})1 / {_fn('sqrt', T)}({s}))"])
+            return self._define([f"{x} * {r}" for x in a])
+        if op == "scalprod":
+            b = rest[0]
+            return self._define([_join_sum([f"{x} * {y}" for x, y in zip(a, b)], T)])
+        if op == "sqdist":
+            b = rest[0]
+            diffs = self._define([f"{x} - {y}" for x, y in zip(a, b)])
+            return self._define([_join_sum([f"{d} * {d}" for d in diffs], T)])
+        if op == "weightedsqnorm":
+            s, x = a, rest[0]
+            Dx = len(x)
+            if len(s) == 1:
+                return self._define([f"{s[0]} * ({_join_sum([f'{v} * {v}' for v in x], T)})"])
+            if len(s) == Dx:
+                return self._define([_join_sum([f"{w} * {v} * {v}" for w, v in zip(s, x)], T)])
+            terms = [f"{s[k * Dx + m]} * {x[k]} * {x[m]}" for k in range(Dx) for m in range(Dx)]
+            return self._define([_join_sum(terms, T)])
+        if op == "elem":
+            return [a[n.attrs[0]]]
+        if op == "extract":
+            start, d = n.attrs
+            return a[start : start + d]
+        if op == "concat":
+            return a + rest[0]
+        if op == "matvecmult":
+            v = rest[0]
+            P = len(v)
+            return self._define(
+                [_join_sum([f"{a[r * P + p]} * {v[p]}" for p in range(P)], T) for r in range(D)]
+            )
+        if op == "vecmatmult":
+            A = rest[0]
+            v = a
+            return self._define(
+                [
+                    _join_sum([f"{v[r]} * {A[r * D + p]}" for r in range(len(v))], T)
+                    for p in range(D)
+                ]
+            )
+        if op == "tensorprod":
+            b = rest[0]
+            return self._define([f"{x} * {y}" for x in a for y in b])
+        if op == "onehot":
+            r = f"{_fn('nearbyint', T)}({a[0]})"
+            return self._define([f"({r} == ({T}){k} ? ({T})1 : ({T})0)" for k in range(D)])
+        raise NotImplementedError(f"codegen: no C rendering for op {op!r}")
+
+
+def _join_sum(terms: Sequence[str], T: str) -> str:
+    return "(" + " + ".join(terms) + ")" if terms else f"(({T})0)"
+
+
+def render_formula(
+    roots: Sequence[ir.Node],
+    T: str,
+    dialect: Dialect,
+    leaf: Callable[[ir.Node], list[str]],
+) -> tuple[list[str], list[list[str]]]:
+    """Statements computing ``roots`` for one pair, and each root's
+    coordinate expressions. ``leaf(var_node)`` gives the C expressions of a
+    variable's coordinates. Shared subformulas are computed once."""
+    em = _Emitter(T, dialect, leaf)
+    results = [em.emit(r) for r in roots]
+    return em.lines, results
+
+
+# ----------------------------------------------------------------------------
+# Kernel signature, shared by every target
+# ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """Everything that determines the source of one kernel."""
+
+    formula: ir.Node
+    weight: ir.Node | None
+    reduction: Reduction
+    K: int
+    dtype: str  # "float32" | "float64"
+    acc_dtype: str
+    var_cats: tuple[int, ...]  # category of each argument
+    var_dims: tuple[int, ...]
+
+    @property
+    def T(self) -> str:
+        return C_TYPES[self.dtype]
+
+    @property
+    def ACC(self) -> str:
+        return C_TYPES[self.acc_dtype]
+
+    @property
+    def D(self) -> int:
+        return self.formula.dim
+
+    @property
+    def E(self) -> int:
+        return self.weight.dim if self.weight is not None else 0
+
+    def fields(self):
+        return self.reduction.fields(self.D, self.K, self.E)
+
+    def outputs(self):
+        return self.reduction.outputs(self.D, self.K, self.E)
+
+    def names(self, suffix: str = "") -> dict[str, str]:
+        """``$``-placeholder values for the reduction's C snippets."""
+        names = {
+            "D": str(self.D),
+            "K": str(self.K),
+            "E": str(self.E),
+            "acc_t": self.ACC,
+            "out_t": self.T,
+        }
+        for f in self.fields():
+            names[f.name] = f.name + suffix
+            names[f.name + "_b"] = f.name + "_b"
+        return names
+
+    def declare_acc(self, indent: str = "") -> list[str]:
+        lines = []
+        for f in self.fields():
+            ctype = "int64_t" if f.kind == INDEX else self.ACC
+            lines.append(f"{indent}{ctype} {f.name}[{f.size}];")
+        return lines
+
+    def out_decls(self, row: str) -> list[str]:
+        """Typed output pointers at row ``row`` (an int64 C expression)."""
+        lines = []
+        for k, o in enumerate(self.outputs()):
+            ctype = "int64_t" if o.kind == INDEX else self.T
+            lines.append(f"{ctype}* out{k} = (({ctype}*)outs[{k}]) + ({row}) * {o.size};")
+        return lines
+
+    def snippet(self, which: str, **extra: str) -> str:
+        red = self.reduction
+        text = getattr(red, f"c_{which}")
+        names = self.names()
+        names.update(extra)
+        return red.render(text, **names)
+
+
+def _param_and_i_loads(
+    spec: KernelSpec, T: str, arg: Callable[[int], str], row: str = "i"
+) -> tuple[list[str], dict[int, list[str]]]:
+    """Load parameters and i-variables into scalars, once per output row.
+    ``arg(k)`` is the C expression of the k-th argument pointer."""
+    lines, exprs = [], {}
+    for k, (cat, d) in enumerate(zip(spec.var_cats, spec.var_dims)):
+        if cat == ir.P:
+            base = f"{arg(k)} + boff[{k} * nbatch + b]"
+        elif cat == ir.I:
+            base = f"{arg(k)} + boff[{k} * nbatch + b] + {row} * {d}"
+        else:
+            continue
+        names = [f"a{k}_{c}" for c in range(d)]
+        lines.append(f"const {T}* p{k} = {base};")
+        lines += [f"const {T} {n} = p{k}[{c}];" for c, n in enumerate(names)]
+        exprs[k] = names
+    return lines, exprs
+
+
+# ----------------------------------------------------------------------------
+# CPU template: OpenMP over output rows, SIMD over j.
+# ----------------------------------------------------------------------------
+
+CPU_BLOCK_J = 512  # j per block: the formula of a block is evaluated in one SIMD loop
+
+
+def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
+    """C++ source of the CPU kernel.
+
+    Entry point::
+
+        int entry(int64_t nbatch, int64_t M, int64_t N, const T** args,
+                  const int64_t* boff, void** outs, int nthreads)
+
+    For each output row (b, i), j runs in blocks: the formula is evaluated
+    for a whole block in one ``omp simd`` loop (vectorized, with the j-variables
+    read contiguously from their (D, N) layout), then the reduction folds the
+    block. A plain sum folds inside the SIMD loop itself.
+    """
+    T, ACC = spec.T, spec.ACC
+    D, E = spec.D, spec.E
+    pre_lines, loaded = _param_and_i_loads(spec, T, lambda k: f"args[{k}]")
+
+    jvars = [k for k, c in enumerate(spec.var_cats) if c == ir.J]
+    j_loads = []
+    for k in jvars:
+        d = spec.var_dims[k]
+        j_loads += [f"const {T} a{k}_{c} = q{k}[{c} * N + j];" for c in range(d)]
+        loaded[k] = [f"a{k}_{c}" for c in range(d)]
+    j_bases = [f"const {T}* q{k} = args[{k}] + boff[{k} * nbatch + b];" for k in jvars]
+
+    roots = [spec.formula] + ([spec.weight] if spec.weight is not None else [])
+    stmts, results = render_formula(roots, T, CPU, lambda n: loaded[n.attrs[0]])
+    fexpr = results[0]
+    wexpr = results[1] if spec.weight is not None else []
+
+    fast_sum = spec.reduction.name == "sum"
+    body = []
+    if fast_sum:
+        sums = [f"s{k}" for k in range(D)]
+        body += [f"      {T} {s} = 0;" for s in sums]
+        body.append(f"      #pragma omp simd reduction(+:{', '.join(sums)})")
+        body.append("      for (int64_t j = j0; j < j1; j++) {")
+        body += ["        " + s for s in j_loads + stmts]
+        body += [f"        {s} += {e};" for s, e in zip(sums, fexpr)]
+        body.append("      }")
+        body += [f"      acc[{k}] += ({ACC}){s};" for k, s in enumerate(sums)]
+    else:
+        body.append("      #pragma omp simd")
+        body.append("      for (int64_t j = j0; j < j1; j++) {")
+        body += ["        " + s for s in j_loads + stmts]
+        body += [f"        buf[(j - j0) * {D} + {k}] = {e};" for k, e in enumerate(fexpr)]
+        body += [f"        wbuf[(j - j0) * {E} + {k}] = {e};" for k, e in enumerate(wexpr)]
+        body.append("      }")
+        fold = spec.snippet("fold", val="val", w="w", j="j")
+        body.append("      for (int64_t j = j0; j < j1; j++) {")
+        body.append(f"        const {T}* val = buf + (j - j0) * {D};")
+        if E:
+            body.append(f"        const {T}* w = wbuf + (j - j0) * {E};")
+        body += ["        " + line for line in fold.splitlines()]
+        body.append("      }")
+
+    finalize = spec.snippet("finalize", **{f"out{k}": f"out{k}" for k in range(2)})
+    bj = CPU_BLOCK_J
+    src = [
+        "#include <stdint.h>",
+        "#include <math.h>",
+        "#include <string.h>",
+        CPU_MATH,
+        spec.reduction.c_preamble,
+        f"{CPU.kernel_prefix} int {entry}(int64_t nbatch, int64_t M, int64_t N,",
+        f"    const {T}** args, const int64_t* boff, void** outs, int nthreads) {{",
+        "  #pragma omp parallel for schedule(dynamic, 16) num_threads(nthreads)",
+        "  for (int64_t r = 0; r < nbatch * M; r++) {",
+        "    const int64_t b = r / M, i = r - b * M;",
+        *["    " + s for s in pre_lines + j_bases],
+        *spec.declare_acc("    "),
+        *["    " + line for line in spec.snippet("init").splitlines()],
+    ]
+    if not fast_sum:
+        src.append(f"    {T} buf[{bj} * {D}];")
+        if E:
+            src.append(f"    {T} wbuf[{bj} * {E}];")
+    src += [
+        f"    for (int64_t j0 = 0; j0 < N; j0 += {bj}) {{",
+        f"      const int64_t j1 = j0 + {bj} < N ? j0 + {bj} : N;",
+        *body,
+        "    }",
+        *["    " + s for s in spec.out_decls("r")],
+        *["    " + line for line in finalize.splitlines()],
+        "  }",
+        "  return 0;",
+        "}",
+        "",
+    ]
+    return "\n".join(src)
+
+
+# ----------------------------------------------------------------------------
+# CUDA template: one thread per output row, j-tiles staged in shared memory,
+# optional split of j over gridDim.y merged by a second kernel.
+# ----------------------------------------------------------------------------
+
+CUDA_PREAMBLE = r"""
+#if defined(__CUDACC_RTC__)
+typedef long long int64_t;
+typedef int int32_t;
+#define INFINITY __int_as_float(0x7f800000)
+#define NAN __int_as_float(0x7fffffff)
+#else
+#include <stdint.h>
+#include <math.h>
+#endif
+#ifndef KS_EMULATION
+#define KS_DYNAMIC_SHARED(T, name) \
+  extern __shared__ __align__(16) unsigned char ks_smem[]; T* name = (T*)ks_smem
+#endif
+"""
+
+
+def cuda_param_list(spec: KernelSpec) -> list[tuple[str, str]]:
+    """(C type, name) of every parameter of ``ks_main``, in order; the
+    launcher (CuPy or the emulation harness) passes them in this order."""
+    T, ACC = spec.T, spec.ACC
+    params = [("int64_t", "nbatch"), ("int64_t", "M"), ("int64_t", "N")]
+    params += [(f"const {T}*", f"arg{k}") for k in range(len(spec.var_cats))]
+    params += [("const int64_t*", "boff")]
+    params += [("void*", f"outp{k}") for k in range(len(spec.outputs()))]
+    params += [(f"{ACC}*", "part_v"), ("int64_t*", "part_i")]
+    params += [("int64_t", "chunk"), ("int64_t", "blocks_per_batch")]
+    return params
+
+
+def cuda_merge_param_list(spec: KernelSpec) -> list[tuple[str, str]]:
+    params = [("int64_t", "rows")]
+    params += [("void*", f"outp{k}") for k in range(len(spec.outputs()))]
+    params += [(f"const {spec.ACC}*", "part_v"), ("const int64_t*", "part_i")]
+    params += [("int64_t", "nsplit")]
+    return params
+
+
+def _field_slots(spec: KernelSpec):
+    """Offsets of the value fields and index fields in the split buffers."""
+    val_off, idx_off, slots = 0, 0, []
+    for f in spec.fields():
+        if f.kind == INDEX:
+            slots.append((f, "part_i", idx_off))
+            idx_off += f.size
+        else:
+            slots.append((f, "part_v", val_off))
+            val_off += f.size
+    return slots, val_off, idx_off
+
+
+def cuda_shared_bytes(spec: KernelSpec, block: int) -> int:
+    """Dynamic shared memory of ``ks_main`` for a block of ``block`` threads."""
+    dj = sum(d for c, d in zip(spec.var_cats, spec.var_dims) if c == ir.J)
+    return block * max(dj, 1) * (4 if spec.T == "float" else 8)
+
+
+def split_sizes(spec: KernelSpec) -> tuple[int, int]:
+    """Entries per row of the split-j buffers (values, indices)."""
+    _, nv, ni = _field_slots(spec)
+    return nv, ni
+
+
+def render_cuda(spec: KernelSpec) -> str:
+    """CUDA source with two kernels, ``ks_main`` and ``ks_merge``.
+
+    ``ks_main`` runs one thread per output row (b, i); blocks never span two
+    batch entries (``blocks_per_batch`` blocks per entry along gridDim.x).
+    Each block walks the j range of its split (``gridDim.y`` splits of
+    ``chunk`` columns) in tiles of ``blockDim.x`` columns: every thread
+    stages one column's j-variables into shared memory, a barrier, then
+    every thread folds the tile, a barrier. With one split the row is
+    finalized in place; with several, each split stores its accumulator in
+    ``part_v``/``part_i`` and ``ks_merge`` merges them in order.
+    """
+    T, D, E = spec.T, spec.D, spec.E
+    pre_lines, loaded = _param_and_i_loads(spec, T, lambda k: f"arg{k}", row="ii")
+    jvars = [k for k, c in enumerate(spec.var_cats) if c == ir.J]
+    offs, dj = {}, 0
+    for k in jvars:
+        offs[k] = dj
+        dj += spec.var_dims[k]
+    stage, j_loads = [], []
+    for k in jvars:
+        d = spec.var_dims[k]
+        src = f"arg{k} + boff[{k} * nbatch + b] + jl * {d}"
+        stage.append(f"const {T}* q{k} = {src};")
+        stage += [f"ysh[threadIdx.x * {dj} + {offs[k] + c}] = q{k}[{c}];" for c in range(d)]
+        j_loads += [f"const {T} a{k}_{c} = ysh[jj * {dj} + {offs[k] + c}];" for c in range(d)]
+        loaded[k] = [f"a{k}_{c}" for c in range(d)]
+    roots = [spec.formula] + ([spec.weight] if spec.weight is not None else [])
+    stmts, results = render_formula(roots, T, CUDA, lambda n: loaded[n.attrs[0]])
+    fold = spec.snippet("fold", val="val", w="w", j="j")
+    val_decl = [f"const {T} val[{D}] = {{{', '.join(results[0])}}};"]
+    if E:
+        val_decl.append(f"const {T} w[{E}] = {{{', '.join(results[1])}}};")
+
+    slots, nv, ni = _field_slots(spec)
+    store, load_a, load_b = [], [], []
+    for f, buf, off in slots:
+        n = nv if buf == "part_v" else ni
+        store.append(
+            f"for (int t = 0; t < {f.size}; t++) "
+            f"{buf}[(r * gridDim.y + blockIdx.y) * {n} + {off} + t] = {f.name}[t];"
+        )
+        load_a.append(
+            f"for (int t = 0; t < {f.size}; t++) "
+            f"{f.name}[t] = {buf}[r * nsplit * {n} + {off} + t];"
+        )
+        load_b.append(
+            f"for (int t = 0; t < {f.size}; t++) "
+            f"{f.name}_b[t] = {buf}[(r * nsplit + ks_s) * {n} + {off} + t];"
+        )
+    outs = {f"out{k}": f"out{k}" for k in range(2)}
+    finalize = spec.snippet("finalize", **outs)
+    out_decls = [s.replace("outs[", "outp").replace("]) +", ") +") for s in spec.out_decls("r")]
+    decl_b = [line.replace("[", "_b[", 1) for line in spec.declare_acc()]
+
+    params = ", ".join(f"{t} {n}" for t, n in cuda_param_list(spec))
+    mparams = ", ".join(f"{t} {n}" for t, n in cuda_merge_param_list(spec))
+    ind = "        "
+    src = [
+        CUDA_PREAMBLE,
+        spec.reduction.c_preamble,
+        f"{CUDA.kernel_prefix} void ks_main({params}) {{",
+        f"  KS_DYNAMIC_SHARED({T}, ysh);",
+        "  const int64_t b = blockIdx.x / blocks_per_batch;",
+        "  const int64_t i = (blockIdx.x % blocks_per_batch) * (int64_t)blockDim.x + threadIdx.x;",
+        "  const bool active = i < M;",
+        "  const int64_t ii = active ? i : 0;  // inactive threads still stage tiles",
+        "  const int64_t js = (int64_t)blockIdx.y * chunk;",
+        "  const int64_t je = js + chunk < N ? js + chunk : N;",
+        *["  " + s for s in pre_lines],
+        *spec.declare_acc("  "),
+        *["  " + line for line in spec.snippet("init").splitlines()],
+        "  for (int64_t jt = js; jt < je; jt += blockDim.x) {",
+        "    const int64_t jl = jt + threadIdx.x;",
+        "    if (jl < je) {",
+        *["      " + s for s in stage],
+        "    }",
+        f"    {CUDA.barrier}",
+        "    if (active) {",
+        "      const int64_t jn = je - jt < (int64_t)blockDim.x ? je - jt : (int64_t)blockDim.x;",
+        "      for (int64_t jj = 0; jj < jn; jj++) {",
+        "        const int64_t j = jt + jj;",
+        *[ind + s for s in j_loads + stmts + val_decl],
+        *[ind + line for line in fold.splitlines()],
+        "      }",
+        "    }",
+        f"    {CUDA.barrier}",
+        "  }",
+        "  if (!active) return;",
+        "  const int64_t r = b * M + i;",
+        "  if (gridDim.y == 1) {",
+        *["    " + s for s in out_decls],
+        *["    " + line for line in finalize.splitlines()],
+        "  } else {",
+        *["    " + s for s in store],
+        "  }",
+        "}",
+        "",
+        f"{CUDA.kernel_prefix} void ks_merge({mparams}) {{",
+        "  const int64_t r = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;",
+        "  if (r >= rows) return;",
+        *spec.declare_acc("  "),
+        *["  " + s for s in decl_b],
+        *["  " + s for s in load_a],
+        "  for (int64_t ks_s = 1; ks_s < nsplit; ks_s++) {",
+        *["    " + s for s in load_b],
+        *["    " + line for line in spec.snippet("merge").splitlines()],
+        "  }",
+        *["  " + s for s in out_decls],
+        *["  " + line for line in finalize.splitlines()],
+        "}",
+        "",
+    ]
+    return "\n".join(src)
