@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-NUMPY, TORCH = "numpy", "torch"
+NUMPY, TORCH, CUPY = "numpy", "torch", "cupy"
 FLOAT_DTYPES = ("float32", "float64")
 
 
@@ -25,8 +25,13 @@ def is_torch(x) -> bool:
     return torch is not None and isinstance(x, torch.Tensor)
 
 
+def is_cupy(x) -> bool:
+    cupy = sys.modules.get("cupy")
+    return cupy is not None and isinstance(x, cupy.ndarray)
+
+
 def is_array(x) -> bool:
-    return isinstance(x, np.ndarray) or is_torch(x)
+    return isinstance(x, np.ndarray) or is_torch(x) or is_cupy(x)
 
 
 def library(x) -> str:
@@ -34,12 +39,16 @@ def library(x) -> str:
         return NUMPY
     if is_torch(x):
         return TORCH
-    raise TypeError(f"expected a NumPy array or a torch tensor, got {type(x).__name__}")
+    if is_cupy(x):
+        return CUPY
+    raise TypeError(
+        f"expected a NumPy array, a torch tensor or a CuPy array, got {type(x).__name__}"
+    )
 
 
 def dtype_name(x) -> str:
-    """'float32', 'float64', 'int64', ... for NumPy arrays and torch tensors."""
-    if isinstance(x, np.ndarray):
+    """'float32', 'float64', 'int64', ... for NumPy/CuPy arrays and torch tensors."""
+    if isinstance(x, np.ndarray) or is_cupy(x):
         return x.dtype.name
     return str(x.dtype).removeprefix("torch.")
 
@@ -47,6 +56,8 @@ def dtype_name(x) -> str:
 def device(x) -> str:
     if isinstance(x, np.ndarray):
         return "cpu"
+    if is_cupy(x):
+        return f"cuda:{x.device.id}"
     return str(x.device)
 
 
@@ -54,7 +65,7 @@ def to_numpy(x) -> np.ndarray:
     """NumPy view of a host array (no copy)."""
     if isinstance(x, np.ndarray):
         return x
-    if x.device.type != "cpu":
+    if is_cupy(x) or x.device.type != "cpu":
         raise ValueError(
             f"tensor on {x.device} cannot be read by the host engine; the CUDA "
             "target is needed for device tensors"
@@ -66,9 +77,26 @@ def from_numpy(a: np.ndarray, lib: str, dev: str = "cpu"):
     """``a`` as an array of library ``lib`` (no copy on the host)."""
     if lib == NUMPY:
         return a
+    if lib == CUPY:
+        return sys.modules["cupy"].asarray(a)
     torch = _torch()
     t = torch.from_numpy(np.ascontiguousarray(a))
     return t if dev == "cpu" else t.to(dev)
+
+
+def to_cupy(x):
+    """CuPy view of a device array (zero copy through the CUDA array interface)."""
+    cupy = sys.modules.get("cupy") or __import__("cupy")
+    if is_torch(x):
+        x = x.detach()
+    return cupy.asarray(x)
+
+
+def from_cupy(a, lib: str):
+    """A CuPy result as an array of library ``lib`` (zero copy)."""
+    if lib == CUPY:
+        return a
+    return _torch().as_tensor(a, device=f"cuda:{a.device.id}")
 
 
 def scalar_array(values, lib: str, dtype: str, dev: str = "cpu"):

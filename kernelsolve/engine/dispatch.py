@@ -134,11 +134,19 @@ def reduce(
             f"({'i' if axis == 0 else 'j'}: {N})"
         )
 
-    if target == "cuda" or kind.device != "cpu":
-        raise RuntimeError(
-            "the CUDA target is not available in this version of kernelsolve; "
-            "pass host (CPU) arrays and backend='CPU' or 'auto'"
+    on_device = kind.device != "cpu"
+    if on_device and target in ("host", "reference"):
+        raise ValueError(
+            f"backend={backend!r} runs on the host but the arrays live on {kind.device}; "
+            "kernelsolve never moves data behind your back: call .cpu() first"
         )
+    if target == "cuda" and not on_device:
+        raise ValueError(
+            "backend='GPU' with host arrays: kernelsolve never moves host data to the "
+            "GPU behind your back; pass CuPy arrays or torch CUDA tensors"
+        )
+    if on_device:
+        return _run_cuda(formula, weight, red, K, kind, host, cats, batch, M, N, acc_dtype)
 
     np_leaves = []
     nb = len(batch)
@@ -165,16 +173,7 @@ def reduce(
             memory_limit=config.reference_memory_limit,
         )
     else:
-        spec = KernelSpec(
-            formula=formula,
-            weight=weight,
-            reduction=red,
-            K=K or 0,
-            dtype=kind.dtype,
-            acc_dtype="float64" if acc_dtype == "float64" else kind.dtype,
-            var_cats=tuple(cats),
-            var_dims=tuple(a.shape[-1] for a in np_leaves),
-        )
+        spec = _spec(formula, weight, red, K, kind, acc_dtype, cats, np_leaves)
         laid = [cpu.layout(a, c == ir.J) for a, c in zip(np_leaves, cats)]
         outs = cpu.run(spec, laid, batch, M, N, cpu.num_threads(config.num_threads))
     outs = [arrays.from_numpy(o, kind.lib, kind.device) for o in outs]
@@ -198,3 +197,36 @@ def _host_compiler_available() -> bool:
         )
         _warned_no_compiler = True
     return False
+
+
+def _spec(formula, weight, red, K, kind, acc_dtype, cats, leaves) -> KernelSpec:
+    return KernelSpec(
+        formula=formula,
+        weight=weight,
+        reduction=red,
+        K=K or 0,
+        dtype=kind.dtype,
+        acc_dtype="float64" if acc_dtype == "float64" else kind.dtype,
+        var_cats=tuple(cats),
+        var_dims=tuple(int(a.shape[-1]) for a in leaves),
+    )
+
+
+def _run_cuda(formula, weight, red, K, kind, leaves, cats, batch, M, N, acc_dtype):
+    from .backends import cuda
+
+    if not cuda.available():
+        raise RuntimeError(
+            f"arrays live on {kind.device} but the CUDA target is unavailable: "
+            "install CuPy (pip install 'kernelsolve[cuda]') and check the driver"
+        )
+    nb = len(batch)
+    dev = []
+    for x, c in zip(leaves, cats):
+        a = arrays.to_cupy(x)
+        pad = nb - _batch_ndim(a, c)
+        dev.append(a.reshape((1,) * pad + a.shape) if pad else a)
+    spec = _spec(formula, weight, red, K, kind, acc_dtype, cats, dev)
+    outs = cuda.run(spec, dev, batch, M, N, kind.lib)
+    outs = [arrays.from_cupy(o, kind.lib) for o in outs]
+    return red.present(outs, formula.dim, K or 0)
