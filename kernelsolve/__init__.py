@@ -6,6 +6,16 @@ reduction is one fused map-reduce. See :class:`LazyTensor`.
 
 from ._version import __version__
 from .config import config
+from .engine.cache import clear_cache
 from .lazytensor import LazyTensor, Pm, ReductionCall, Vi, Vj
 
-__all__ = ["LazyTensor", "Pm", "ReductionCall", "Vi", "Vj", "config", "__version__"]
+__all__ = [
+    "LazyTensor",
+    "Pm",
+    "ReductionCall",
+    "Vi",
+    "Vj",
+    "clear_cache",
+    "config",
+    "__version__",
+]

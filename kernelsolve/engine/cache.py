@@ -80,9 +80,21 @@ def get_or_build(
     return load(path)
 
 
+_memos: list[dict] = []
+
+
+def register_memo(memo: dict) -> dict:
+    """Declare an in-process memo of loaded kernels, emptied by
+    :func:`clear_cache`."""
+    _memos.append(memo)
+    return memo
+
+
 def clear_cache() -> None:
-    """Remove every cached kernel (on disk; in-process memos are kept by the
-    targets, which re-check the disk only on a miss)."""
+    """Remove every compiled kernel: the on-disk cache and the in-process
+    memos. The next call of each formula compiles again."""
+    for memo in _memos:
+        memo.clear()
     d = cache_dir()
     if d.exists():
         shutil.rmtree(d, ignore_errors=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..._version import __version__ as _version
-from ..cache import get_or_build, key_of
+from ..cache import get_or_build, key_of, register_memo
 from ..codegen import KernelSpec, render_cpu
 from ..reductions import INDEX
 
@@ -96,7 +96,7 @@ def _load(path: Path):
     return fn
 
 
-_memo: dict = {}
+_memo: dict = register_memo({})
 
 
 def kernel(spec: KernelSpec):

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import ir
+from ..cache import register_memo
 from ..codegen import KernelSpec, cuda_shared_bytes, render_cuda, split_sizes
 from ..reductions import INDEX
 
@@ -155,7 +156,7 @@ def available() -> bool:
         return False
 
 
-_modules: dict = {}
+_modules: dict = register_memo({})
 
 
 def _module(spec: KernelSpec):

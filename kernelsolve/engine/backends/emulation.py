@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..._version import __version__ as _version
-from ..cache import get_or_build, key_of
+from ..cache import get_or_build, key_of, register_memo
 from ..codegen import (
     KernelSpec,
     cuda_merge_param_list,
@@ -79,7 +79,7 @@ def _load(path: Path):
     return lib
 
 
-_memo: dict = {}
+_memo: dict = register_memo({})
 
 
 def library(spec: KernelSpec):
