@@ -774,7 +774,8 @@ def _join(operands: Sequence[LazyTensor]):
         ni = _same_count("i", ni, op.ni)
         nj = _same_count("j", nj, op.nj)
         try:
-            batch = tuple(np.broadcast_shapes(batch, op.batchdims))
+            if op.batchdims != batch:
+                batch = tuple(np.broadcast_shapes(batch, op.batchdims))
         except ValueError:
             raise ValueError(
                 f"batch dimensions {batch} and {op.batchdims} do not broadcast"

@@ -46,10 +46,14 @@ def library(x) -> str:
     )
 
 
+_NP_DTYPE_NAMES = {np.dtype(n): n for n in ("float16", "float32", "float64", "int32", "int64")}
+
+
 def dtype_name(x) -> str:
     """'float32', 'float64', 'int64', ... for NumPy/CuPy arrays and torch tensors."""
     if isinstance(x, np.ndarray) or is_cupy(x):
-        return x.dtype.name
+        # dict lookup: numpy's dtype.name is a slow Python property (hot path)
+        return _NP_DTYPE_NAMES.get(x.dtype) or x.dtype.name
     return str(x.dtype).removeprefix("torch.")
 
 

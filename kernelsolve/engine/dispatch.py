@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -119,7 +120,8 @@ def reduce(
         else:
             host.append(arrays.scalar_array(x, kind.lib, kind.dtype, kind.device))
 
-    batch = np.broadcast_shapes(*(x.shape[: _batch_ndim(x, c)] for x, c in zip(host, cats)))
+    shapes = [tuple(x.shape[: _batch_ndim(x, c)]) for x, c in zip(host, cats)]
+    batch = np.broadcast_shapes(*shapes) if any(shapes) else ()
     M = max([x.shape[-2] for x, c in zip(host, cats) if c == ir.I], default=1)
     N = max([x.shape[-2] for x, c in zip(host, cats) if c == ir.J], default=1)
 
@@ -175,7 +177,9 @@ def reduce(
     else:
         spec = _spec(formula, weight, red, K, kind, acc_dtype, cats, np_leaves)
         laid = [cpu.layout(a, c == ir.J) for a, c in zip(np_leaves, cats)]
-        outs = cpu.run(spec, laid, batch, M, N, cpu.num_threads(config.num_threads))
+        nbatch = math.prod(batch)
+        threads = cpu.num_threads(config.num_threads, nbatch * M * N)
+        outs = cpu.run(spec, laid, batch, M, N, threads)
     outs = [arrays.from_numpy(o, kind.lib, kind.device) for o in outs]
     return red.present(outs, D, K or 0)
 

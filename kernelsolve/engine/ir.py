@@ -216,6 +216,8 @@ for _name in _ELEMENTWISE_TERNARY:
 # --------------------------------------------------------------------------
 
 _interned: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+# (op, args, attrs) -> the node make() returned for it (after simplification)
+_made: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 
 
 def _intern(op: str, args: tuple[Node, ...], attrs: tuple, dim: int) -> Node:
@@ -279,6 +281,9 @@ def make(op: str, *args: Node, attrs: tuple = ()) -> Node:
 
     Raises ValueError when the inner dimensions of ``args`` do not fit ``op``.
     """
+    made = _made.get((op, args, attrs))
+    if made is not None:  # the whole construction, simplification included, is memoised
+        return made
     info = OPS.get(op)
     if info is None or op in ("var", "const"):
         raise ValueError(f"unknown operation {op!r}")
@@ -289,10 +294,11 @@ def make(op: str, *args: Node, attrs: tuple = ()) -> Node:
             raise TypeError(f"{op}: arguments must be IR nodes, got {type(a).__name__}")
     attrs = tuple(attrs)
     dim = info.dim_rule(op, tuple(a.dim for a in args), attrs)
-    simplified = _simplify(op, args, attrs, dim)
-    if simplified is not None:
-        return simplified
-    return _intern(op, args, attrs, dim)
+    node = _simplify(op, args, attrs, dim)
+    if node is None:
+        node = _intern(op, args, attrs, dim)
+    _made[(op, args, attrs)] = node
+    return node
 
 
 def _broadcast_to(node: Node, dim: int) -> Node | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import math
 import os
 import platform
 import shutil
@@ -110,9 +111,22 @@ def kernel(spec: KernelSpec):
     return fn
 
 
-def num_threads(setting: int | None) -> int:
+# Below this many pairs one thread is faster than waking a team of threads.
+SERIAL_PAIRS = 1 << 16
+
+
+def num_threads(setting: int | None, pairs: int) -> int:
+    """Threads for a call with ``pairs`` (i, j) pairs: ``setting``, else
+    ``OMP_NUM_THREADS``, else all cores; one thread for tiny problems."""
+    if pairs < SERIAL_PAIRS:
+        return 1
     if setting:
         return int(setting)
+    return _default_threads()
+
+
+@functools.lru_cache(maxsize=1)
+def _default_threads() -> int:
     env = os.environ.get("OMP_NUM_THREADS", "")
     if env.isdigit() and int(env) > 0:
         return int(env)
@@ -132,9 +146,16 @@ def batch_offsets(shape_own: tuple, batch: tuple, per_item: int) -> np.ndarray:
     whose batch shape is ``shape_own`` (size-1 dims broadcast: offset 0)."""
     if not batch:
         return np.zeros(1, dtype=np.int64)
-    n_own = int(np.prod(shape_own, dtype=np.int64))
+    n_own = math.prod(shape_own)
     idx = np.arange(n_own, dtype=np.int64).reshape(shape_own) * per_item
     return np.ascontiguousarray(np.broadcast_to(idx, batch)).reshape(-1)
+
+
+@functools.lru_cache(maxsize=64)
+def _zeros(n: int) -> np.ndarray:
+    z = np.zeros(n, dtype=np.int64)
+    z.flags.writeable = False
+    return z
 
 
 def run(
@@ -150,13 +171,13 @@ def run(
     Returns one array per output, shaped ``batch + (M, size)``."""
     fn = kernel(spec)
     nb = len(batch)
-    nbatch = int(np.prod(batch, dtype=np.int64)) if batch else 1
-    boff = np.concatenate(
-        [
-            batch_offsets(a.shape[:nb], batch, int(np.prod(a.shape[nb:], dtype=np.int64)))
-            for a in leaves
-        ]
-    )
+    nbatch = math.prod(batch)
+    if batch:
+        boff = np.concatenate(
+            [batch_offsets(a.shape[:nb], batch, math.prod(a.shape[nb:])) for a in leaves]
+        )
+    else:
+        boff = _zeros(len(leaves))
     args = (ctypes.c_void_p * len(leaves))(*[a.ctypes.data for a in leaves])
     outs = []
     for o in spec.outputs():
