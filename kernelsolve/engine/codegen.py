@@ -420,11 +420,13 @@ class KernelSpec:
             names[f.name + "_b"] = f.name + "_b"
         return names
 
-    def declare_acc(self, indent: str = "") -> list[str]:
+    def declare_acc(self, indent: str = "", suffix: str = "") -> list[str]:
+        """Declarations of the accumulator fields (``suffix="_b"``: the
+        second accumulator of ``c_merge``)."""
         lines = []
         for f in self.fields():
             ctype = "int64_t" if f.kind == INDEX else self.ACC
-            lines.append(f"{indent}{ctype} {f.name}[{f.size}];")
+            lines.append(f"{indent}{ctype} {f.name}{suffix}[{f.size}];")
         return lines
 
     def out_decls(self, row: str) -> list[str]:
@@ -518,13 +520,18 @@ def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
         body += [f"        buf[(j - j0) * {D} + {k}] = {e};" for k, e in enumerate(fexpr)]
         body += [f"        wbuf[(j - j0) * {E} + {k}] = {e};" for k, e in enumerate(wexpr)]
         body.append("      }")
-        fold = spec.snippet("fold", val="val", w="w", j="j")
-        body.append("      for (int64_t j = j0; j < j1; j++) {")
-        body.append(f"        const {T}* val = buf + (j - j0) * {D};")
-        if E:
-            body.append(f"        const {T}* w = wbuf + (j - j0) * {E};")
-        body += ["        " + line for line in fold.splitlines()]
-        body.append("      }")
+        if spec.reduction.c_block:
+            block = spec.snippet("block", buf="buf", n="(j1 - j0)", exp=CPU.exp_name)
+            body += ["      " + line for line in block.splitlines()]
+            body += ["      " + line for line in spec.snippet("merge").splitlines()]
+        else:
+            fold = spec.snippet("fold", val="val", w="w", j="j")
+            body.append("      for (int64_t j = j0; j < j1; j++) {")
+            body.append(f"        const {T}* val = buf + (j - j0) * {D};")
+            if E:
+                body.append(f"        const {T}* w = wbuf + (j - j0) * {E};")
+            body += ["        " + line for line in fold.splitlines()]
+            body.append("      }")
 
     finalize = spec.snippet("finalize", **{f"out{k}": f"out{k}" for k in range(2)})
     bj = CPU_BLOCK_J
@@ -543,6 +550,8 @@ def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
         *spec.declare_acc("    "),
         *["    " + line for line in spec.snippet("init").splitlines()],
     ]
+    if spec.reduction.c_block:
+        src += spec.declare_acc("    ", suffix="_b")
     if not fast_sum:
         src.append(f"    {T} buf[{bj} * {D}];")
         if E:
@@ -683,7 +692,7 @@ def render_cuda(spec: KernelSpec) -> str:
     outs = {f"out{k}": f"out{k}" for k in range(2)}
     finalize = spec.snippet("finalize", **outs)
     out_decls = [s.replace("outs[", "outp").replace("]) +", ") +") for s in spec.out_decls("r")]
-    decl_b = [line.replace("[", "_b[", 1) for line in spec.declare_acc()]
+    decl_b = spec.declare_acc(suffix="_b")
 
     params = ", ".join(f"{t} {n}" for t, n in cuda_param_list(spec))
     mparams = ", ".join(f"{t} {n}" for t, n in cuda_merge_param_list(spec))

@@ -68,6 +68,10 @@ class Reduction:
     c_fold = ""
     c_merge = ""
     c_finalize = ""
+    # Optional: reduce a whole block of values ``$buf[0 .. $n)`` (row-major,
+    # D per pair) into the ``_b`` fields with SIMD loops; the target then
+    # merges it with ``c_merge``. Without it, targets ``c_fold`` pair by pair.
+    c_block = ""
 
     # --- layout --------------------------------------------------------------
     def fields(self, D: int, K: int = 0, E: int = 0) -> list[Field]:
@@ -441,6 +445,22 @@ class LogSumExpReduction(Reduction):
 
     name = "logsumexp"
     c_preamble = _LSE_PREAMBLE
+    # Block = the NumPy tile algorithm: largest finite value, then a
+    # vectorized sum of exp(v - shift). Same invariant as the fold.
+    c_block = """for (int k = 0; k < $D; k++) {
+  $acc_t bm = -INFINITY;
+  #pragma omp simd reduction(max:bm)
+  for (int64_t t = 0; t < $n; t++) {
+    $acc_t v = ($acc_t)$buf[t * $D + k];
+    bm = (v > bm && v < INFINITY) ? v : bm;
+  }
+  const $acc_t shift = bm == -INFINITY ? ($acc_t)0 : bm;
+  $acc_t bs = 0;
+  #pragma omp simd reduction(+:bs)
+  for (int64_t t = 0; t < $n; t++) bs += $exp(($acc_t)$buf[t * $D + k] - shift);
+  $m_b[k] = bm;
+  $s_b[k] = bs;
+}"""
     c_init = "for (int k = 0; k < $D; k++) { $m[k] = -INFINITY; $s[k] = 0; }"
     c_fold = _LSE_FOLD
     c_merge = _LSE_MERGE
