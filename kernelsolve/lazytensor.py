@@ -474,9 +474,9 @@ class LazyTensor:
             start, stop, _ = key.indices(self.ndim)
             return self.extract(start, stop - start)
         if _is_int(key):
-            if key < 0:
-                key += self.ndim
-            return self.elem(key)
+            if not -self.ndim <= key < self.ndim:
+                raise ValueError(f"elem: index {key} out of range for inner dimension {self.ndim}")
+            return self.elem(key % self.ndim)
         raise TypeError(f"LazyTensor index must be an int or a slice, got {type(key).__name__}")
 
     def one_hot(self, D: int):
@@ -683,7 +683,7 @@ class LazyTensor:
         else:
             vj = LazyTensor(v.reshape(tuple(v.shape[:-2]) + (1,) + tuple(v.shape[-2:])))
         Kv = (self * vj).sum(self.nbatchdims + 1)
-        return Kv.reshape(-1) if v.ndim == 1 else Kv
+        return Kv[..., 0] if v.ndim == 1 else Kv
 
     def matvec(self, v):
         return self @ v
@@ -746,7 +746,14 @@ def _is_int(x) -> bool:
 
 
 def _as_lazy(x) -> LazyTensor:
-    return x if isinstance(x, LazyTensor) else LazyTensor(x)
+    if isinstance(x, LazyTensor):
+        return x
+    if x is None:
+        raise TypeError(
+            "LazyTensor operand: expected a LazyTensor, an array, a number or a list "
+            "of numbers, got None"
+        )
+    return LazyTensor(x)
 
 
 def _join(operands: Sequence[LazyTensor]):
@@ -840,6 +847,11 @@ def _write_out(result, out):
         return result
     if isinstance(result, tuple):
         raise ValueError("out= is not supported for reductions with several outputs")
+    if not arrays.is_array(out) or arrays.library(out) != arrays.library(result):
+        raise TypeError(
+            f"out= must be a {arrays.library(result)} array like the result, "
+            f"got {type(out).__name__}"
+        )
     if tuple(out.shape) != tuple(result.shape):
         raise ValueError(f"out has shape {tuple(out.shape)}; expected {tuple(result.shape)}")
     if isinstance(out, np.ndarray):

@@ -78,6 +78,49 @@ def _batch_ndim(x, cat: int) -> int:
     return x.ndim - (1 if cat == ir.P else 2)
 
 
+def _check_leaves(formula, weight, leaves, cats) -> None:
+    """Every bound value fits its variable: kind, rank and inner dimension.
+
+    LazyTensor guarantees this at construction; a ReductionCall rebound to new
+    arrays does not, and a kernel must never read past an array's end.
+    """
+    if len(leaves) != len(cats):
+        raise ValueError(f"expected {len(cats)} arrays, got {len(leaves)}")
+    expected = {}
+    for root in (formula, weight):
+        if root is not None:
+            for v in ir.variables(root):
+                index, _, dim = v.attrs
+                expected[index] = dim
+    for k, (x, c) in enumerate(zip(leaves, cats)):
+        dim = expected.get(k)
+        if arrays.is_array(x):
+            need = 1 if c == ir.P else 2
+            if x.ndim < need:
+                raise ValueError(
+                    f"argument {k}: a {'parameter' if c == ir.P else 'variable'} needs at "
+                    f"least {need} dimension(s), got shape {tuple(x.shape)}"
+                )
+            d = x.shape[-1]
+        elif c == ir.P and isinstance(x, tuple) and all(isinstance(v, float) for v in x):
+            d = len(x)
+        else:
+            raise TypeError(
+                f"argument {k}: expected an array (or numbers for a parameter), "
+                f"got {type(x).__name__}"
+            )
+        if dim is not None and d != dim:
+            raise ValueError(f"argument {k}: inner dimension {d}, expected {dim}")
+
+
+def _count(leaves, cats, cat: int, name: str) -> int:
+    """The common number of points of the variables of category ``cat``."""
+    counts = {x.shape[-2] for x, c in zip(leaves, cats) if c == cat}
+    if len(counts) > 1:
+        raise ValueError(f"{name}-variables with different numbers of points: {sorted(counts)}")
+    return counts.pop() if counts else 1
+
+
 def reduce(
     formula: ir.Node,
     reduction: str,
@@ -113,6 +156,7 @@ def reduce(
         weight = ir.swap_ij(weight) if weight is not None else None
         cats = [{ir.I: ir.J, ir.J: ir.I, ir.P: ir.P}[c] for c in cats]
 
+    _check_leaves(formula, weight, leaves, cats)
     host = []
     for x in leaves:
         if arrays.is_array(x):
@@ -121,9 +165,12 @@ def reduce(
             host.append(arrays.scalar_array(x, kind.lib, kind.dtype, kind.device))
 
     shapes = [tuple(x.shape[: _batch_ndim(x, c)]) for x, c in zip(host, cats)]
-    batch = np.broadcast_shapes(*shapes) if any(shapes) else ()
-    M = max([x.shape[-2] for x, c in zip(host, cats) if c == ir.I], default=1)
-    N = max([x.shape[-2] for x, c in zip(host, cats) if c == ir.J], default=1)
+    try:
+        batch = np.broadcast_shapes(*shapes) if any(shapes) else ()
+    except ValueError:
+        raise ValueError(f"batch dimensions {shapes} of the arguments do not broadcast") from None
+    M = _count(host, cats, ir.I, "i")
+    N = _count(host, cats, ir.J, "j")
 
     D = formula.dim
     E = weight.dim if weight is not None else 0
@@ -144,8 +191,8 @@ def reduce(
         )
     if target == "cuda" and not on_device:
         raise ValueError(
-            "backend='GPU' with host arrays: kernelsolve never moves host data to the "
-            "GPU behind your back; pass CuPy arrays or torch CUDA tensors"
+            f"backend={backend!r} with host arrays: kernelsolve never moves host data to "
+            "the GPU behind your back; pass CuPy arrays or torch CUDA tensors"
         )
     if on_device:
         return _run_cuda(formula, weight, red, K, kind, host, cats, batch, M, N, acc_dtype)

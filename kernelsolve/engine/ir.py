@@ -62,6 +62,10 @@ class Node:
 
 
 def _rebuild(op, args, attrs):
+    if op == "var":
+        return var(*attrs)
+    if op == "const":
+        return const(*attrs)
     return make(op, *args, attrs=attrs)
 
 
@@ -155,6 +159,8 @@ def _rule_weightedsqnorm(op, dims, attrs):
 def _rule_onehot(op, dims, attrs):
     if dims[0] != 1:
         raise ValueError("one_hot: expected a scalar formula (inner dimension 1)")
+    if not isinstance(attrs[0], int) or attrs[0] < 1:
+        raise ValueError(f"one_hot: dimension must be a positive int, got {attrs[0]!r}")
     return attrs[0]
 
 
@@ -245,8 +251,15 @@ def const(value: float, dim: int = 1) -> Node:
     """Constant vector of ``dim`` copies of ``value`` (ints stay exact)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"const: expected an int or float, got {type(value).__name__}")
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        value = int(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            value = math.nan  # one NaN object: NaN != NaN would defeat interning
+        elif (
+            value.is_integer()
+            and abs(value) < 2**53
+            and not (value == 0 and math.copysign(1.0, value) < 0)
+        ):
+            value = int(value)
     return _intern("const", (), (value, int(dim)), int(dim))
 
 
@@ -281,7 +294,10 @@ def make(op: str, *args: Node, attrs: tuple = ()) -> Node:
 
     Raises ValueError when the inner dimensions of ``args`` do not fit ``op``.
     """
-    made = _made.get((op, args, attrs))
+    try:
+        made = _made.get((op, args, tuple(attrs)))
+    except TypeError:  # unhashable argument: the checks below explain it
+        made = None
     if made is not None:  # the whole construction, simplification included, is memoised
         return made
     info = OPS.get(op)
@@ -322,7 +338,10 @@ def _simplify(op, args, attrs, dim) -> Node | None:
             q = vals[0] / vals[1]
             return const(q, dim)
         if op == "pow" and not (vals[0] == 0 and attrs[0] < 0):
-            return const(float(vals[0]) ** attrs[0], dim)
+            try:
+                return const(float(vals[0]) ** attrs[0], dim)
+            except OverflowError:
+                return None  # evaluated at run time, where it is +-inf
     if op == "neg" and args[0].op == "neg":
         return args[0].args[0]
     if op == "add":
@@ -456,17 +475,31 @@ def _fmt_attr(a) -> str:
 
 
 def _render_key(node: Node) -> str:
-    # Iterative over the topological order, so deep formulas do not hit the
-    # recursion limit.
+    """Nested text; a non-leaf used more than once is written once as
+    ``#k=...`` and referenced as ``#k`` after, so the key stays linear in
+    the size of the DAG. Iterative: deep formulas do not hit the recursion
+    limit."""
+    order = topological_order(node)
+    uses: dict[int, int] = {}
+    for n in order:
+        for a in n.args:
+            uses[id(a)] = uses.get(id(a), 0) + 1
     text: dict[int, str] = {}
-    for n in topological_order(node):
+    lets: list[str] = []
+    for n in order:
         if n.op == "var":
             index, cat, dim = n.attrs
-            text[id(n)] = f"Var({index},{dim},{CAT_NAMES[cat]})"
+            t = f"Var({index},{dim},{CAT_NAMES[cat]})"
         elif n.op == "const":
             value, dim = n.attrs
-            text[id(n)] = f"Const({_fmt_attr(value)},{dim})"
+            t = f"Const({_fmt_attr(value)},{dim})"
         else:
             parts = [text[id(a)] for a in n.args] + [_fmt_attr(a) for a in n.attrs]
-            text[id(n)] = f"{n.op}({','.join(parts)})"
-    return text[id(node)]
+            t = f"{n.op}({','.join(parts)})"
+            if uses.get(id(n), 0) > 1:
+                name = f"#{len(lets)}"
+                lets.append(f"{name}={t}")
+                t = name
+        text[id(n)] = t
+    body = text[id(node)]
+    return f"{'; '.join(lets)}; {body}" if lets else body
