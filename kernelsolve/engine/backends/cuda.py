@@ -58,9 +58,20 @@ def plan_launch(
     give fewer than ~4 blocks per multiprocessor."""
     itemsize = 4 if spec.T == "float" else 8
     dj = max(1, sum(d for c, d in zip(spec.var_cats, spec.var_dims) if c == ir.J))
+    fit = SHARED_BUDGET // (dj * itemsize)  # columns whose j-variables fit in shared memory
+    if fit < 1:
+        raise ValueError(
+            f"j-variables of total dimension {dj} ({spec.dtype}) do not fit in "
+            f"{SHARED_BUDGET} bytes of shared memory for even one column"
+        )
     if block is None:
-        fit = SHARED_BUDGET // (dj * itemsize)
-        block = max(32, min(MAX_BLOCK, fit) // 32 * 32)
+        # Whole warps when at least one fits; fewer threads than a warp otherwise.
+        block = min(MAX_BLOCK, fit) // 32 * 32 if fit >= 32 else fit
+    elif block > fit:
+        raise ValueError(
+            f"block={block}: {block} columns of j-variables (dim {dj}) exceed the "
+            f"{SHARED_BUDGET}-byte shared-memory budget; at most {fit}"
+        )
     blocks_per_batch = max(1, math.ceil(M / block))
     if nsplit is None:
         row_blocks = nbatch * blocks_per_batch
@@ -121,7 +132,7 @@ def nvrtc_compile(source: str, arch: str = "compute_90") -> str:
         _, size = nvrtc.nvrtcGetPTXSize(prog)
         ptx = b" " * size
         nvrtc.nvrtcGetPTX(prog, ptx)
-        return ptx.decode(errors="replace")
+        return ptx.decode(errors="replace").rstrip("\0")
     with tempfile.TemporaryDirectory() as d:
         src = Path(d) / "ks.cu"
         src.write_text(source)
