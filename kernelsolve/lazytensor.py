@@ -77,6 +77,8 @@ class LazyTensor:
         self._kind = None
         if isinstance(x, bool):
             raise TypeError("LazyTensor: x must be an array or a number, got bool")
+        if isinstance(x, np.integer):
+            x = int(x)
         if isinstance(x, int):
             if axis not in (None, 2):
                 raise ValueError(f"LazyTensor: axis={axis} given for an integer constant")
@@ -260,6 +262,8 @@ class LazyTensor:
         other floats or LazyTensors: elementwise ``powf``)."""
         if isinstance(other, bool):
             raise TypeError("exponent must be a number or a LazyTensor, got bool")
+        if isinstance(other, np.integer):
+            other = int(other)
         if isinstance(other, int):
             return self._unary("pow", (other,))
         if isinstance(other, float):
@@ -390,7 +394,7 @@ class LazyTensor:
 
     def round(self, other: int = 0):
         """Round to ``other`` decimals."""
-        if not isinstance(other, int) or isinstance(other, bool):
+        if not _is_int(other):
             raise TypeError(f"round: decimals must be an int, got {type(other).__name__}")
         return self._unary("round", (other,))
 
@@ -682,7 +686,8 @@ class LazyTensor:
             vj = LazyTensor(v, axis=1)
         else:
             vj = LazyTensor(v.reshape(tuple(v.shape[:-2]) + (1,) + tuple(v.shape[-2:])))
-        Kv = (self * vj).sum(self.nbatchdims + 1)
+        prod = self * vj  # v may bring batch dims of its own
+        Kv = prod.sum(prod.nbatchdims + 1)
         return Kv[..., 0] if v.ndim == 1 else Kv
 
     def matvec(self, v):

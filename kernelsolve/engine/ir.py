@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
+
 I, J, P = 0, 1, 2  # noqa: E741 (category names of the DESIGN)
 CAT_NAMES = {I: "i", J: "j", P: "p"}
 
@@ -308,13 +310,18 @@ def make(op: str, *args: Node, attrs: tuple = ()) -> Node:
     for a in args:
         if not isinstance(a, Node):
             raise TypeError(f"{op}: arguments must be IR nodes, got {type(a).__name__}")
-    attrs = tuple(attrs)
+    # NumPy integers become Python ints: one canonical key per formula.
+    attrs = tuple(int(a) if _is_np_int(a) else a for a in attrs)
     dim = info.dim_rule(op, tuple(a.dim for a in args), attrs)
     node = _simplify(op, args, attrs, dim)
     if node is None:
         node = _intern(op, args, attrs, dim)
     _made[(op, args, attrs)] = node
     return node
+
+
+def _is_np_int(a) -> bool:
+    return isinstance(a, np.integer)
 
 
 def _broadcast_to(node: Node, dim: int) -> Node | None:
