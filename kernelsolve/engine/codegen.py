@@ -470,6 +470,13 @@ def _param_and_i_loads(
 # ----------------------------------------------------------------------------
 
 CPU_BLOCK_J = 512  # j per block: the formula of a block is evaluated in one SIMD loop
+CPU_BLOCK_FLOATS = 4096  # cap on the per-thread block buffer (it lives on the stack)
+
+
+def cpu_block_j(spec: KernelSpec) -> int:
+    """Columns per block: 512, fewer for wide formulas so that the block
+    buffers (``D`` and ``E`` values per column) stay small on any thread stack."""
+    return max(1, min(CPU_BLOCK_J, CPU_BLOCK_FLOATS // max(spec.D, spec.E, 1)))
 
 
 def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
@@ -506,11 +513,11 @@ def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
     body = []
     if fast_sum:
         sums = [f"s{k}" for k in range(D)]
-        body += [f"      {T} {s} = 0;" for s in sums]
+        body += [f"      {ACC} {s} = 0;" for s in sums]
         body.append(f"      #pragma omp simd reduction(+:{', '.join(sums)})")
         body.append("      for (int64_t j = j0; j < j1; j++) {")
         body += ["        " + s for s in j_loads + stmts]
-        body += [f"        {s} += {e};" for s, e in zip(sums, fexpr)]
+        body += [f"        {s} += ({ACC}){e};" for s, e in zip(sums, fexpr)]
         body.append("      }")
         body += [f"      acc[{k}] += ({ACC}){s};" for k, s in enumerate(sums)]
     else:
@@ -534,7 +541,7 @@ def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
             body.append("      }")
 
     finalize = spec.snippet("finalize", **{f"out{k}": f"out{k}" for k in range(2)})
-    bj = CPU_BLOCK_J
+    bj = cpu_block_j(spec)
     src = [
         "#include <stdint.h>",
         "#include <math.h>",
