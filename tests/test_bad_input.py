@@ -283,7 +283,7 @@ def test_unknown_backend(backend):
 @pytest.mark.parametrize("value", ["float16", "int32", "float32"])
 def test_bad_dtype_acc_for_float64(value):
     """dtype_acc must be 'auto', the input dtype or 'float64'."""
-    with pytest.raises(ValueError, match=rf"dtype_acc='{value}': expected 'auto'"):
+    with pytest.raises(ValueError, match=rf"dtype_acc='{value}': expected one of \['auto'"):
         scalar_kernel(dtype="float64").sum(dim=1, dtype_acc=value)
 
 

@@ -384,6 +384,15 @@ class KernelSpec:
     var_cats: tuple[int, ...]  # category of each argument
     var_dims: tuple[int, ...]
 
+    def __post_init__(self):
+        # Specs key the kernel memos on every call: hash the fields once.
+        fields = (self.formula, self.weight, self.reduction, self.K, self.dtype)
+        fields += (self.acc_dtype, self.var_cats, self.var_dims)
+        object.__setattr__(self, "_hash", hash(fields))
+
+    def __hash__(self) -> int:
+        return self._hash
+
     @property
     def T(self) -> str:
         return C_TYPES[self.dtype]

@@ -113,9 +113,9 @@ def _check_leaves(formula, weight, leaves, cats) -> None:
             raise ValueError(f"argument {k}: inner dimension {d}, expected {dim}")
 
 
-def _count(leaves, cats, cat: int, name: str) -> int:
+def _count(shapes, cats, cat: int, name: str) -> int:
     """The common number of points of the variables of category ``cat``."""
-    counts = {x.shape[-2] for x, c in zip(leaves, cats) if c == cat}
+    counts = {s[-2] for s, c in zip(shapes, cats) if c == cat}
     if len(counts) > 1:
         raise ValueError(f"{name}-variables with different numbers of points: {sorted(counts)}")
     return counts.pop() if counts else 1
@@ -140,37 +140,81 @@ def reduce(
     parameters, or a Python float / tuple of floats for a parameter.
     Returns the caller's array type, shaped like pykeops' results.
     """
+    chosen = config.backend if backend is None else backend
+    key = (formula, weight, reduction, K, axis, chosen, acc_dtype, tuple(cats))
+    key += tuple(map(_signature, leaves))
+    plan = _plans.get(key)
+    if plan is None:
+        plan = _make_plan(formula, reduction, leaves, cats, axis, weight, K, chosen, acc_dtype)
+        if len(_plans) > 4096:
+            _plans.clear()
+        _plans[key] = plan
+    return _execute(plan, leaves)
+
+
+def _signature(x):
+    """What the plan of a call depends on: type, shape, dtype, device."""
+    if isinstance(x, np.ndarray):
+        return (x.shape, x.dtype)
+    if isinstance(x, tuple):
+        return ("numbers", len(x))
+    if arrays.is_array(x):
+        return (type(x), tuple(x.shape), x.dtype, str(x.device))
+    return (type(x),)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Everything about a call that its arrays' values do not change."""
+
+    red: red_mod.Reduction
+    target: str  # "reference" | "host" | "cuda"
+    kind: ArrayKind
+    formula: ir.Node  # over j (transposed for a reduction over i)
+    weight: ir.Node | None
+    cats: tuple[int, ...]
+    batch: tuple[int, ...]
+    M: int
+    N: int
+    K: int
+    acc_dtype: str | None
+    pads: tuple[int, ...]  # leading size-1 dims to add to each leaf
+    spec: KernelSpec | None
+    threads: int
+
+
+_plans: dict = {}
+
+
+def _make_plan(formula, reduction, leaves, cats, axis, weight, K, backend, acc_dtype) -> _Plan:
     if axis not in (0, 1):
         raise ValueError(f"axis must be 0 (reduce over i) or 1 (reduce over j), got {axis}")
     red = red_mod.get(reduction, K)
-    target = normalize_backend(config.backend if backend is None else backend)
+    target = normalize_backend(backend)
     kind = resolve_kind(leaves)
     if kind.dtype not in arrays.FLOAT_DTYPES:
         raise TypeError(f"unsupported dtype {kind.dtype}: expected float32 or float64")
     if acc_dtype not in (None, "auto", kind.dtype, "float64"):
-        raise ValueError(f"dtype_acc={acc_dtype!r}: expected 'auto', {kind.dtype!r} or 'float64'")
+        allowed = sorted({"auto", kind.dtype, "float64"})
+        raise ValueError(f"dtype_acc={acc_dtype!r}: expected one of {allowed}")
+    acc_dtype = "float64" if acc_dtype == "float64" else None
 
     cats = list(cats)
     if axis == 0:
         formula = ir.swap_ij(formula)
         weight = ir.swap_ij(weight) if weight is not None else None
         cats = [{ir.I: ir.J, ir.J: ir.I, ir.P: ir.P}[c] for c in cats]
-
     _check_leaves(formula, weight, leaves, cats)
-    host = []
-    for x in leaves:
-        if arrays.is_array(x):
-            host.append(x)
-        else:
-            host.append(arrays.scalar_array(x, kind.lib, kind.dtype, kind.device))
-
-    shapes = [tuple(x.shape[: _batch_ndim(x, c)]) for x, c in zip(host, cats)]
+    shapes = [_shape_of(x, c) for x, c in zip(leaves, cats)]
+    batch_shapes = [s[: len(s) - (1 if c == ir.P else 2)] for s, c in zip(shapes, cats)]
     try:
-        batch = np.broadcast_shapes(*shapes) if any(shapes) else ()
+        batch = tuple(np.broadcast_shapes(*batch_shapes)) if any(batch_shapes) else ()
     except ValueError:
-        raise ValueError(f"batch dimensions {shapes} of the arguments do not broadcast") from None
-    M = _count(host, cats, ir.I, "i")
-    N = _count(host, cats, ir.J, "j")
+        raise ValueError(
+            f"batch dimensions {batch_shapes} of the arguments do not broadcast"
+        ) from None
+    M = _count(shapes, cats, ir.I, "i")
+    N = _count(shapes, cats, ir.J, "j")
 
     D = formula.dim
     E = weight.dim if weight is not None else 0
@@ -195,40 +239,93 @@ def reduce(
             "the GPU behind your back; pass CuPy arrays or torch CUDA tensors"
         )
     if on_device:
-        return _run_cuda(formula, weight, red, K, kind, host, cats, batch, M, N, acc_dtype)
-
-    np_leaves = []
-    nb = len(batch)
-    for x, c in zip(host, cats):
-        a = arrays.to_numpy(x)
-        pad = nb - _batch_ndim(a, c)
-        np_leaves.append(a.reshape((1,) * pad + a.shape) if pad else a)
-
-    if target != "reference" and not _host_compiler_available():
+        target = "cuda"
+    elif target != "reference" and not _host_compiler_available():
         target = "reference"
-    if target == "reference":
-        outs = reference.reduce(
-            formula,
-            red,
-            np_leaves,
-            cats,
-            batch,
-            M,
-            N,
+    elif target != "reference":
+        target = "host"
+
+    nb = len(batch)
+    pads = tuple(nb - len(b) for b in batch_shapes)
+    spec = None
+    if target != "reference":
+        dims = tuple(s[-1] for s in shapes)
+        spec = KernelSpec(
+            formula=formula,
             weight=weight,
+            reduction=red,
             K=K or 0,
+            dtype=kind.dtype,
+            acc_dtype=acc_dtype or kind.dtype,
+            var_cats=tuple(cats),
+            var_dims=dims,
+        )
+    threads = cpu.num_threads(config.num_threads, math.prod(batch) * M * N)
+    return _Plan(
+        red,
+        target,
+        kind,
+        formula,
+        weight,
+        tuple(cats),
+        batch,
+        M,
+        N,
+        K or 0,
+        acc_dtype,
+        pads,
+        spec,
+        threads,
+    )
+
+
+def _shape_of(x, cat) -> tuple[int, ...]:
+    return tuple(x.shape) if arrays.is_array(x) else (len(x),)
+
+
+def _execute(plan: _Plan, leaves: Sequence):
+    kind = plan.kind
+    host = []
+    for x, pad in zip(leaves, plan.pads):
+        if not arrays.is_array(x):
+            x = arrays.scalar_array(x, kind.lib, kind.dtype, kind.device)
+        if plan.target != "cuda":
+            x = arrays.to_numpy(x)
+        host.append(x.reshape((1,) * pad + tuple(x.shape)) if pad else x)
+
+    if plan.target == "cuda":
+        from .backends import cuda
+
+        if not cuda.available():
+            raise RuntimeError(
+                f"arrays live on {kind.device} but the CUDA target is unavailable: "
+                "install CuPy (pip install 'kernelsolve[cuda]') and check the driver"
+            )
+        dev = [arrays.to_cupy(x) for x in host]
+        outs = cuda.run(plan.spec, dev, plan.batch, plan.M, plan.N, kind.lib)
+        outs = [arrays.from_cupy(o, kind.lib) for o in outs]
+    elif plan.target == "reference":
+        outs = reference.reduce(
+            plan.formula,
+            plan.red,
+            host,
+            plan.cats,
+            plan.batch,
+            plan.M,
+            plan.N,
+            weight=plan.weight,
+            K=plan.K,
             dtype=np.dtype(kind.dtype),
-            acc_dtype=np.float64 if acc_dtype == "float64" else None,
+            acc_dtype=plan.acc_dtype,
             memory_limit=config.reference_memory_limit,
         )
+        outs = [arrays.from_numpy(o, kind.lib, kind.device) for o in outs]
     else:
-        spec = _spec(formula, weight, red, K, kind, acc_dtype, cats, np_leaves)
-        laid = [cpu.layout(a, c == ir.J) for a, c in zip(np_leaves, cats)]
-        nbatch = math.prod(batch)
-        threads = cpu.num_threads(config.num_threads, nbatch * M * N)
-        outs = cpu.run(spec, laid, batch, M, N, threads)
-    outs = [arrays.from_numpy(o, kind.lib, kind.device) for o in outs]
-    return red.present(outs, D, K or 0)
+        laid = [cpu.layout(a, c == ir.J) for a, c in zip(host, plan.cats)]
+        outs = cpu.run(plan.spec, laid, plan.batch, plan.M, plan.N, plan.threads)
+        if kind.lib != arrays.NUMPY:
+            outs = [arrays.from_numpy(o, kind.lib, kind.device) for o in outs]
+    return plan.red.present(outs, plan.formula.dim, plan.K)
 
 
 _warned_no_compiler = False
@@ -248,36 +345,3 @@ def _host_compiler_available() -> bool:
         )
         _warned_no_compiler = True
     return False
-
-
-def _spec(formula, weight, red, K, kind, acc_dtype, cats, leaves) -> KernelSpec:
-    return KernelSpec(
-        formula=formula,
-        weight=weight,
-        reduction=red,
-        K=K or 0,
-        dtype=kind.dtype,
-        acc_dtype="float64" if acc_dtype == "float64" else kind.dtype,
-        var_cats=tuple(cats),
-        var_dims=tuple(int(a.shape[-1]) for a in leaves),
-    )
-
-
-def _run_cuda(formula, weight, red, K, kind, leaves, cats, batch, M, N, acc_dtype):
-    from .backends import cuda
-
-    if not cuda.available():
-        raise RuntimeError(
-            f"arrays live on {kind.device} but the CUDA target is unavailable: "
-            "install CuPy (pip install 'kernelsolve[cuda]') and check the driver"
-        )
-    nb = len(batch)
-    dev = []
-    for x, c in zip(leaves, cats):
-        a = arrays.to_cupy(x)
-        pad = nb - _batch_ndim(a, c)
-        dev.append(a.reshape((1,) * pad + a.shape) if pad else a)
-    spec = _spec(formula, weight, red, K, kind, acc_dtype, cats, dev)
-    outs = cuda.run(spec, dev, batch, M, N, kind.lib)
-    outs = [arrays.from_cupy(o, kind.lib) for o in outs]
-    return red.present(outs, formula.dim, K or 0)

@@ -178,7 +178,7 @@ def run(
         )
     else:
         boff = _zeros(len(leaves))
-    args = (ctypes.c_void_p * len(leaves))(*[a.ctypes.data for a in leaves])
+    args = (ctypes.c_void_p * len(leaves))(*[a.__array_interface__["data"][0] for a in leaves])
     outs = []
     for o in spec.outputs():
         dt = np.int64 if o.kind == INDEX else np.dtype(spec.dtype)
