@@ -415,8 +415,10 @@ class KernelSpec:
     def outputs(self):
         return self.reduction.outputs(self.D, self.K, self.E)
 
-    def names(self, suffix: str = "") -> dict[str, str]:
-        """``$``-placeholder values for the reduction's C snippets."""
+    def names(self, row: str | None = None) -> dict[str, str]:
+        """``$``-placeholder values for the reduction's C snippets. With
+        ``row``, the accumulator fields are rows ``<field>_rows[row]`` of
+        per-row arrays (see :meth:`declare_acc`)."""
         names = {
             "D": str(self.D),
             "K": str(self.K),
@@ -425,17 +427,21 @@ class KernelSpec:
             "out_t": self.T,
         }
         for f in self.fields():
-            names[f.name] = f.name + suffix
+            names[f.name] = f"{f.name}_rows[{row}]" if row else f.name
             names[f.name + "_b"] = f.name + "_b"
         return names
 
-    def declare_acc(self, indent: str = "", suffix: str = "") -> list[str]:
+    def declare_acc(self, indent: str = "", suffix: str = "", rows: int = 0) -> list[str]:
         """Declarations of the accumulator fields (``suffix="_b"``: the
-        second accumulator of ``c_merge``)."""
+        second accumulator of ``c_merge``; ``rows``: one per row,
+        ``<field>_rows[rows][size]``)."""
         lines = []
         for f in self.fields():
             ctype = "int64_t" if f.kind == INDEX else self.ACC
-            lines.append(f"{indent}{ctype} {f.name}{suffix}[{f.size}];")
+            if rows:
+                lines.append(f"{indent}{ctype} {f.name}_rows[{rows}][{f.size}];")
+            else:
+                lines.append(f"{indent}{ctype} {f.name}{suffix}[{f.size}];")
         return lines
 
     def out_decls(self, row: str) -> list[str]:
@@ -446,10 +452,10 @@ class KernelSpec:
             lines.append(f"{ctype}* out{k} = (({ctype}*)outs[{k}]) + ({row}) * {o.size};")
         return lines
 
-    def snippet(self, which: str, **extra: str) -> str:
+    def snippet(self, which: str, row: str | None = None, **extra: str) -> str:
         red = self.reduction
         text = getattr(red, f"c_{which}")
-        names = self.names()
+        names = self.names(row)
         names.update(extra)
         return red.render(text, **names)
 
@@ -488,6 +494,22 @@ def cpu_block_j(spec: KernelSpec) -> int:
     return max(1, min(CPU_BLOCK_J, CPU_BLOCK_FLOATS // max(spec.D, spec.E, 1)))
 
 
+def cpu_tiling(spec: KernelSpec) -> tuple[int, int]:
+    """(rows per group, j columns per tile) of the CPU kernel.
+
+    A group of rows walks j tile by tile, so that a tile of j-variables
+    (about 512 KB) stays in the L2 cache while every row of the group reads
+    it; per-row accumulators of a group stay small on the stack.
+    """
+    entries = sum(f.size for f in spec.fields())
+    rows = max(1, min(32, 4096 // max(1, entries)))
+    bytes_per_col = max(1, sum(d for c, d in zip(spec.var_cats, spec.var_dims) if c == ir.J))
+    bytes_per_col *= 4 if spec.T == "float" else 8
+    bj = cpu_block_j(spec)
+    tile = max(bj, (512 * 1024 // bytes_per_col) // bj * bj)
+    return rows, tile
+
+
 def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
     """C++ source of the CPU kernel.
 
@@ -496,10 +518,13 @@ def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
         int entry(int64_t nbatch, int64_t M, int64_t N, const T** args,
                   const int64_t* boff, void** outs, int nthreads)
 
-    For each output row (b, i), j runs in blocks: the formula is evaluated
-    for a whole block in one ``omp simd`` loop (vectorized, with the j-variables
-    read contiguously from their (D, N) layout), then the reduction folds the
-    block. A plain sum folds inside the SIMD loop itself.
+    OpenMP threads take groups of output rows; a group walks j in tiles that
+    stay in cache (:func:`cpu_tiling`), and each row of the group runs over
+    the tile in blocks: the formula is evaluated for a whole block in one
+    ``omp simd`` loop (vectorized, with the j-variables read contiguously
+    from their (D, N) layout), then the reduction folds the block (or
+    reduces it with its ``c_block`` and merges). A plain sum folds inside the
+    SIMD loop itself.
     """
     T, ACC = spec.T, spec.ACC
     D, E = spec.D, spec.E
@@ -521,36 +546,51 @@ def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
     fast_sum = spec.reduction.name == "sum"
     body = []
     if fast_sum:
+        acc = spec.names("rr")[spec.fields()[0].name]
         sums = [f"s{k}" for k in range(D)]
-        body += [f"      {ACC} {s} = 0;" for s in sums]
-        body.append(f"      #pragma omp simd reduction(+:{', '.join(sums)})")
-        body.append("      for (int64_t j = j0; j < j1; j++) {")
-        body += ["        " + s for s in j_loads + stmts]
-        body += [f"        {s} += ({ACC}){e};" for s, e in zip(sums, fexpr)]
-        body.append("      }")
-        body += [f"      acc[{k}] += ({ACC}){s};" for k, s in enumerate(sums)]
+        body += [f"{ACC} {s} = 0;" for s in sums]
+        body.append(f"#pragma omp simd reduction(+:{', '.join(sums)})")
+        body.append("for (int64_t j = j0; j < j1; j++) {")
+        body += ["  " + s for s in j_loads + stmts]
+        body += [f"  {s} += ({ACC}){e};" for s, e in zip(sums, fexpr)]
+        body.append("}")
+        body += [f"{acc}[{k}] += ({ACC}){s};" for k, s in enumerate(sums)]
     else:
-        body.append("      #pragma omp simd")
-        body.append("      for (int64_t j = j0; j < j1; j++) {")
-        body += ["        " + s for s in j_loads + stmts]
-        body += [f"        buf[(j - j0) * {D} + {k}] = {e};" for k, e in enumerate(fexpr)]
-        body += [f"        wbuf[(j - j0) * {E} + {k}] = {e};" for k, e in enumerate(wexpr)]
-        body.append("      }")
+        body.append("#pragma omp simd")
+        body.append("for (int64_t j = j0; j < j1; j++) {")
+        body += ["  " + s for s in j_loads + stmts]
+        body += [f"  buf[(j - j0) * {D} + {k}] = {e};" for k, e in enumerate(fexpr)]
+        body += [f"  wbuf[(j - j0) * {E} + {k}] = {e};" for k, e in enumerate(wexpr)]
+        body.append("}")
         if spec.reduction.c_block:
             block = spec.snippet("block", buf="buf", n="(j1 - j0)", exp=CPU.exp_name)
-            body += ["      " + line for line in block.splitlines()]
-            body += ["      " + line for line in spec.snippet("merge").splitlines()]
+            body += block.splitlines()
+            body += spec.snippet("merge", row="rr").splitlines()
         else:
-            fold = spec.snippet("fold", val="val", w="w", j="j")
-            body.append("      for (int64_t j = j0; j < j1; j++) {")
-            body.append(f"        const {T}* val = buf + (j - j0) * {D};")
+            fold = spec.snippet("fold", row="rr", val="val", w="w", j="j")
+            body.append("for (int64_t j = j0; j < j1; j++) {")
+            body.append(f"  const {T}* val = buf + (j - j0) * {D};")
             if E:
-                body.append(f"        const {T}* w = wbuf + (j - j0) * {E};")
-            body += ["        " + line for line in fold.splitlines()]
-            body.append("      }")
+                body.append(f"  const {T}* w = wbuf + (j - j0) * {E};")
+            body += ["  " + line for line in fold.splitlines()]
+            body.append("}")
 
-    finalize = spec.snippet("finalize", **{f"out{k}": f"out{k}" for k in range(2)})
+    outs = {f"out{k}": f"out{k}" for k in range(2)}
+    finalize = spec.snippet("finalize", row="rr", **outs)
+    init = spec.snippet("init", row="rr")
     bj = cpu_block_j(spec)
+    rows, tile = cpu_tiling(spec)
+    scratch = []
+    if spec.reduction.c_block:
+        scratch += spec.declare_acc(suffix="_b")
+    if not fast_sum:
+        scratch.append(f"{T} buf[{bj} * {D}];")
+        if E:
+            scratch.append(f"{T} wbuf[{bj} * {E}];")
+
+    def ind(n: int, lines: list[str]) -> list[str]:
+        return [" " * n + line for line in lines]
+
     src = [
         "#include <stdint.h>",
         "#include <math.h>",
@@ -559,26 +599,34 @@ def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
         spec.reduction.c_preamble,
         f"{CPU.kernel_prefix} int {entry}(int64_t nbatch, int64_t M, int64_t N,",
         f"    const {T}** args, const int64_t* boff, void** outs, int nthreads) {{",
-        "  #pragma omp parallel for schedule(dynamic, 16) num_threads(nthreads)",
-        "  for (int64_t r = 0; r < nbatch * M; r++) {",
-        "    const int64_t b = r / M, i = r - b * M;",
-        *["    " + s for s in pre_lines + j_bases],
-        *spec.declare_acc("    "),
-        *["    " + line for line in spec.snippet("init").splitlines()],
-    ]
-    if spec.reduction.c_block:
-        src += spec.declare_acc("    ", suffix="_b")
-    if not fast_sum:
-        src.append(f"    {T} buf[{bj} * {D}];")
-        if E:
-            src.append(f"    {T} wbuf[{bj} * {E}];")
-    src += [
-        f"    for (int64_t j0 = 0; j0 < N; j0 += {bj}) {{",
-        f"      const int64_t j1 = j0 + {bj} < N ? j0 + {bj} : N;",
-        *body,
+        "  const int64_t R = nbatch * M;",
+        f"  const int64_t ngroups = (R + {rows - 1}) / {rows};",
+        "  #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)",
+        "  for (int64_t g = 0; g < ngroups; g++) {",
+        f"    const int64_t r0 = g * {rows}, r1 = r0 + {rows} < R ? r0 + {rows} : R;",
+        *spec.declare_acc("    ", rows=rows),
+        *ind(4, scratch),
+        "    for (int64_t r = r0; r < r1; r++) {",
+        "      const int64_t rr = r - r0;",
+        *ind(6, init.splitlines()),
         "    }",
-        *["    " + s for s in spec.out_decls("r")],
-        *["    " + line for line in finalize.splitlines()],
+        f"    for (int64_t t0 = 0; t0 < N; t0 += {tile}) {{",
+        f"      const int64_t t1 = t0 + {tile} < N ? t0 + {tile} : N;",
+        "      for (int64_t r = r0; r < r1; r++) {",
+        "        const int64_t rr = r - r0;",
+        "        const int64_t b = r / M, i = r - b * M;",
+        *ind(8, pre_lines + j_bases),
+        f"        for (int64_t j0 = t0; j0 < t1; j0 += {bj}) {{",
+        f"          const int64_t j1 = j0 + {bj} < t1 ? j0 + {bj} : t1;",
+        *ind(10, body),
+        "        }",
+        "      }",
+        "    }",
+        "    for (int64_t r = r0; r < r1; r++) {",
+        "      const int64_t rr = r - r0;",
+        *ind(6, spec.out_decls("r")),
+        *ind(6, finalize.splitlines()),
+        "    }",
         "  }",
         "  return 0;",
         "}",

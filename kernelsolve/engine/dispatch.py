@@ -24,6 +24,7 @@ from ..config import config
 from . import arrays, ir
 from . import reductions as red_mod
 from .backends import cpu, reference
+from .cache import register_memo
 from .codegen import KernelSpec
 
 # backend= values accepted on every reduction, and the target each selects.
@@ -72,10 +73,6 @@ def resolve_kind(leaves: Sequence) -> ArrayKind:
         if len(found) > 1:
             raise TypeError(f"mixed {what} in one formula: {sorted(found)}")
     return ArrayKind(libs.pop(), dtypes.pop(), devices.pop())
-
-
-def _batch_ndim(x, cat: int) -> int:
-    return x.ndim - (1 if cat == ir.P else 2)
 
 
 def _check_leaves(formula, weight, leaves, cats) -> None:
@@ -141,7 +138,17 @@ def reduce(
     Returns the caller's array type, shaped like pykeops' results.
     """
     chosen = config.backend if backend is None else backend
-    key = (formula, weight, reduction, K, axis, chosen, acc_dtype, tuple(cats))
+    key = (
+        formula,
+        weight,
+        reduction,
+        K,
+        axis,
+        chosen,
+        acc_dtype,
+        tuple(cats),
+        cpu.find_compiler(),
+    )
     key += tuple(map(_signature, leaves))
     plan = _plans.get(key)
     if plan is None:
@@ -180,10 +187,9 @@ class _Plan:
     acc_dtype: str | None
     pads: tuple[int, ...]  # leading size-1 dims to add to each leaf
     spec: KernelSpec | None
-    threads: int
 
 
-_plans: dict = {}
+_plans: dict = register_memo({})
 
 
 def _make_plan(formula, reduction, leaves, cats, axis, weight, K, backend, acc_dtype) -> _Plan:
@@ -205,7 +211,7 @@ def _make_plan(formula, reduction, leaves, cats, axis, weight, K, backend, acc_d
         weight = ir.swap_ij(weight) if weight is not None else None
         cats = [{ir.I: ir.J, ir.J: ir.I, ir.P: ir.P}[c] for c in cats]
     _check_leaves(formula, weight, leaves, cats)
-    shapes = [_shape_of(x, c) for x, c in zip(leaves, cats)]
+    shapes = [tuple(x.shape) if arrays.is_array(x) else (len(x),) for x in leaves]
     batch_shapes = [s[: len(s) - (1 if c == ir.P else 2)] for s, c in zip(shapes, cats)]
     try:
         batch = tuple(np.broadcast_shapes(*batch_shapes)) if any(batch_shapes) else ()
@@ -260,27 +266,9 @@ def _make_plan(formula, reduction, leaves, cats, axis, weight, K, backend, acc_d
             var_cats=tuple(cats),
             var_dims=dims,
         )
-    threads = cpu.num_threads(config.num_threads, math.prod(batch) * M * N)
     return _Plan(
-        red,
-        target,
-        kind,
-        formula,
-        weight,
-        tuple(cats),
-        batch,
-        M,
-        N,
-        K or 0,
-        acc_dtype,
-        pads,
-        spec,
-        threads,
+        red, target, kind, formula, weight, tuple(cats), batch, M, N, K or 0, acc_dtype, pads, spec
     )
-
-
-def _shape_of(x, cat) -> tuple[int, ...]:
-    return tuple(x.shape) if arrays.is_array(x) else (len(x),)
 
 
 def _execute(plan: _Plan, leaves: Sequence):
@@ -322,7 +310,8 @@ def _execute(plan: _Plan, leaves: Sequence):
         outs = [arrays.from_numpy(o, kind.lib, kind.device) for o in outs]
     else:
         laid = [cpu.layout(a, c == ir.J) for a, c in zip(host, plan.cats)]
-        outs = cpu.run(plan.spec, laid, plan.batch, plan.M, plan.N, plan.threads)
+        threads = cpu.num_threads(config.num_threads, math.prod(plan.batch) * plan.M * plan.N)
+        outs = cpu.run(plan.spec, laid, plan.batch, plan.M, plan.N, threads)
         if kind.lib != arrays.NUMPY:
             outs = [arrays.from_numpy(o, kind.lib, kind.device) for o in outs]
     return plan.red.present(outs, plan.formula.dim, plan.K)

@@ -141,6 +141,18 @@ class SumReduction(Reduction):
         return [acc["acc"]]
 
 
+def _copy_out(values: bool, indices: bool, size: str) -> str:
+    """Finalize of the selection reductions: copy ``vals`` and/or ``idx``
+    (``size`` entries) to the outputs, values first."""
+    lines, n = [], 0
+    if values:
+        lines.append(f"for (int t = 0; t < {size}; t++) $out{n}[t] = ($out_t)$vals[t];")
+        n += 1
+    if indices:
+        lines.append(f"for (int t = 0; t < {size}; t++) $out{n}[t] = $idx[t];")
+    return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------
 # Min / Max and their arg-versions
 # ----------------------------------------------------------------------------
@@ -190,14 +202,7 @@ class MinMaxReduction(Reduction):
         self.c_init = self.c_init.replace("$init", init)
         self.c_fold = self.c_fold.replace("$BEFORE", before)
         self.c_merge = self.c_merge.replace("$BEFORE", before)
-        lines = []
-        n = 0
-        if values:
-            lines.append(f"for (int k = 0; k < $D; k++) $out{n}[k] = ($out_t)$vals[k];")
-            n += 1
-        if indices:
-            lines.append(f"for (int k = 0; k < $D; k++) $out{n}[k] = $idx[k];")
-        self.c_finalize = "\n".join(lines)
+        self.c_finalize = _copy_out(values, indices, "$D")
 
     def fields(self, D, K=0, E=0):
         init = np.inf if self.kind == "min" else -np.inf
@@ -262,7 +267,11 @@ class KMinReduction(Reduction):
     c_fold = """for (int d = 0; d < $D; d++) {
   $acc_t v = ($acc_t)$val[d];
   int p = $K - 1;
-  if (!KS_KMIN_BEFORE(v, $j, $vals[p * $D + d], $idx[p * $D + d])) continue;
+  const $acc_t worst = $vals[p * $D + d];
+  /* Fast reject, the common case once the list is full: a later column
+     with v >= worst (or NaN) never ranks before a non-NaN worst. */
+  if ($idx[p * $D + d] >= 0 && worst == worst && !(v < worst)) continue;
+  if (!KS_KMIN_BEFORE(v, $j, worst, $idx[p * $D + d])) continue;
   while (p > 0 && KS_KMIN_BEFORE(v, $j, $vals[(p - 1) * $D + d], $idx[(p - 1) * $D + d])) {
     $vals[p * $D + d] = $vals[(p - 1) * $D + d];
     $idx[p * $D + d] = $idx[(p - 1) * $D + d];
@@ -295,14 +304,7 @@ class KMinReduction(Reduction):
             (True, True): "kmin_argkmin",
         }[(values, indices)]
         self.differentiable_outputs = values
-        lines = []
-        n = 0
-        if values:
-            lines.append(f"for (int t = 0; t < $K * $D; t++) $out{n}[t] = ($out_t)$vals[t];")
-            n += 1
-        if indices:
-            lines.append(f"for (int t = 0; t < $K * $D; t++) $out{n}[t] = $idx[t];")
-        self.c_finalize = "\n".join(lines)
+        self.c_finalize = _copy_out(values, indices, "$K * $D")
 
     def check(self, D, K=0, E=0):
         if not isinstance(K, (int, np.integer)) or isinstance(K, bool) or K < 1:

@@ -70,13 +70,13 @@ def tmp_cache(tmp_path, monkeypatch):
 def count_compiles(monkeypatch):
     """Counts calls of the host compiler (the real one still runs)."""
     calls = []
-    real = cpu._compile
+    real = cpu.compile_shared
 
-    def counting(src, out):
+    def counting(src, out, flags=cpu.FLAGS):
         calls.append(Path(src))
-        return real(src, out)
+        return real(src, out, flags)
 
-    monkeypatch.setattr(cpu, "_compile", counting)
+    monkeypatch.setattr(cpu, "compile_shared", counting)
     return calls
 
 

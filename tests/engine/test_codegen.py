@@ -305,9 +305,12 @@ def test_loop_indices_are_int64(dtype, red, K):
 
 
 def test_cpu_kernel_loops_in_int64():
-    """The CPU template: the row loop, the block loop and the SIMD loop run on int64_t."""
+    """The CPU template: the row-group, row, tile, block and SIMD loops run on int64_t."""
     src = codegen.render_cpu(spec_of(gaussian_sqdist(), "min_argmin"))
-    assert re.search(r"for \(int64_t r = 0; r < nbatch \* M; r\+\+\)", src)
-    assert re.search(r"for \(int64_t j0 = 0; j0 < N; j0 \+= \d+\)", src)
+    assert "const int64_t R = nbatch * M;" in src
+    assert re.search(r"for \(int64_t g = 0; g < ngroups; g\+\+\)", src)
+    assert re.search(r"for \(int64_t r = r0; r < r1; r\+\+\)", src)
+    assert re.search(r"for \(int64_t t0 = 0; t0 < N; t0 \+= \d+\)", src)
+    assert re.search(r"for \(int64_t j0 = t0; j0 < t1; j0 \+= \d+\)", src)
     assert re.search(r"for \(int64_t j = j0; j < j1; j\+\+\)", src)
     assert "const int64_t b = r / M, i = r - b * M;" in src

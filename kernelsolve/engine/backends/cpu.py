@@ -70,14 +70,27 @@ def _toolchain_id() -> str:
     return f"{cc}|{version}|{key_of(cpu)}"
 
 
-def _compile(src: Path, out: Path) -> None:
-    cc = find_compiler()
-    cmd = [cc, *FLAGS, "-x", "c++", str(src), "-o", str(out)]
+def compile_shared(src: Path, out: Path, flags: tuple[str, ...] = FLAGS) -> None:
+    """Host-compile the C++ file ``src`` into the shared library ``out``."""
+    cmd = [find_compiler(), *flags, "-x", "c++", str(src), "-o", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise CompileError(
-            f"compiling the generated kernel {src} failed:\n$ {' '.join(cmd)}\n{proc.stderr}"
+            f"compiling the generated kernel {src} failed:\n$ {' '.join(cmd)}\n"
+            f"{proc.stdout}{proc.stderr}"
         )
+
+
+def memoized_build(memo: dict, spec, render, flags, suffix: str, load, *key_extra: str):
+    """The loaded library for ``spec``: from ``memo``, else from the disk
+    cache, else compiled from ``render(spec)`` with ``flags``."""
+    lib = memo.get(spec)
+    if lib is None:
+        source = render(spec)
+        key = key_of(source, " ".join(flags), _toolchain_id(), _version, *key_extra)
+        lib = get_or_build(key, suffix, source, lambda s, o: compile_shared(s, o, flags), load)
+        memo[spec] = lib
+    return lib
 
 
 def _load(path: Path):
@@ -102,13 +115,7 @@ _memo: dict = register_memo({})
 
 def kernel(spec: KernelSpec):
     """The compiled function for ``spec`` (memoised, cached on disk)."""
-    fn = _memo.get(spec)
-    if fn is None:
-        source = render_cpu(spec)
-        key = key_of(source, " ".join(FLAGS), _toolchain_id(), _version)
-        fn = get_or_build(key, ".so", source, _compile, _load)
-        _memo[spec] = fn
-    return fn
+    return memoized_build(_memo, spec, render_cpu, FLAGS, ".so", _load)
 
 
 # Below this many pairs one thread is faster than waking a team of threads.

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import ctypes
 import math
-import subprocess
 from pathlib import Path
 
 import numpy as np
 
-from ..._version import __version__ as _version
-from ..cache import get_or_build, key_of, register_memo
+from ..cache import register_memo
 from ..codegen import (
     KernelSpec,
     cuda_merge_param_list,
@@ -28,7 +26,7 @@ from ..codegen import (
     split_sizes,
 )
 from ..reductions import INDEX
-from .cpu import batch_offsets, find_compiler
+from .cpu import batch_offsets, memoized_build
 from .cuda import plan_launch
 
 HEADER = Path(__file__).with_name("cuda_emulation.h")
@@ -57,13 +55,6 @@ def emulation_source(spec: KernelSpec) -> str:
     )
 
 
-def _compile(src: Path, out: Path) -> None:
-    cmd = [find_compiler(), *FLAGS, "-x", "c++", str(src), "-o", str(out)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"emulation build of {src} failed:\n{proc.stderr}")
-
-
 def _load(path: Path):
     lib = ctypes.CDLL(str(path))
     for name in ("ks_emu_main", "ks_emu_merge"):
@@ -83,13 +74,10 @@ _memo: dict = register_memo({})
 
 
 def library(spec: KernelSpec):
-    lib = _memo.get(spec)
-    if lib is None:
-        source = emulation_source(spec)
-        key = key_of(source, HEADER.read_text(), " ".join(FLAGS), _version, "emu")
-        lib = get_or_build(key, ".emu.so", source, _compile, _load)
-        _memo[spec] = lib
-    return lib
+    """The emulated kernels of ``spec``, compiled with the host compiler."""
+    return memoized_build(
+        _memo, spec, emulation_source, FLAGS, ".emu.so", _load, HEADER.read_text()
+    )
 
 
 def _pack(values: list) -> tuple:
