@@ -101,10 +101,13 @@ def plan_launch(
 def nvrtc_available() -> str | None:
     """'nvrtc' (cuda-python bindings), 'nvcc', or None."""
     try:
-        from cuda.bindings import nvrtc  # noqa: F401
+        from cuda.bindings import nvrtc
 
-        return "nvrtc"
-    except ImportError:
+        # Importing is not enough: the bindings must find an NVRTC library.
+        err, *_ = nvrtc.nvrtcVersion()
+        if err == nvrtc.nvrtcResult.NVRTC_SUCCESS:
+            return "nvrtc"
+    except Exception:  # ImportError, or RuntimeError when no library is found
         pass
     return "nvcc" if shutil.which("nvcc") else None
 
