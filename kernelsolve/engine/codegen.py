@@ -223,10 +223,13 @@ def _nan_min(a: str, b: str) -> str:
 class _Emitter:
     """Collects the statements of one formula DAG."""
 
-    def __init__(self, T: str, dialect: Dialect, leaf: Callable[[ir.Node], list[str]]):
+    def __init__(
+        self, T: str, dialect: Dialect, leaf: Callable[[ir.Node], list[str]], prefix: str = "v"
+    ):
         self.T = T
         self.dialect = dialect
         self.leaf = leaf
+        self.prefix = prefix
         self.lines: list[str] = []
         self.values: dict[int, list[str]] = {}
         self.count = 0
@@ -238,7 +241,7 @@ class _Emitter:
         return self.values[id(node)]
 
     def _define(self, exprs: Sequence[str]) -> list[str]:
-        name = f"v{self.count}"
+        name = f"{self.prefix}{self.count}"
         self.count += 1
         out = []
         for k, e in enumerate(exprs):
@@ -357,11 +360,13 @@ def render_formula(
     T: str,
     dialect: Dialect,
     leaf: Callable[[ir.Node], list[str]],
+    prefix: str = "v",
 ) -> tuple[list[str], list[list[str]]]:
     """Statements computing ``roots`` for one pair, and each root's
     coordinate expressions. ``leaf(var_node)`` gives the C expressions of a
-    variable's coordinates. Shared subformulas are computed once."""
-    em = _Emitter(T, dialect, leaf)
+    variable's coordinates. Shared subformulas are computed once. Local
+    names start with ``prefix`` (two renderings can share one scope)."""
+    em = _Emitter(T, dialect, leaf, prefix)
     results = [em.emit(r) for r in roots]
     return em.lines, results
 
@@ -461,10 +466,11 @@ class KernelSpec:
 
 
 def _param_and_i_loads(
-    spec: KernelSpec, T: str, arg: Callable[[int], str], row: str = "i"
+    spec: KernelSpec, T: str, arg: Callable[[int], str], row: str = "i", suffix: str = ""
 ) -> tuple[list[str], dict[int, list[str]]]:
     """Load parameters and i-variables into scalars, once per output row.
-    ``arg(k)`` is the C expression of the k-th argument pointer."""
+    ``arg(k)`` is the C expression of the k-th argument pointer; ``suffix``
+    tells apart the loads of a second row in the same scope."""
     lines, exprs = [], {}
     for k, (cat, d) in enumerate(zip(spec.var_cats, spec.var_dims)):
         if cat == ir.P:
@@ -473,9 +479,9 @@ def _param_and_i_loads(
             base = f"{arg(k)} + boff[{k} * nbatch + b] + {row} * {d}"
         else:
             continue
-        names = [f"a{k}_{c}" for c in range(d)]
-        lines.append(f"const {T}* p{k} = {base};")
-        lines += [f"const {T} {n} = p{k}[{c}];" for c, n in enumerate(names)]
+        names = [f"a{k}_{c}{suffix}" for c in range(d)]
+        lines.append(f"const {T}* p{k}{suffix} = {base};")
+        lines += [f"const {T} {n} = p{k}{suffix}[{c}];" for c, n in enumerate(names)]
         exprs[k] = names
     return lines, exprs
 
@@ -544,9 +550,10 @@ def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
     wexpr = results[1] if spec.weight is not None else []
 
     fast_sum = spec.reduction.name == "sum"
-    body = []
+    body, dual_pre, dual_body = [], [], []
     if fast_sum:
         acc = spec.names("rr")[spec.fields()[0].name]
+        acc2 = spec.names("rr + 1")[spec.fields()[0].name]
         sums = [f"s{k}" for k in range(D)]
         body += [f"{ACC} {s} = 0;" for s in sums]
         body.append(f"#pragma omp simd reduction(+:{', '.join(sums)})")
@@ -555,6 +562,25 @@ def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
         body += [f"  {s} += ({ACC}){e};" for s, e in zip(sums, fexpr)]
         body.append("}")
         body += [f"{acc}[{k}] += ({ACC}){s};" for k, s in enumerate(sums)]
+        # Two rows of one batch entry share every load of the j-variables:
+        # the formula is rendered a second time on the next row's i-loads.
+        dual_pre, loaded2 = _param_and_i_loads(
+            spec, T, lambda k: f"args[{k}]", row="(i + 1)", suffix="_2"
+        )
+        loaded2.update({k: loaded[k] for k in jvars})
+        stmts2, (fexpr2,) = render_formula(
+            [spec.formula], T, CPU, lambda n: loaded2[n.attrs[0]], prefix="w"
+        )
+        sums2 = [f"u{k}" for k in range(D)]
+        dual_body += [f"{ACC} {s} = 0;" for s in sums + sums2]
+        dual_body.append(f"#pragma omp simd reduction(+:{', '.join(sums + sums2)})")
+        dual_body.append("for (int64_t j = j0; j < j1; j++) {")
+        dual_body += ["  " + s for s in j_loads + stmts + stmts2]
+        dual_body += [f"  {s} += ({ACC}){e};" for s, e in zip(sums, fexpr)]
+        dual_body += [f"  {s} += ({ACC}){e};" for s, e in zip(sums2, fexpr2)]
+        dual_body.append("}")
+        dual_body += [f"{acc}[{k}] += ({ACC}){s};" for k, s in enumerate(sums)]
+        dual_body += [f"{acc2}[{k}] += ({ACC}){s};" for k, s in enumerate(sums2)]
     else:
         body.append("#pragma omp simd")
         body.append("for (int64_t j = j0; j < j1; j++) {")
@@ -591,6 +617,20 @@ def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
     def ind(n: int, lines: list[str]) -> list[str]:
         return [" " * n + line for line in lines]
 
+    dual = []
+    if dual_body:  # rows i and i + 1 of one batch entry, then skip to i + 2
+        dual = [
+            "if (r + 1 < r1 && i + 1 < M) {",
+            *ind(2, pre_lines + dual_pre + j_bases),
+            f"  for (int64_t j0 = t0; j0 < t1; j0 += {bj}) {{",
+            f"    const int64_t j1 = j0 + {bj} < t1 ? j0 + {bj} : t1;",
+            *ind(4, dual_body),
+            "  }",
+            "  r++;",
+            "  continue;",
+            "}",
+        ]
+
     src = [
         "#include <stdint.h>",
         "#include <math.h>",
@@ -615,6 +655,7 @@ def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
         "      for (int64_t r = r0; r < r1; r++) {",
         "        const int64_t rr = r - r0;",
         "        const int64_t b = r / M, i = r - b * M;",
+        *ind(8, dual),
         *ind(8, pre_lines + j_bases),
         f"        for (int64_t j0 = t0; j0 < t1; j0 += {bj}) {{",
         f"          const int64_t j1 = j0 + {bj} < t1 ? j0 + {bj} : t1;",
