@@ -177,8 +177,6 @@ _ELEMENTWISE: dict[str, Callable[..., str]] = {
     "rsqrt": lambda T, a: f"({a} == 0 ? ({T})0 : ({T})1 / {_fn('sqrt', T)}({a}))",
     "square": lambda T, a: f"({a} * {a})",
     "relu": lambda T, a: f"({a} < 0 ? ({T})0 : {a})",
-    "step": lambda T, a: f"({a} < 0 ? ({T})0 : ({a} >= 0 ? ({T})1 : {a}))",
-    "sign": lambda T, a: f"({a} > 0 ? ({T})1 : ({a} < 0 ? ({T})-1 : {a}))",
     "sinxdivx": lambda T, a: f"({a} == 0 ? ({T})1 : {_fn('sin', T)}({a}) / {a})",
     "floor": lambda T, a: f"{_fn('floor', T)}({a})",
     "add": lambda T, a, b: f"({a} + {b})",
@@ -193,7 +191,6 @@ _ELEMENTWISE: dict[str, Callable[..., str]] = {
     "le": lambda T, a, b: f"({a} <= {b} ? ({T})1 : ({T})0)",
     "gt": lambda T, a, b: f"({a} > {b} ? ({T})1 : ({T})0)",
     "ge": lambda T, a, b: f"({a} >= {b} ? ({T})1 : ({T})0)",
-    "clamp": lambda T, x, a, b: f"({x} < {a} ? {a} : ({x} > {b} ? {b} : {x}))",
     "ifelse": lambda T, x, a, b: f"({x} >= 0 ? {a} : {b})",
     "mod": lambda T, x, n, d: f"({x} - {n} * {_fn('floor', T)}(({x} - {d}) / {n}))",
 }
@@ -211,13 +208,22 @@ def _pow_int(T: str, a: str, n: int) -> str:
     return expr if n > 0 else f"(({T})1 / {expr})"
 
 
-def _nan_max(a: str, b: str) -> str:
-    # NaN-propagating max, like np.max.
-    return f"(({a} != {a}) ? {a} : (({b} > {a} || {b} != {b}) ? {b} : {a}))"
-
-
-def _nan_min(a: str, b: str) -> str:
-    return f"(({a} != {a}) ? {a} : (({b} < {a} || {b} != {b}) ? {b} : {a}))"
+# Selects rendered as two statements (inner, then outer using the inner's
+# value ``t``): same semantics as the NumPy reference's nested np.where.
+_TWO_STEP = {
+    "clamp": (
+        lambda T, x, a, b: f"({x} > {b} ? {b} : {x})",
+        lambda T, t, x, a, b: f"({x} < {a} ? {a} : {t})",
+    ),
+    "step": (
+        lambda T, a: f"({a} >= 0 ? ({T})1 : {a})",
+        lambda T, t, a: f"({a} < 0 ? ({T})0 : {t})",
+    ),
+    "sign": (
+        lambda T, a: f"({a} < 0 ? ({T})-1 : {a})",
+        lambda T, t, a: f"({a} > 0 ? ({T})1 : {t})",
+    ),
+}
 
 
 class _Emitter:
@@ -264,6 +270,14 @@ class _Emitter:
 
         if op == "exp":
             return self._define([f"{self.dialect.exp_name}({a})" for a in args[0]])
+        if op in _TWO_STEP:
+            # Nested selects are split into two statements: GCC 12 with
+            # AVX-512 miscompiles some nested ?: inside `omp simd` loops
+            # (seen with clamp(clamp(x, y, y + 1), x, x + 1)).
+            inner, outer = _TWO_STEP[op]
+            cols = [[at(a, k) for a in args] for k in range(D)]
+            tmp = self._define([inner(T, *c) for c in cols])
+            return self._define([outer(T, t, *c) for t, c in zip(tmp, cols)])
         if op in _ELEMENTWISE:
             f = _ELEMENTWISE[op]
             return self._define([f(T, *(at(a, k) for a in args)) for k in range(D)])
@@ -278,14 +292,16 @@ class _Emitter:
             return self._define([f"({_fn('nearbyint', T)}({x} * {s}) / {s})" for x in a])
         if op == "clampint":
             lo, hi = (c_literal(v, T) for v in n.attrs)
-            return self._define([f"({x} < {lo} ? {lo} : ({x} > {hi} ? {hi} : {x}))" for x in a])
+            tmp = self._define([f"({x} > {hi} ? {hi} : {x})" for x in a])
+            return self._define([f"({x} < {lo} ? {lo} : {t})" for x, t in zip(a, tmp)])
         if op == "sum":
             return self._define([_join_sum(a, T)])
         if op in ("max", "min"):
             best = a[0]
-            pick = _nan_max if op == "max" else _nan_min
-            for x in a[1:]:
-                (best,) = self._define([pick(best, x)])
+            cmp = ">" if op == "max" else "<"
+            for x in a[1:]:  # NaN-propagating, as np.max, in two selects
+                (t,) = self._define([f"(({x} {cmp} {best} || {x} != {x}) ? {x} : {best})"])
+                (best,) = self._define([f"({best} != {best} ? {best} : {t})"])
             return self._define([best])
         if op in ("argmax", "argmin"):
             best, idx = a[0], c_literal(0, T)

@@ -844,3 +844,15 @@ def test_kernel_runs_on_a_small_thread_stack(D):
         f"stderr: {proc.stderr[-2000:]}"
     )
     assert float(proc.stdout.split()[-1]) == 0.0
+
+
+def test_nested_clamp_regression():
+    """clamp(clamp(x, y, y + 1), x, x + 1) summed over j: GCC 12 with AVX-512
+    miscompiled the nested selects inside the SIMD loop (4.5 instead of 6);
+    the renderer now splits nested selects into two statements."""
+    x = np.array([[[0.75]]])
+    y = np.array([0.25, 0.0, -0.5, -0.5, -1.0, -1.0, -1.0, -0.75])[None, :, None]
+    x_i, y_j = LazyTensor(x), LazyTensor(y)
+    F = x_i.clamp(y_j, y_j + 1).sum(-1).clamp(x_i, x_i + 1)
+    np.testing.assert_array_equal(F.sum(dim=1, backend="CPU"), [[6.0]])
+    np.testing.assert_array_equal(F.sum(dim=1, backend="reference"), [[6.0]])
