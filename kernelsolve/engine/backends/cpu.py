@@ -22,7 +22,7 @@ import numpy as np
 from ..._version import __version__ as _version
 from ..cache import get_or_build, key_of, register_memo
 from ..codegen import KernelSpec, render_cpu
-from ..reductions import INDEX
+from .common import all_batch_offsets, alloc_outputs
 
 FLAGS = (
     "-O3",
@@ -148,16 +148,6 @@ def layout(a: np.ndarray, cat_is_j: bool) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
-def batch_offsets(shape_own: tuple, batch: tuple, per_item: int) -> np.ndarray:
-    """Element offset of each (flattened) broadcast batch index in an array
-    whose batch shape is ``shape_own`` (size-1 dims broadcast: offset 0)."""
-    if not batch:
-        return np.zeros(1, dtype=np.int64)
-    n_own = math.prod(shape_own)
-    idx = np.arange(n_own, dtype=np.int64).reshape(shape_own) * per_item
-    return np.ascontiguousarray(np.broadcast_to(idx, batch)).reshape(-1)
-
-
 @functools.lru_cache(maxsize=64)
 def _zeros(n: int) -> np.ndarray:
     z = np.zeros(n, dtype=np.int64)
@@ -177,19 +167,10 @@ def run(
     :func:`layout`) with the full number of batch dims (size 1 broadcasts).
     Returns one array per output, shaped ``batch + (M, size)``."""
     fn = kernel(spec)
-    nb = len(batch)
     nbatch = math.prod(batch)
-    if batch:
-        boff = np.concatenate(
-            [batch_offsets(a.shape[:nb], batch, math.prod(a.shape[nb:])) for a in leaves]
-        )
-    else:
-        boff = _zeros(len(leaves))
+    boff = all_batch_offsets(np, leaves, batch) if batch else _zeros(len(leaves))
     args = (ctypes.c_void_p * len(leaves))(*[a.__array_interface__["data"][0] for a in leaves])
-    outs = []
-    for o in spec.outputs():
-        dt = np.int64 if o.kind == INDEX else np.dtype(spec.dtype)
-        outs.append(np.empty(batch + (M, o.size), dtype=dt))
+    outs = alloc_outputs(np, spec, batch, M)
     optr = (ctypes.c_void_p * len(outs))(*[o.ctypes.data for o in outs])
     fn(nbatch, M, N, args, boff.ctypes.data, optr, nthreads)
     return outs

@@ -24,7 +24,7 @@ from pathlib import Path
 from .. import ir
 from ..cache import register_memo
 from ..codegen import KernelSpec, cuda_shared_bytes, render_cuda, split_sizes
-from ..reductions import INDEX
+from .common import all_batch_offsets, alloc_outputs
 
 SHARED_BUDGET = 48 * 1024  # bytes of dynamic shared memory per block, no opt-in
 MAX_BLOCK = 256
@@ -201,18 +201,14 @@ def run(spec: KernelSpec, leaves: list, batch: tuple, M: int, N: int, lib: str) 
     """
     import cupy
 
-    nb = len(batch)
     nbatch = math.prod(batch) if batch else 1
     with _stream(lib):
         dev = [cupy.ascontiguousarray(cupy.asarray(a)) for a in leaves]
-        boff = cupy.concatenate([_batch_offsets(cupy, a, nb, batch) for a in dev])
+        boff = all_batch_offsets(cupy, dev, batch)
         plan = plan_launch(
             spec, nbatch, M, N, sm_count=cupy.cuda.Device().attributes["MultiProcessorCount"]
         )
-        outs = []
-        for o in spec.outputs():
-            dt = cupy.int64 if o.kind == INDEX else cupy.dtype(spec.dtype)
-            outs.append(cupy.empty(batch + (M, o.size), dtype=dt))
+        outs = alloc_outputs(cupy, spec, batch, M)
         nv, ni = split_sizes(spec)
         rows = nbatch * M
         acc_dt = cupy.dtype(spec.acc_dtype)
@@ -242,12 +238,3 @@ def run(spec: KernelSpec, leaves: list, batch: tuple, M: int, N: int, lib: str) 
                 (cupy.int64(rows), *outs, part_v, part_i, cupy.int64(plan.nsplit)),
             )
     return outs
-
-
-def _batch_offsets(cupy, a, nb: int, batch: tuple):
-    if not batch:
-        return cupy.zeros(1, dtype=cupy.int64)
-    own = a.shape[:nb]
-    per = math.prod(a.shape[nb:])
-    idx = cupy.arange(math.prod(own), dtype=cupy.int64).reshape(own) * per
-    return cupy.ascontiguousarray(cupy.broadcast_to(idx, batch)).reshape(-1)

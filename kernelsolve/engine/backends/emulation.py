@@ -25,8 +25,8 @@ from ..codegen import (
     render_cuda,
     split_sizes,
 )
-from ..reductions import INDEX
-from .cpu import batch_offsets, memoized_build
+from .common import all_batch_offsets, alloc_outputs
+from .cpu import memoized_build
 from .cuda import plan_launch
 
 HEADER = Path(__file__).with_name("cuda_emulation.h")
@@ -109,17 +109,11 @@ def run(
     ``batch + (d,)`` for parameters, full number of batch dims.
     """
     lib = library(spec)
-    nb = len(batch)
     nbatch = math.prod(batch) if batch else 1
     dev = [np.ascontiguousarray(a) for a in leaves]
-    boff = np.concatenate(
-        [batch_offsets(a.shape[:nb], batch, math.prod(a.shape[nb:])) for a in dev]
-    )
+    boff = all_batch_offsets(np, dev, batch)
     plan = plan_launch(spec, nbatch, M, N, sm_count=sm_count, block=block, nsplit=nsplit)
-    outs = []
-    for o in spec.outputs():
-        dt = np.int64 if o.kind == INDEX else np.dtype(spec.dtype)
-        outs.append(np.empty(batch + (M, o.size), dtype=dt))
+    outs = alloc_outputs(np, spec, batch, M)
     nv, ni = split_sizes(spec)
     rows = nbatch * M
     part_v = np.empty(max(1, rows * plan.nsplit * nv), dtype=np.dtype(spec.acc_dtype))
