@@ -427,6 +427,15 @@ class KernelSpec:
         return self.formula.dim
 
     @property
+    def j_dims(self) -> int:
+        """Values of j-variables per column j (what a j-tile stores)."""
+        return sum(d for c, d in zip(self.var_cats, self.var_dims) if c == ir.J)
+
+    @property
+    def itemsize(self) -> int:
+        return 4 if self.dtype == "float32" else 8
+
+    @property
     def E(self) -> int:
         return self.weight.dim if self.weight is not None else 0
 
@@ -525,8 +534,7 @@ def cpu_tiling(spec: KernelSpec) -> tuple[int, int]:
     """
     entries = sum(f.size for f in spec.fields())
     rows = max(1, min(32, 4096 // max(1, entries)))
-    bytes_per_col = max(1, sum(d for c, d in zip(spec.var_cats, spec.var_dims) if c == ir.J))
-    bytes_per_col *= 4 if spec.T == "float" else 8
+    bytes_per_col = max(1, spec.j_dims) * spec.itemsize
     bj = cpu_block_j(spec)
     tile = max(bj, (512 * 1024 // bytes_per_col) // bj * bj)
     return rows, tile
@@ -750,8 +758,7 @@ def _field_slots(spec: KernelSpec):
 
 def cuda_shared_bytes(spec: KernelSpec, block: int) -> int:
     """Dynamic shared memory of ``ks_main`` for a block of ``block`` threads."""
-    dj = sum(d for c, d in zip(spec.var_cats, spec.var_dims) if c == ir.J)
-    return block * max(dj, 1) * (4 if spec.T == "float" else 8)
+    return block * max(spec.j_dims, 1) * spec.itemsize
 
 
 def split_sizes(spec: KernelSpec) -> tuple[int, int]:

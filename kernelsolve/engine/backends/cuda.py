@@ -21,7 +21,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import ir
 from ..cache import register_memo
 from ..codegen import KernelSpec, cuda_shared_bytes, render_cuda, split_sizes
 from .common import all_batch_offsets, alloc_outputs
@@ -56,8 +55,8 @@ def plan_launch(
 ) -> LaunchPlan:
     """Block size from the shared-memory budget; split j when the rows alone
     give fewer than ~4 blocks per multiprocessor."""
-    itemsize = 4 if spec.T == "float" else 8
-    dj = max(1, sum(d for c, d in zip(spec.var_cats, spec.var_dims) if c == ir.J))
+    itemsize = spec.itemsize
+    dj = max(1, spec.j_dims)
     fit = SHARED_BUDGET // (dj * itemsize)  # columns whose j-variables fit in shared memory
     if fit < 1:
         raise ValueError(
