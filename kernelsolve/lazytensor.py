@@ -25,7 +25,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from . import autograd
 from .engine import arrays, dispatch, ir
+from .engine.grad import vjp
 
 _REDUCTION_KWARGS_IGNORED = (
     # Accepted for pykeops compatibility; they tune speed, not results.
@@ -520,6 +522,45 @@ class LazyTensor:
         """Outer product (dims n and p): dim n*p, row-major."""
         return self._nary("tensorprod", other)
 
+    # Symbolic gradient ------------------------------------------------
+    def grad(self, other: LazyTensor, gradin) -> LazyTensor:
+        """The LazyTensor ``sum_k gradin_k * d self_k / d other`` (pykeops' ``grad``).
+
+        ``other`` must be a variable (``Vi(x)``, ``Vj(y)`` or ``Pm(p)``) of
+        this formula; ``gradin`` has the inner dimension of ``self``. The
+        result is a formula like any other, so it can be reduced or
+        differentiated again.
+
+        Example
+        -------
+        >>> import numpy as np
+        >>> x, y = np.random.rand(5, 2), np.random.rand(4, 2)
+        >>> g = Vi(x).sqdist(Vj(y)).grad(Vi(x), 1.0)   # 2 (x_i - y_j)
+        >>> g.sum(1).shape
+        (5, 2)
+        """
+        other = _as_lazy(other)
+        if other.formula.op != "var":
+            raise ValueError(
+                "grad: other must be a variable (Vi(x), Vj(y) or Pm(p)), got a formula"
+            )
+        gradin = _as_lazy(gradin)
+        if gradin.formula.dim not in (1, self.formula.dim):
+            raise ValueError(
+                f"grad: gradin has inner dimension {gradin.formula.dim}; expected "
+                f"{self.formula.dim} (the dimension of the formula)"
+            )
+        formulas, joined = _join([self, other, gradin])
+        f, v, g = formulas
+        if v.attrs[0] >= len(self.variables):
+            raise ValueError(
+                "grad: other is not a variable of this formula (pass the LazyTensor used "
+                "to build it, e.g. X = Vi(x); F = f(X); F.grad(X, e))"
+            )
+        if g.dim != f.dim:
+            g = ir.make("mul", g, ir.const(1, f.dim))
+        return LazyTensor._new(vjp(f, v, g), *joined)
+
     # ------------------------------------------------------------------
     # Transpose
     # ------------------------------------------------------------------
@@ -724,7 +765,7 @@ class ReductionCall:
             variables = tuple(args)
         opts = dict(self.opts)
         opts.update(_reduction_options(kwargs, for_call=True))
-        return dispatch.reduce(
+        return autograd.reduce(
             self.formula,
             self.reduction,
             variables,

@@ -443,11 +443,15 @@ def remap(root: Node, mapping: tuple[int, ...]) -> Node:
 @lru_cache(maxsize=4096)
 def swap_ij(root: Node) -> Node:
     """Transpose: i-variables become j-variables and vice versa."""
-    swap = {I: J, J: I, P: P}
+    return recategorize(root, {I: J, J: I, P: P})
+
+
+def recategorize(root: Node, new_cat: dict[int, int]) -> Node:
+    """The formula with each variable of category ``c`` moved to ``new_cat[c]``."""
 
     def leaf(node: Node) -> Node:
         index, cat, dim = node.attrs
-        return var(index, swap[cat], dim)
+        return var(index, new_cat[cat], dim)
 
     return _rebuild_leaves(root, leaf)
 

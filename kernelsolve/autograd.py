@@ -1,0 +1,390 @@
+"""torch autograd over engine reductions, to any order.
+
+:func:`reduce` has the signature of :func:`.engine.dispatch.reduce`. When no
+argument is a torch tensor that requires a gradient (or grad mode is off) it
+*is* the engine call. Otherwise the reduction becomes a node of torch's graph:
+
+* ``sum`` (hence ``K @ v``), ``logsumexp`` (with and without weight): a
+  :class:`torch.autograd.Function` whose backward builds the gradient
+  *formulas* with :func:`.engine.grad.vjp` and evaluates them as ``sum``
+  reductions through this same function. The backward is therefore itself
+  differentiable (double backward, Hessian-vector products, any order), and
+  every gradient is a compiled kernel like the forward. For a reduction over
+  j, the gradients of the i-variables and the parameters come from one
+  reduction over j (their formulas concatenated), those of the j-variables
+  from one reduction over i.
+* ``min``, ``max``, ``Kmin`` and their ``*_arg*`` forms: the engine returns the
+  selected indices; the values' gradient is that of the formula evaluated at
+  the selected pairs (the j-variables gathered with ``take_along_dim``, then a
+  ``sum`` over a single j), so it flows to exactly the selected pairs.
+* ``sumsoftmaxweight``: ``sum_j exp(F_ij - L_i) w_ij`` with
+  ``L = logsumexp(F)``, two differentiable reductions.
+* ``argmin``, ``argmax``, ``argKmin``: int64, no gradient.
+
+Broadcast batch dimensions: each gradient is summed back to its argument's
+shape. Tensors are saved with ``save_for_backward``, so a backward after an
+in-place change of an argument raises torch's version-counter error.
+
+``torch.func`` transforms: the functions define ``setup_context`` (so
+``torch.func.grad``/``vjp``/``jacrev`` work) and a ``vmap`` rule that turns
+the mapped dimension into a leading batch dimension of the reduction.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .engine import arrays, dispatch, ir
+from .engine.grad import vjp
+
+__all__ = ["reduce", "needs_grad"]
+
+# Reductions whose value output follows the index of a selected pair, and the
+# engine reduction that returns (values, indices) for them.
+_SELECT = {
+    "min": "min_argmin",
+    "max": "max_argmax",
+    "min_argmin": "min_argmin",
+    "max_argmax": "max_argmax",
+    "kmin": "kmin_argkmin",
+    "kmin_argkmin": "kmin_argkmin",
+}
+_INDEX_ONLY = {"argmin", "argmax", "argkmin"}
+_SMOOTH = {"sum", "logsumexp", "logsumexp_weight"}
+
+
+def needs_grad(leaves: Sequence) -> bool:
+    """True if a leaf is a torch tensor that requires grad in grad mode, or
+    one that a ``torch.func`` transform wraps."""
+    tensors = [x for x in leaves if arrays.is_array(x) and arrays.library(x) == arrays.TORCH]
+    if not tensors:
+        return False
+    import torch
+
+    if any(torch._C._functorch.is_functorch_wrapped_tensor(x) for x in tensors):
+        return True
+    return torch.is_grad_enabled() and any(x.requires_grad for x in tensors)
+
+
+def reduce(
+    formula: ir.Node,
+    reduction: str,
+    leaves: Sequence,
+    cats: Sequence[int],
+    *,
+    axis: int = 1,
+    weight: ir.Node | None = None,
+    K: int | None = None,
+    backend=None,
+    acc_dtype: str | None = None,
+):
+    """:func:`.engine.dispatch.reduce`, differentiable in torch.
+
+    Example
+    -------
+    >>> import torch
+    >>> from kernelsolve import Vi, Vj
+    >>> x = torch.randn(50, 3, requires_grad=True)
+    >>> y = torch.randn(40, 3)
+    >>> s = (-Vi(x).sqdist(Vj(y))).exp().sum(1)   # runs through this function
+    >>> s.sum().backward()
+    >>> x.grad.shape
+    torch.Size([50, 3])
+    """
+    opts = {"backend": backend, "acc_dtype": acc_dtype}
+    if not needs_grad(leaves):
+        return dispatch.reduce(
+            formula, reduction, leaves, cats, axis=axis, weight=weight, K=K, **opts
+        )
+    if axis not in (0, 1):
+        raise ValueError(f"axis must be 0 (reduce over i) or 1 (reduce over j), got {axis}")
+    if axis == 0:  # every rule below reduces over j
+        formula = ir.swap_ij(formula)
+        weight = ir.swap_ij(weight) if weight is not None else None
+        cats = [_SWAP[c] for c in cats]
+    cats = tuple(cats)
+    if reduction in _SMOOTH or reduction in _INDEX_ONLY:
+        return _engine(_Call(formula, weight, reduction, cats, backend, acc_dtype, K), leaves)
+    if reduction in _SELECT:
+        return _select_reduce(formula, reduction, leaves, cats, K, opts)
+    if reduction == "sumsoftmaxweight":
+        lse = reduce(formula, "logsumexp", leaves, cats, **opts)
+        n = len(leaves)
+        L = ir.var(n, ir.I, 1)
+        summand = ir.make("mul", ir.make("exp", ir.make("sub", formula, L)), weight)
+        return reduce(summand, "sum", list(leaves) + [lse], cats + (ir.I,), **opts)
+    raise ValueError(f"no gradient rule for the reduction {reduction!r}")
+
+
+_SWAP = {ir.I: ir.J, ir.J: ir.I, ir.P: ir.P}
+
+
+@dataclass(frozen=True)
+class _Call:
+    """What a differentiable reduction is, apart from its arrays (over j)."""
+
+    formula: ir.Node
+    weight: ir.Node | None
+    reduction: str
+    cats: tuple[int, ...]
+    backend: object
+    acc_dtype: str | None
+    K: int | None = None
+
+    def run(self, leaves):
+        return dispatch.reduce(
+            self.formula,
+            self.reduction,
+            leaves,
+            self.cats,
+            weight=self.weight,
+            K=self.K,
+            backend=self.backend,
+            acc_dtype=self.acc_dtype,
+        )
+
+
+def _engine(call: _Call, leaves):
+    """``call.run(leaves)`` as a node of torch's graph (and of torch.func's)."""
+    return _functions()[0].apply(call, *leaves)
+
+
+# ----------------------------------------------------------------------------
+# sum / logsumexp: the backward is a pair of sum reductions
+# ----------------------------------------------------------------------------
+
+
+def _cotangents(call: _Call, G: ir.Node, L: ir.Node):
+    """Cotangent formulas (on F, on W) of the reduction's output cotangent G.
+
+    ``G`` and ``L`` (the saved output) are i-variables of the output's width.
+    """
+    F, W = call.formula, call.weight
+    if call.reduction == "sum":
+        return G, None
+    shifted = ir.make("exp", ir.make("sub", F, L))  # d out / d F, per output column
+    if call.reduction == "logsumexp":
+        return ir.make("mul", G, shifted), None
+    # logsumexp_weight: out_e = log sum_j exp(F) w_e, F scalar
+    GS = ir.make("mul", G, shifted)
+    return ir.make("sum", ir.make("mul", GS, W)), GS
+
+
+def _smooth_backward(call: _Call, leaves, out, grad_out, wanted):
+    """Gradients of the leaves flagged in ``wanted`` (None for the others)."""
+    n = len(leaves)
+    width = out.shape[-1]
+    G = ir.var(n, ir.I, width)
+    L = ir.var(n + 1, ir.I, width)
+    HF, HW = _cotangents(call, G, L)
+    variables = {}
+    for root in (call.formula, call.weight):
+        if root is not None:
+            for v in ir.variables(root):
+                variables[v.attrs[0]] = v
+
+    def formula_of(k):
+        v = variables.get(k)
+        if v is None:
+            return None
+        f = vjp(call.formula, v, HF)
+        if call.weight is not None:
+            f = ir.make("add", f, vjp(call.weight, v, HW))
+        return None if ir.is_const(f, 0) else f
+
+    ext_leaves = list(leaves) + [grad_out, out]
+    ext_cats = call.cats + (ir.I, ir.I)
+    grads: list = [None] * n
+    opts = {"backend": call.backend, "acc_dtype": call.acc_dtype}
+    for group_cats, axis in (((ir.I, ir.P), 1), ((ir.J,), 0)):
+        parts = []
+        for k in range(n):
+            if wanted[k] and call.cats[k] in group_cats:
+                f = formula_of(k)
+                if f is not None:
+                    parts.append((k, f))
+        if not parts:
+            continue
+        joint = parts[0][1]
+        for _, f in parts[1:]:
+            joint = ir.make("concat", joint, f)
+        total = reduce(joint, "sum", ext_leaves, ext_cats, axis=axis, **opts)
+        start = 0
+        for k, f in parts:
+            g = total[..., start : start + f.dim]
+            start += f.dim
+            if call.cats[k] == ir.P:
+                g = g.sum(-2)
+            grads[k] = _sum_to_shape(g, tuple(leaves[k].shape))
+    return grads
+
+
+def _sum_to_shape(g, shape):
+    """Undo broadcasting: sum ``g`` over the dimensions ``shape`` broadcast."""
+    lead = g.ndim - len(shape)
+    if lead > 0:
+        g = g.sum(tuple(range(lead)))
+    dims = tuple(k for k, s in enumerate(shape) if s == 1 and g.shape[k] != 1)
+    if dims:
+        g = g.sum(dims, keepdim=True)
+    return g
+
+
+@functools.cache
+def _functions():
+    """The autograd.Function classes, built on first use (torch is optional)."""
+    import torch
+
+    class EngineReduction(torch.autograd.Function):
+        """One engine reduction over j. Differentiable for sum and
+        logsumexp(_weight); index outputs are marked non-differentiable, and
+        min/max/Kmin values get their gradient from :func:`_select_reduce`."""
+
+        @staticmethod
+        def forward(call, *leaves):
+            return call.run(leaves)
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            call, *leaves = inputs
+            ctx.call = call
+            outs = output if isinstance(output, tuple) else (output,)
+            ints = [o for o in outs if not o.is_floating_point()]
+            if ints:
+                ctx.mark_non_differentiable(*ints)
+            if call.reduction not in _SMOOTH:
+                return
+            # numbers bound to parameters are kept aside; tensors are saved so
+            # that torch detects in-place changes before the backward
+            ctx.numbers = [None if isinstance(x, torch.Tensor) else x for x in leaves]
+            tensors = [x for x in leaves if isinstance(x, torch.Tensor)]
+            ctx.save_for_backward(*tensors, output)
+
+        @staticmethod
+        def backward(ctx, grad_out, *more):
+            if ctx.call.reduction not in _SMOOTH:
+                raise RuntimeError(
+                    f"kernelsolve: the {ctx.call.reduction} reduction has no gradient "
+                    "(integer indices)"
+                )
+            *tensors, out = ctx.saved_tensors
+            it = iter(tensors)
+            leaves = [next(it) if x is None else x for x in ctx.numbers]
+            wanted = [
+                ctx.needs_input_grad[k + 1] and isinstance(x, torch.Tensor)
+                for k, x in enumerate(leaves)
+            ]
+            return (None, *_smooth_backward(ctx.call, leaves, out, grad_out, wanted))
+
+        @staticmethod
+        def vmap(info, in_dims, call, *leaves):
+            out = EngineReduction.apply(call, *_batched_leaves(call.cats, in_dims[1:], leaves))
+            return out, (tuple(0 for _ in out) if isinstance(out, tuple) else 0)
+
+    class KeepValues(torch.autograd.Function):
+        """Returns ``values``; its gradient goes to ``selected`` (same shape).
+
+        ``values`` come from the min/max kernel, ``selected`` is the formula
+        re-evaluated at the chosen pairs: equal up to rounding, and the
+        output keeps the kernel's values exactly.
+        """
+
+        @staticmethod
+        def forward(values, selected):
+            return values.clone()
+
+        @staticmethod
+        def setup_context(ctx, inputs, output):
+            pass
+
+        @staticmethod
+        def backward(ctx, g):
+            return None, g
+
+        @staticmethod
+        def vmap(info, in_dims, values, selected):
+            values, selected = (
+                x if d is None else x.movedim(d, 0) for x, d in zip((values, selected), in_dims)
+            )
+            if in_dims[0] is None:
+                values = values.expand_as(selected)
+            if in_dims[1] is None:
+                selected = selected.expand_as(values)
+            return KeepValues.apply(values, selected), 0
+
+    return EngineReduction, KeepValues
+
+
+def _batched_leaves(cats, in_dims, leaves):
+    """Leaves with the vmapped dimension moved to a new leading batch dim.
+
+    Every tensor gets the same number of batch dimensions (size-1 padding
+    after the new one), so that the mapped dimension lines up across leaves.
+    """
+    own = [
+        x.ndim - (1 if c == ir.P else 2) - (d is not None)
+        for x, c, d in zip(leaves, cats, in_dims)
+        if hasattr(x, "ndim")
+    ]
+    nb = max(own, default=0)
+    out = []
+    for x, c, d in zip(leaves, cats, in_dims):
+        if not hasattr(x, "ndim"):
+            out.append(x)
+            continue
+        x = x.unsqueeze(0) if d is None else x.movedim(d, 0)
+        rank = x.ndim - 1 - (1 if c == ir.P else 2)
+        out.append(x.reshape((x.shape[0],) + (1,) * (nb - rank) + tuple(x.shape[1:])))
+    return out
+
+
+# ----------------------------------------------------------------------------
+# min / max / Kmin: the gradient of the formula at the selected pairs
+# ----------------------------------------------------------------------------
+
+
+def _select_reduce(formula, reduction, leaves, cats, K, opts):
+    import torch
+
+    engine_red = _SELECT[reduction]
+    with torch.no_grad():
+        call = _Call(formula, None, engine_red, cats, opts["backend"], opts["acc_dtype"], K)
+        values, idx = _engine(call, leaves)
+    D = formula.dim
+    # indices seen as (..., M, K, D): K = 1 for min/max; Kmin drops D when 1
+    if engine_red == "kmin_argkmin":
+        idx4 = idx.unsqueeze(-1) if D == 1 else idx
+    else:
+        idx4 = idx.unsqueeze(-2)
+    selected = _selected_values(formula, leaves, cats, idx4, opts)
+    out = _functions()[1].apply(values, selected.reshape(values.shape))
+    return out if reduction in ("min", "max", "kmin") else (out, idx)
+
+
+def _selected_values(formula, leaves, cats, idx, opts):
+    """``F(x_i, y_j)[d]`` at ``j = idx[..., i, k, d]``: shape ``idx.shape``, differentiable."""
+    import torch
+
+    batch, (M, Kk, D) = tuple(idx.shape[:-3]), tuple(idx.shape[-3:])
+    rows = M * Kk
+    # j-variables become i-variables: the formula is evaluated once per (i, k)
+    row_cats = tuple(ir.P if c == ir.P else ir.I for c in cats)
+    per_row = ir.recategorize(formula, {ir.I: ir.I, ir.J: ir.I, ir.P: ir.P})
+    columns = []
+    for d in range(D):
+        row_leaves = []
+        for x, c in zip(leaves, cats):
+            if c == ir.I:
+                lead, width = tuple(x.shape[:-2]), x.shape[-1]
+                x = x.unsqueeze(-2).expand(lead + (M, Kk, width)).reshape(lead + (rows, width))
+            elif c == ir.J:
+                x = x.expand(batch + tuple(x.shape[-2:]))
+                x = torch.take_along_dim(x, idx[..., d].reshape(batch + (rows, 1)), dim=-2)
+            row_leaves.append(x)
+        f = per_row if D == 1 else ir.make("elem", per_row, attrs=(d,))
+        r = reduce(f, "sum", row_leaves, row_cats, **opts)
+        # a formula of parameters alone gives one row: broadcast it
+        columns.append(r.expand(batch + (rows, 1)).reshape(batch + (M, Kk)))
+    return torch.stack(columns, -1)
