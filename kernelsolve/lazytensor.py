@@ -731,6 +731,26 @@ class LazyTensor:
         Kv = prod.sum(prod.nbatchdims + 1)
         return Kv[..., 0] if v.ndim == 1 else Kv
 
+    def solve(self, b, alpha: float = 1e-10, **kwargs):
+        """Solve ``(alpha I + K) a = b`` by preconditioned conjugate gradients.
+
+        ``K`` (this LazyTensor) must be a scalar kernel built from the same
+        points on both sides. See :func:`kernelsolve.linalg.solve.solve` for
+        the options (rtol, maxiter, precond, rank, return_info, ...).
+
+        Example
+        -------
+        >>> import numpy as np
+        >>> x = np.random.default_rng(0).random((500, 2))
+        >>> K = (-Vi(x).sqdist(Vj(x)) * 20.0).exp()
+        >>> a = K.solve(np.ones(500), alpha=0.1)
+        >>> a.shape
+        (500,)
+        """
+        from .linalg.solve import solve
+
+        return solve(self, b, alpha, **kwargs)
+
     def matvec(self, v):
         return self @ v
 

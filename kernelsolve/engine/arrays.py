@@ -77,6 +77,26 @@ def to_numpy(x) -> np.ndarray:
     return x.detach().numpy()
 
 
+def take_rows(x, index: np.ndarray):
+    """``x[index]`` along the first axis, ``index`` a NumPy int64 array."""
+    if isinstance(x, np.ndarray):
+        return x[index]
+    if is_cupy(x):
+        import cupy
+
+        return x[cupy.asarray(index)]
+    return x[_torch().as_tensor(index, device=x.device)]
+
+
+def to_host(x) -> np.ndarray:
+    """A NumPy copy of any array, wherever it lives (for small results)."""
+    if isinstance(x, np.ndarray):
+        return x
+    if is_cupy(x):
+        return x.get()
+    return x.detach().cpu().numpy()
+
+
 def from_numpy(a: np.ndarray, lib: str, dev: str = "cpu"):
     """``a`` as an array of library ``lib`` (no copy on the host)."""
     if lib == NUMPY:

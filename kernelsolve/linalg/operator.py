@@ -1,0 +1,155 @@
+"""A symmetric kernel matrix as the solvers see it: products, diagonal, columns.
+
+:class:`KernelOperator` wraps a scalar formula ``K_ij = F(x_i, x_j, p)`` and
+the arrays bound to its variables (what a :class:`~kernelsolve.LazyTensor`
+holds) and offers the three things the solvers need, each one engine
+reduction and none of them forming the matrix:
+
+* ``matmat(V)`` : ``K @ V`` (differentiable in torch),
+* ``diagonal()``: ``F(x_i, x_i)``, the formula with every j-variable replaced
+  by its i-partner, reduced over a single j,
+* ``columns(S)``: ``K[:, S]``, the j-variables gathered at ``S`` and laid out
+  as a *batch* dimension of size ``len(S)`` with one j each, so that one
+  compiled kernel (whose source does not depend on ``len(S)``) fills the block.
+
+Symmetry is structural: the matrix must be square and every j-variable must
+hold the same array (the same object, or equal values) as an i-variable of
+the same dimension, and every i-variable must have such a partner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .. import autograd
+from ..engine import arrays, ir
+
+__all__ = ["KernelOperator"]
+
+
+class KernelOperator:
+    """The symmetric ``n x n`` matrix ``K_ij = F(x_i, x_j)`` of a scalar formula.
+
+    Parameters
+    ----------
+    formula : ir.Node
+        Scalar formula (inner dimension 1).
+    leaves : sequence
+        The arrays (or numbers, for parameters) bound to its variables.
+    cats : sequence of int
+        Category of each leaf (``ir.I``, ``ir.J``, ``ir.P``).
+    backend : str, optional
+        Passed to every reduction.
+
+    Raises
+    ------
+    ValueError
+        If the matrix is not square, not symmetric by construction, has batch
+        dimensions, or the formula is not scalar.
+    """
+
+    def __init__(self, formula: ir.Node, leaves: Sequence, cats: Sequence[int], backend=None):
+        if formula.dim != 1:
+            raise ValueError(
+                f"K must be a scalar formula (inner dimension 1), got inner dimension "
+                f"{formula.dim}"
+            )
+        self.formula, self.leaves, self.cats = formula, tuple(leaves), tuple(cats)
+        self.backend = backend
+        arrs = [x for x in self.leaves if arrays.is_array(x)]
+        if not arrs:
+            raise ValueError("K holds no array: bind the points as NumPy arrays or tensors")
+        self.lib, self.dtype = arrays.library(arrs[0]), arrays.dtype_name(arrs[0])
+        self.device = arrays.device(arrs[0])
+        for x, c in zip(self.leaves, self.cats):
+            if arrays.is_array(x) and x.ndim != (1 if c == ir.P else 2):
+                raise ValueError(
+                    "K has batch dimensions; solve each batch element separately "
+                    f"(a {'parameter' if c == ir.P else 'variable'} has shape {tuple(x.shape)})"
+                )
+        self.partner = self._partners()
+        ns = {x.shape[0] for x, c in zip(self.leaves, self.cats) if c == ir.I}
+        self.n = ns.pop()
+        self.shape = (self.n, self.n)
+
+    @classmethod
+    def from_lazy(cls, K, backend=None) -> KernelOperator:
+        """The operator of a LazyTensor ``K`` (``K.formula``, ``K.variables``, ``K.cats``)."""
+        return cls(K.formula, K.variables, K.cats, backend=backend)
+
+    def _partners(self) -> dict[int, int]:
+        """j-variable index -> index of the i-variable holding the same points."""
+        dims = {}
+        for v in ir.variables(self.formula):
+            index, _, dim = v.attrs
+            dims[index] = dim
+        I_vars = [k for k, c in enumerate(self.cats) if c == ir.I and k in dims]
+        J_vars = [k for k, c in enumerate(self.cats) if c == ir.J and k in dims]
+        if not I_vars or not J_vars:
+            raise ValueError(
+                "K is not a kernel matrix of a point set: it needs i- and j-variables "
+                "built from the same points (e.g. Vi(x) and Vj(x))"
+            )
+        partner, used = {}, set()
+        for kj in J_vars:
+            same = (ki for ki in I_vars if dims[ki] == dims[kj])
+            match = next((ki for ki in same if _same(self.leaves[ki], self.leaves[kj])), None)
+            if match is None:
+                shape = tuple(self.leaves[kj].shape)
+                raise ValueError(
+                    f"K is not symmetric: its j-variable of shape {shape} holds points that "
+                    "no i-variable holds (K built from different x and y); solve needs "
+                    "K_ij = k(x_i, x_j) built from the same points, e.g. Vi(x) and Vj(x)"
+                )
+            partner[kj] = match
+            used.add(match)
+        if used != set(I_vars):
+            raise ValueError(
+                "K is not symmetric: an i-variable has no j-variable holding the same points"
+            )
+        # F(x_i, x_j) must equal F(x_j, x_i): swapping i and j (and partners) is
+        # checked numerically by the caller when asked; structure is checked here.
+        return partner
+
+    # ------------------------------------------------------------------
+    def matmat(self, V):
+        """``K @ V`` for ``V`` of shape ``(n, k)`` (or ``(n,)``)."""
+        vector = V.ndim == 1
+        Vm = V[:, None] if vector else V
+        n = len(self.leaves)
+        f = ir.make("mul", self.formula, ir.var(n, ir.J, Vm.shape[-1]))
+        out = autograd.reduce(
+            f, "sum", self.leaves + (Vm,), self.cats + (ir.J,), axis=1, backend=self.backend
+        )
+        return out[:, 0] if vector else out
+
+    __matmul__ = matmat
+
+    def diagonal(self):
+        """``K_ii`` for every i, shape ``(n,)``, in the library of the points."""
+        mapping = tuple(self.partner.get(k, k) for k in range(len(self.leaves)))
+        f = ir.recategorize(ir.remap(self.formula, mapping), {ir.I: ir.I, ir.J: ir.I, ir.P: ir.P})
+        cats = tuple(ir.P if c == ir.P else ir.I for c in self.cats)
+        out = autograd.reduce(f, "sum", self.leaves, cats, axis=1, backend=self.backend)
+        return out[:, 0]
+
+    def columns(self, index):
+        """``K[:, index]``, shape ``(n, len(index))``."""
+        index = np.asarray(index, dtype=np.int64)
+        leaves = []
+        for x, c in zip(self.leaves, self.cats):
+            if c == ir.J:
+                x = arrays.take_rows(x, index)[:, None, :]  # batch of len(index), one j each
+            leaves.append(x)
+        out = autograd.reduce(self.formula, "sum", leaves, self.cats, axis=1, backend=self.backend)
+        return out[..., 0].T  # (len(index), n) -> (n, len(index))
+
+
+def _same(a, b) -> bool:
+    if a is b:
+        return True
+    if not (arrays.is_array(a) and arrays.is_array(b)) or tuple(a.shape) != tuple(b.shape):
+        return False
+    return bool((a == b).all())
