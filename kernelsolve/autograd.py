@@ -194,7 +194,10 @@ def _smooth_backward(call: _Call, leaves, out, grad_out, wanted):
             f = ir.make("add", f, vjp(call.weight, v, HW))
         return None if ir.is_const(f, 0) else f
 
-    ext_leaves = list(leaves) + [grad_out, out]
+    # the saved output enters the graph only where a formula reads it (logsumexp):
+    # otherwise a double backward would run the forward's backward on a zero cotangent
+    uses_out = any(L in ir.variables(f) for f in (HF, HW) if f is not None)
+    ext_leaves = list(leaves) + [grad_out, out if uses_out else out.detach()]
     ext_cats = call.cats + (ir.I, ir.I)
     grads: list = [None] * n
     opts = {"backend": call.backend, "acc_dtype": call.acc_dtype}

@@ -254,6 +254,9 @@ _KMIN_PREAMBLE = """
 """
 
 
+_KMIN_BOUND: dict = {}
+
+
 class KMinReduction(Reduction):
     """Kmin, argKmin, Kmin_argKmin: the K smallest values of each coordinate.
 
@@ -352,9 +355,13 @@ class KMinReduction(Reduction):
         return outs
 
     def with_k(self, K: int) -> KMinReduction:
-        """Copy bound to K (the NumPy methods need it)."""
-        r = KMinReduction(self.values, self.indices)
-        r._K = int(K)
+        """Copy bound to K (the NumPy methods need it). One object per (kind, K),
+        so that kernel specs holding it compare and hash equal across calls."""
+        key = (self.values, self.indices, int(K))
+        r = _KMIN_BOUND.get(key)
+        if r is None:
+            r = _KMIN_BOUND[key] = KMinReduction(self.values, self.indices)
+            r._K = int(K)
         return r
 
     def present(self, outs, D, K=0):
