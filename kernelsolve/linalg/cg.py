@@ -127,7 +127,7 @@ def cg(
         raise ValueError("B must have at least one dimension (n,), got a scalar")
     Bm = B[:, None] if vector else B
     _check_finite(Bm, "B")
-    if rtol < 0 or atol < 0:
+    if not (rtol >= 0 and atol >= 0):  # also rejects NaN
         raise ValueError(f"rtol and atol must be >= 0, got rtol={rtol}, atol={atol}")
     if maxiter is None:
         maxiter = DEFAULT_MAXITER

@@ -98,7 +98,8 @@ def jacobi(diagonal, alpha: float) -> Preconditioner:
     array([0.5 , 0.25])
     """
     t0 = time.perf_counter()
-    inv = 1.0 / (arrays.to_host(diagonal).astype(np.float64) + alpha)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = 1.0 / (arrays.to_host(diagonal).astype(np.float64) + alpha)
     if not np.all(np.isfinite(inv)) or np.any(inv <= 0):
         raise ValueError("jacobi: alpha + diag(K) must be positive and finite")
     cache = {}

@@ -98,6 +98,7 @@ def solve(
     op = K if isinstance(K, KernelOperator) else KernelOperator.from_lazy(K, backend=backend)
     b = _rhs(b)
     _check_inputs(op, b, alpha)
+    op.check_symmetric()
     alpha_value = _scalar(alpha)
     options = dict(
         x0=x0,
@@ -174,6 +175,7 @@ def _solve_function():
             a = _forward(op, b.detach(), _scalar(alpha), config.options, config.info)
             ctx.config = config
             ctx.alpha_is_tensor = isinstance(alpha, torch.Tensor)
+            ctx.alpha_shape = alpha.shape if ctx.alpha_is_tensor else ()
             ctx.alpha = _scalar(alpha)
             ctx.numbers = [None if isinstance(x, torch.Tensor) else x for x in leaves]
             ctx.save_for_backward(a, *[x for x in leaves if isinstance(x, torch.Tensor)])
@@ -194,7 +196,7 @@ def _solve_function():
             grad_b = g if ctx.needs_input_grad[1] else None
             grad_alpha = None
             if ctx.needs_input_grad[2] and ctx.alpha_is_tensor:
-                grad_alpha = -(g * a).sum()
+                grad_alpha = -(g * a).sum().reshape(ctx.alpha_shape)
             want = [
                 k for k, x in enumerate(leaves) if ctx.needs_input_grad[3 + k] and x is not None
             ]
@@ -244,8 +246,8 @@ def _check_inputs(op: KernelOperator, b, alpha) -> None:
     a = _scalar(alpha)
     if not math.isfinite(a) or a < 0:
         raise ValueError(f"alpha must be finite and >= 0, got {a}")
-    n = b.shape[0] if b.ndim == 1 else b.shape[-2]
-    if b.ndim == 0 or n != op.n:
+    n = None if b.ndim == 0 else b.shape[0] if b.ndim == 1 else b.shape[-2]
+    if n != op.n:
         raise ValueError(
             f"b has shape {tuple(b.shape)}; expected ({op.n},), ({op.n}, k) or (..., {op.n}, k)"
         )
