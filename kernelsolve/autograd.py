@@ -63,8 +63,16 @@ def needs_grad(leaves: Sequence) -> bool:
         return False
     import torch
 
-    if any(torch._C._functorch.is_functorch_wrapped_tensor(x) for x in tensors):
+    functorch = torch._C._functorch
+    if any(functorch.is_functorch_wrapped_tensor(x) for x in tensors):
         return True
+    legacy = getattr(functorch, "is_legacy_batchedtensor", None)
+    if legacy is not None and any(legacy(x) for x in tensors):
+        raise NotImplementedError(
+            "kernelsolve reductions do not support torch's legacy batched gradients "
+            "(autograd.grad(is_grads_batched=True), autograd.functional.jacobian/hessian "
+            "with vectorize=True); use torch.func.jacrev / torch.func.vmap, which work"
+        )
     return torch.is_grad_enabled() and any(x.requires_grad for x in tensors)
 
 
