@@ -1,0 +1,142 @@
+"""Thin-plate spline interpolation: KernelInterpolator vs scipy's RBFInterpolator, one run.
+
+Data: N points drawn at random (seed 0) from matplotlib's Jacksboro fault DEM
+(``cbook.get_sample_data('jacksboro_fault_dem.npz')``, 344 x 403 elevations),
+coordinates scaled to [0, 1]^2, elevations standardised; the interpolant is
+evaluated at 5,000 other DEM points. Kernel ``thin_plate_spline``, degree 1,
+smoothing 0 (both libraries).
+
+Each (library, N) runs in a fresh subprocess so that its peak resident memory
+(``ru_maxrss``) is its own; the table gives fit + predict time, peak memory,
+held-out RMSE (in elevation units) and the largest difference between the two
+libraries' predictions. RBFInterpolator builds the dense (N + 3)^2 system
+(8 (N + 3)^2 bytes); it is skipped above ``--scipy-max`` points.
+
+Usage::
+
+    python benchmarks/bench_interpolate.py --quick              # N = 1000
+    python benchmarks/bench_interpolate.py                      # N in {1e3, 5e3, 2e4}, then 1e5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+N_TEST = 5000
+
+
+def dem_points():
+    from matplotlib import cbook
+
+    dem = cbook.get_sample_data("jacksboro_fault_dem.npz")  # an NpzFile
+    z = np.asarray(dem["elevation"], dtype=np.float64)
+    rows, cols = np.indices(z.shape)
+    pts = np.stack([cols.ravel() / (z.shape[1] - 1), rows.ravel() / (z.shape[0] - 1)], 1)
+    return pts, z.ravel()
+
+
+def split(N: int):
+    pts, z = dem_points()
+    order = np.random.default_rng(0).permutation(len(z))
+    train, test = order[:N], order[N : N + N_TEST]
+    mean, std = z[train].mean(), z[train].std()
+    return pts[train], (z[train] - mean) / std, pts[test], z[test], mean, std
+
+
+def child(lib: str, N: int, out: str) -> None:
+    y, d, x, z_test, mean, std = split(N)
+    t0 = time.perf_counter()
+    if lib == "scipy":
+        from scipy.interpolate import RBFInterpolator
+
+        f = RBFInterpolator(y, d, kernel="thin_plate_spline")
+        products = None
+    else:
+        from kernelsolve.linalg.interpolate import KernelInterpolator
+
+        f = KernelInterpolator(y, d, kernel="thin_plate_spline")
+        products = f.info.products
+    pred = f(x) * std + mean
+    seconds = time.perf_counter() - t0
+    np.save(out, pred)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB -> MB on Linux
+    rmse = float(np.sqrt(np.mean((pred - z_test) ** 2)))
+    print(json.dumps({"seconds": seconds, "rss_mb": rss, "rmse": rmse, "products": products}))
+
+
+def run(lib: str, N: int, tmp: str) -> dict:
+    out = os.path.join(tmp, f"{lib}-{N}.npy")
+    cmd = [sys.executable, os.path.abspath(__file__), "--child", lib, str(N), out]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1] if proc.stderr else "failed"}
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res["pred"] = np.load(out)
+    return res
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", default="1e3,5e3,2e4,1e5")
+    p.add_argument("--scipy-max", type=float, default=2e4)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        child(args.child[0], int(args.child[1]), args.child[2])
+        return 0
+    from bench_reductions import machine_info, machine_lines
+
+    sizes = [1000] if args.quick else [int(float(s)) for s in args.sizes.split(",")]
+    info = machine_info(None)
+    rows = []
+    status = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for N in sizes:
+            ks = run("kernelsolve", N, tmp)
+            sp = run("scipy", N, tmp) if N <= args.scipy_max else None
+            diff = "-"
+            if sp and "error" not in sp and "error" not in ks:
+                rel = np.abs(ks["pred"] - sp["pred"]).max() / np.abs(sp["pred"]).max()
+                diff = f"{rel:.1e}"
+                status |= not rel < 1e-5
+            for lib, r in (("kernelsolve", ks), ("scipy RBFInterpolator", sp)):
+                if r is None:
+                    gib = 8 * (N + 3) ** 2 / 2**30
+                    rows.append(f"| {N:.0e} | {lib} | not run (dense system: {gib:.0f} GiB) |||||")
+                elif "error" in r:
+                    rows.append(f"| {N:.0e} | {lib} | failed: {r['error']} | | | | |")
+                    status = 1
+                else:
+                    prods = r["products"] if r["products"] is not None else "-"
+                    rows.append(
+                        f"| {N:.0e} | {lib} | {r['seconds']:.1f} | {r['rss_mb']:.0f} | "
+                        f"{r['rmse']:.2f} | {prods} | {diff} |"
+                    )
+            print(rows[-2], rows[-1], sep="\n", flush=True)
+    info["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
+    print("\n## Thin-plate spline on the Jacksboro DEM (2-D, degree 1, smoothing 0)\n")
+    print(
+        "| N | library | fit + predict (s) | peak RSS (MB) | held-out RMSE (m) | "
+        "kernel products | max rel. difference |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+    print()
+    print("\n".join(machine_lines(info)))
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
