@@ -141,6 +141,9 @@ def main(argv=None) -> int:
     p.add_argument("--sigma", type=float, default=0.5)
     p.add_argument("--rtol", type=float, default=1e-6)
     p.add_argument("--cap", default="auto", help="iteration cap of plain CG and pykeops")
+    p.add_argument(
+        "--pykeops-cap", type=int, default=None, help="iteration cap of pykeops (default: --cap)"
+    )
     p.add_argument("--no-pykeops", action="store_true")
     p.add_argument("--quick", action="store_true", help="N = 2000 only")
     args = p.parse_args(argv)
@@ -165,7 +168,8 @@ def main(argv=None) -> int:
             rows.append(fmt_row(N, alpha, "cg", plain, None))
             rows.append(fmt_row(N, alpha, "pcg (rpcholesky)", pcg, plain))
             if pk_lazy is not None:
-                pk = run_pykeops(pk_lazy, x, b, alpha, args.rtol, args.sigma, cap)
+                pk_cap = cap if args.pykeops_cap is None else args.pykeops_cap
+                pk = run_pykeops(pk_lazy, x, b, alpha, args.rtol, args.sigma, pk_cap)
                 rows.append(fmt_row(N, alpha, "pykeops solve", pk, plain))
             print(rows[-1] if pk_lazy is not None else rows[-2], flush=True)
     if pk_lazy is None:
