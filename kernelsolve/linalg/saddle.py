@@ -178,14 +178,18 @@ class SaddleSolver:
         n, q = sets.shape
         m = self.powers.shape[0]
         vals = np.empty((n, q))
-        chunk = max(1, int(2**26 // ((q + m) ** 2 * 8)))
+        chunk = max(1, int(2**23 // ((q + m) ** 2 * 8)))  # ~8 MiB per local-system block
         ar = np.arange(q)
         for start in range(0, n, chunk):
             sl = slice(start, min(n, start + chunk))
             nb = sets[sl]
             b = nb.shape[0]
             pts = self.y[nb]  # (b, q, ndim)
-            s2 = ((pts[:, :, None, :] - pts[:, None, :, :]) ** 2).sum(-1) * self.epsilon**2
+            s2 = np.zeros((b, q, q))
+            for k in range(pts.shape[2]):  # one coordinate at a time: no (b, q, q, ndim)
+                diff = pts[:, :, None, k] - pts[:, None, :, k]
+                s2 += diff * diff
+            s2 *= self.epsilon**2
             B = np.zeros((b, q + m, q + m))
             B[:, :q, :q] = self.phi.numpy(s2)
             B[:, ar, ar] += self.smoothing[nb]
@@ -235,7 +239,9 @@ class SaddleSolver:
         for k in range(d.shape[1]):
             rhs = self.project(d[:, k : k + 1])[:, 0]
             norm = float(np.linalg.norm(rhs))
-            if norm == 0:
+            # data in the span of the polynomials (or as many points as monomials):
+            # what is left after the projection is rounding, c = 0
+            if norm <= 1e-12 * float(np.linalg.norm(d[:, k])) or self.powers.shape[0] >= n:
                 info.residual.append(0.0)
                 continue
             count = [0]
