@@ -48,6 +48,15 @@ class KernelInterpolator:
     verbose : bool
         Progress to stderr.
 
+    Notes
+    -----
+    ``rtol`` bounds the relative residual of the system, not the error of the
+    coefficients: with a condition number ``kappa`` the error can reach
+    ``kappa * rtol`` (flat Gaussian-type kernels, ``epsilon * spacing << 1``).
+    GMRES stalls on the worst of these systems (and on ``quintic`` beyond a
+    few hundred points) and raises a ConvergenceWarning. Duplicate points are
+    rejected even with smoothing (scipy accepts them then).
+
     Attributes
     ----------
     info : SaddleInfo
