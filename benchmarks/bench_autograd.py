@@ -28,7 +28,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_reductions import import_pykeops, machine_info, machine_lines  # noqa: E402
+from bench_reductions import import_pykeops, machine_info, print_report  # noqa: E402
 
 from kernelsolve import LazyTensor as KSLazyTensor  # noqa: E402
 
@@ -116,15 +116,13 @@ def main(argv=None) -> int:
                 f"{pk['fwd+bwd (x)'] / k['fwd+bwd (x)']:.2f}x | | "
                 f"{pk['fwd+bwd (x, y, b)'] / k['fwd+bwd (x, y, b)']:.2f}x | | |"
             )
-    info["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
-    print("## Gradient cost: Gaussian K @ b, D = 3, float32 (seconds, best of runs)\n")
-    print(
-        "| N = M | library | forward | fwd+bwd x | ratio | fwd+bwd x, y, b | ratio | grads match |"
+    print_report(
+        "Gradient cost: Gaussian K @ b, D = 3, float32 (seconds, best of runs)",
+        ["N = M", "library", "forward", "fwd+bwd x", "ratio", "fwd+bwd x, y, b", "ratio"]
+        + ["grads match"],
+        rows,
+        info,
     )
-    print("|---|---|---|---|---|---|---|---|")
-    print("\n".join(rows))
-    print()
-    print("\n".join(machine_lines(info)))
     return status
 
 

@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     if args.child:
         child(args.child[0], int(args.child[1]), args.child[2])
         return 0
-    from bench_reductions import machine_info, machine_lines
+    from bench_reductions import machine_info, print_report
 
     sizes = [1000] if args.quick else [int(float(s)) for s in args.sizes.split(",")]
     info = machine_info(None)
@@ -125,16 +125,13 @@ def main(argv=None) -> int:
                         f"{r['rmse']:.2f} | {prods} | {diff} |"
                     )
             print(rows[-2], rows[-1], sep="\n", flush=True)
-    info["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
-    print("\n## Thin-plate spline on the Jacksboro DEM (2-D, degree 1, smoothing 0)\n")
-    print(
-        "| N | library | fit + predict (s) | peak RSS (MB) | held-out RMSE (m) | "
-        "kernel products | max rel. difference |"
+    print_report(
+        "Thin-plate spline on the Jacksboro DEM (2-D, degree 1, smoothing 0)",
+        ["N", "library", "fit + predict (s)", "peak RSS (MB)", "held-out RMSE (m)"]
+        + ["kernel products", "max rel. difference"],
+        rows,
+        info,
     )
-    print("|---|---|---|---|---|---|---|")
-    print("\n".join(rows))
-    print()
-    print("\n".join(machine_lines(info)))
     return status
 
 

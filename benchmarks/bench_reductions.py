@@ -531,6 +531,18 @@ def machine_lines(info: dict) -> list[str]:
     ]
 
 
+def print_report(title: str, columns: list[str], rows: list[str], info: dict) -> None:
+    """A markdown table with the machine lines under it (the other benchmarks' output);
+    records the load average at the end in ``info``."""
+    info["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
+    print(f"\n## {title}\n")
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    print("\n".join(rows))
+    print()
+    print("\n".join(machine_lines(info)))
+
+
 # --------------------------------------------------------------------------- main
 
 

@@ -37,7 +37,7 @@ import warnings
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_reductions import import_pykeops, machine_info, machine_lines  # noqa: E402
+from bench_reductions import import_pykeops, machine_info, print_report  # noqa: E402
 
 from kernelsolve import Vi, Vj  # noqa: E402
 from kernelsolve.linalg.cg import ConvergenceWarning  # noqa: E402
@@ -174,19 +174,14 @@ def main(argv=None) -> int:
             print(rows[-1] if pk_lazy is not None else rows[-2], flush=True)
     if pk_lazy is None:
         print(f"pykeops not run: {pk_error}")
-    info["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
-    print(
-        f"\n## Solve (alpha I + K) a = b: Gaussian sigma = {args.sigma}, D = 3, float64, "
-        f"rtol = {args.rtol:g}\n"
+    print_report(
+        f"Solve (alpha I + K) a = b: Gaussian sigma = {args.sigma}, D = 3, float64, "
+        f"rtol = {args.rtol:g}",
+        ["N", "alpha", "method", "iterations", "seconds (total)", "of which setup", "rank"]
+        + ["true rel. residual", "iterations: cg / this", "time: cg / this"],
+        rows,
+        info,
     )
-    print(
-        "| N | alpha | method | iterations | seconds (total) | of which setup | rank | "
-        "true rel. residual | iterations: cg / this | time: cg / this |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    print("\n".join(rows))
-    print()
-    print("\n".join(machine_lines(info)))
     return 0
 
 

@@ -20,7 +20,9 @@ try:
 except ImportError:  # pragma: no cover - torch is in the test extras
     torch = None
 
-needs_torch = pytest.mark.skipif(torch is None, reason="torch not installed")
+needs_torch = pytest.mark.skipif(
+    torch is None, reason="torch not installed (the test extra installs it): torch-only path"
+)
 
 SCALE = 10.0
 

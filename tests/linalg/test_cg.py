@@ -22,7 +22,9 @@ try:
 except ImportError:  # pragma: no cover - torch is in the test extras
     torch = None
 
-needs_torch = pytest.mark.skipif(torch is None, reason="torch not installed")
+needs_torch = pytest.mark.skipif(
+    torch is None, reason="torch not installed (the test extra installs it): torch-only path"
+)
 
 
 def spd(n, cond=100.0, seed=0, batch=()):

@@ -28,7 +28,9 @@ try:
 except ImportError:  # pragma: no cover - torch is in the test extras
     torch = None
 
-needs_torch = pytest.mark.skipif(torch is None, reason="torch not installed")
+needs_torch = pytest.mark.skipif(
+    torch is None, reason="torch not installed (the test extra installs it): torch-only path"
+)
 LIBS = ["numpy", pytest.param("torch", marks=needs_torch)]
 
 

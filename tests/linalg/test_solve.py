@@ -25,7 +25,9 @@ try:
 except ImportError:  # pragma: no cover - torch is in the test extras
     torch = None
 
-needs_torch = pytest.mark.skipif(torch is None, reason="torch not installed")
+needs_torch = pytest.mark.skipif(
+    torch is None, reason="torch not installed (the test extra installs it): torch-only path"
+)
 
 SCALE = 10.0  # Gaussian kernel exp(-SCALE |x_i - x_j|^2)
 
@@ -213,7 +215,7 @@ def test_alpha_zero():
 def test_alpha_as_array(kind):
     """alpha may be a 0-d (or one-element) array or tensor."""
     if kind == "torch-0d" and torch is None:
-        pytest.skip("torch not installed")
+        pytest.skip("torch not installed (the test extra installs it): torch-only path")
     n = 50
     x = points(n, seed=10)
     b = np.random.default_rng(10).standard_normal(n)
