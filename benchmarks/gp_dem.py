@@ -4,7 +4,7 @@ Data: matplotlib's Jacksboro fault DEM (``cbook.get_sample_data(
 'jacksboro_fault_dem.npz')``), 344 x 403 = 138,632 elevations on a grid. Inputs
 are the grid coordinates scaled to [0, 1] along the longer side (aspect kept),
 the target is the elevation standardised with the training mean and standard
-deviation. A random 80 / 20 split (seed 0) gives 110,905 training and 27,727
+deviation. A random 80 / 20 split (seed 0) gives 110,906 training and 27,726
 held-out points; RMSEs are reported in metres on all held-out points.
 
 * ``exact GP (kernelsolve)``: ``ScaleKernel(MaternKernel(nu=1.5, ard))`` from
@@ -12,10 +12,10 @@ held-out points; RMSEs are reported in metres on all held-out points.
   Warm start: ``--warm-steps`` Adam steps on a random subset of ``--warm-n``
   training points (dense GPyTorch, Cholesky). Then ``--steps`` (30) Adam steps
   on ``--n-train`` training points (default 20,000: what fits in ~10 minutes on
-  the 2-core CPU; all 110,905 on a GPU), GPyTorch's default training settings,
+  the 2-core CPU; all 110,906 on a GPU), GPyTorch's default training settings,
   then the posterior mean at every held-out point.
 * ``SVGP (GPyTorch)``: 1,024 inducing points (initialised at random training
-  points, learned), the same kernel, minibatches of 1,024 from all 110,905
+  points, learned), the same kernel, minibatches of 1,024 from all 110,906
   training points, Adam (lr 0.01), trained for the exact GP's wall time.
 
 Usage::
@@ -39,7 +39,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 def load_dem():
     from matplotlib import cbook
 
-    z = np.load(cbook.get_sample_data("jacksboro_fault_dem.npz"))["elevation"].astype(np.float64)
+    z = cbook.get_sample_data("jacksboro_fault_dem.npz")["elevation"].astype(np.float64)
     rows, cols = z.shape
     scale = max(rows, cols) - 1
     r, c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
