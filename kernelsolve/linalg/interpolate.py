@@ -43,8 +43,17 @@ class KernelInterpolator:
         Relative residual at which GMRES stops (default 1e-8).
     maxiter : int
         Most GMRES iterations per data column.
-    neighbors : int
-        Points per approximate cardinal function of the preconditioner.
+    neighbors : int, optional
+        Points per approximate cardinal function of the preconditioner (default 50;
+        30 with the coarse level and FMM products, where the setup dominates).
+    coarse : int or "auto"
+        Points of the coarse level of the preconditioner (0: none); "auto": ``n / 20``
+        (at most 6000) from 4000 points on, for the kernels that grow with ``r``.
+    products : {"auto", "engine", "fmm"}
+        Products with the kernel matrix: engine reductions (``n^2`` kernel
+        evaluations each) or, for ``thin_plate_spline`` in 2-D, a fast multipole
+        method (``O(n)``, relative error ~1e-14); "auto" takes the FMM from 5000
+        quasi-uniform points on.
     verbose : bool
         Progress to stderr.
 
@@ -57,10 +66,15 @@ class KernelInterpolator:
     few hundred points) and raises a ConvergenceWarning. Duplicate points are
     rejected even with smoothing (scipy accepts them then).
 
+    Thin-plate splines in 2-D scale: 1e5 points fit in well under a minute on two
+    cores (FMM products, two-level preconditioner, about 15 iterations), where the
+    dense solve of RBFInterpolator would need 75 GiB.
+
     Attributes
     ----------
     info : SaddleInfo
-        Products with the kernel matrix, residuals, setup and solve times.
+        Products with the kernel matrix, GMRES iterations, residuals, setup and
+        solve times.
 
     Example
     -------
@@ -84,7 +98,9 @@ class KernelInterpolator:
         *,
         rtol: float = 1e-8,
         maxiter: int = 1000,
-        neighbors: int = 50,
+        neighbors: int | None = None,
+        coarse: int | str = "auto",
+        products: str = "auto",
         verbose: bool = False,
     ):
         y = np.ascontiguousarray(y, dtype=np.float64)
@@ -147,7 +163,15 @@ class KernelInterpolator:
         self.y, self.kernel, self.epsilon, self.degree = y, kernel, epsilon, degree
         self.smoothing, self.powers = smoothing, powers
         self._solver = SaddleSolver(
-            y, KERNELS[kernel], epsilon, smoothing, powers, neighbors=neighbors, verbose=verbose
+            y,
+            KERNELS[kernel],
+            epsilon,
+            smoothing,
+            powers,
+            neighbors=neighbors,
+            coarse=coarse,
+            products=products,
+            verbose=verbose,
         )
         self._c, self._w, self.info = self._solver.solve(d2, rtol=rtol, maxiter=maxiter)
         self.info: SaddleInfo
