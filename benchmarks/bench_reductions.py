@@ -25,7 +25,8 @@ kernelsolve and pykeops results are checked against the torch baseline on the fi
 A second table holds: the first call of a new formula in a fresh process with an
 empty kernelsolve cache (compilation included), the warm per-call time of a small
 Gaussian ``K @ b`` at N = M = 100 (expression rebuilt each call; mean of ``--calls``
-calls: 2000, or 200 with ``--quick``), and the cost of 11 columns relative to 1.
+calls: 2000, or 200 with ``--quick``; ``--no-extras`` skips both), and the cost of
+11 columns relative to 1 for every Gaussian case timed with both.
 
 ``--quick`` is a smoke test (N = M = 2000, D = 3): its timings are dominated by noise.
 The exit status is 1 when a library fails or a result fails the correctness check.
@@ -39,6 +40,9 @@ Usage::
     python benchmarks/bench_reductions.py                   # N = M in {1e4, 1e5}
     python benchmarks/bench_reductions.py --rows 20000      # cap M (rows) at 2e4
     python benchmarks/bench_reductions.py --sizes 1e4 --only gauss --no-torch
+    # 1 vs 11 columns of K @ b only, D = 3 float32, two sizes, in one run:
+    python benchmarks/bench_reductions.py --sizes 1e4,1e5 --only gauss --dims 3 \
+        --dtypes float32 --no-extras
     python benchmarks/bench_reductions.py --repeat 3 \\
         --json results.json --markdown docs/bench_reductions.md
 """
@@ -108,14 +112,21 @@ class Case:
         return self.M * self.N
 
 
-def build_cases(sizes: list[int], dims: list[int], rows: int | None, only: str | None):
+def build_cases(
+    sizes: list[int],
+    dims: list[int],
+    rows: int | None,
+    only: str | None,
+    dtypes: tuple[str, ...] = ("float32", "float64"),
+    columns: tuple[int, ...] = (1, 11),
+):
     cases = []
     for n in sizes:
         m = min(n, rows) if rows else n
         if only in (None, "gauss"):
             for d in dims:
-                for dtype in ("float32", "float64"):
-                    for e in (1, 11):
+                for dtype in dtypes:
+                    for e in columns:
                         cases.append(Case("gauss", m, n, d, dtype, e))
         if only in (None, "lse"):
             cases.append(Case("lse", m, n, 3, "float32"))
@@ -347,23 +358,23 @@ def warm_call_us(LT, calls: int, n: int = 100) -> float:
     return (time.perf_counter() - t0) / calls * 1e6
 
 
-def column_cost(results: list[CaseResult]) -> dict:
-    """time(E = 11) / time(E = 1) for Gaussian D = 3 float32 at the largest N."""
-    rows = [
-        r
-        for r in results
-        if r.case.kind == "gauss" and r.case.D == 3 and r.case.dtype == "float32"
-    ]
-    if not rows:
-        return {}
-    n = max(r.case.N for r in rows)
-    by_e = {r.case.E: r for r in rows if r.case.N == n}
-    if 1 not in by_e or 11 not in by_e:
-        return {}
-    out = {"M": by_e[1].case.M, "N": n}
-    for lib in by_e[1].libs:
-        t1, t11 = by_e[1].libs[lib].seconds, by_e[11].libs.get(lib, LibResult()).seconds
-        out[lib] = t11 / t1 if t1 and t11 else None
+def column_cost(results: list[CaseResult]) -> list[dict]:
+    """time(E = 11) / time(E = 1) of every Gaussian (M, N, D, dtype) timed with both,
+    per library: ``[{"M", "N", "D", "dtype", <lib>: ratio or None}, ...]``."""
+    groups: dict[tuple, dict[int, CaseResult]] = {}
+    for r in results:
+        if r.case.kind == "gauss":
+            key = (r.case.M, r.case.N, r.case.D, r.case.dtype)
+            groups.setdefault(key, {})[r.case.E] = r
+    out = []
+    for (M, N, D, dtype), by_e in groups.items():
+        if 1 not in by_e or 11 not in by_e:
+            continue
+        row = {"M": M, "N": N, "D": D, "dtype": dtype}
+        for lib in by_e[1].libs:
+            t1, t11 = by_e[1].libs[lib].seconds, by_e[11].libs.get(lib, LibResult()).seconds
+            row[lib] = t11 / t1 if t1 and t11 else None
+        out.append(row)
     return out
 
 
@@ -492,13 +503,12 @@ def extras_table(extras: dict) -> list[str]:
                 f"| warm call ratio pykeops / kernelsolve | "
                 f"{wc['pykeops'] / wc['kernelsolve']:.2f}x |"
             )
-    cc = extras.get("columns_11_over_1")
-    if cc:
+    for cc in extras.get("columns_11_over_1") or []:
         for lib, v in cc.items():
             if lib in LIBS:
                 lines.append(
-                    f"| {lib}: time(11 columns) / time(1 column), Gaussian D=3 float32, "
-                    f"{cc['M']} x {cc['N']} | {'-' if v is None else f'{v:.2f}'} |"
+                    f"| {lib}: time(11 columns) / time(1 column), Gaussian D={cc['D']} "
+                    f"{cc['dtype']}, {cc['M']} x {cc['N']} | {'-' if v is None else f'{v:.2f}'} |"
                 )
     return lines
 
@@ -560,6 +570,23 @@ def parse_args(argv=None):
     p.add_argument("--repeat", type=int, default=1, help="timed runs per case; best is kept")
     p.add_argument("--quick", action="store_true", help="smoke test: N = 2000, D = 3 only")
     p.add_argument("--only", choices=KINDS, default=None, help="run one kind of case")
+    p.add_argument(
+        "--dims", type=parse_sizes, default=None, help="D of the gauss cases (3,16; --quick: 3)"
+    )
+    p.add_argument(
+        "--dtypes",
+        type=lambda t: tuple(t.split(",")),
+        default=("float32", "float64"),
+        help="dtypes of the gauss cases (float32,float64)",
+    )
+    p.add_argument(
+        "--columns", type=parse_sizes, default=[1, 11], help="columns of b, gauss cases (1,11)"
+    )
+    p.add_argument(
+        "--no-extras",
+        action="store_true",
+        help="skip the first-call and warm-call measures (the column ratios are kept)",
+    )
     p.add_argument("--no-pykeops", action="store_true", help="skip pykeops")
     p.add_argument("--no-torch", action="store_true", help="skip the torch baseline timing")
     p.add_argument(
@@ -570,8 +597,15 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.repeat < 1 or (args.rows is not None and args.rows < 1) or (args.calls or 1) < 1:
         p.error("--repeat, --rows and --calls must be positive")
+    bad = [d for d in args.dtypes if d not in DTYPES]
+    if bad:
+        p.error(f"--dtypes: unknown {bad}; expected a comma-separated subset of {list(DTYPES)}")
+    if min(args.columns, default=0) < 1 or min(args.dims or [1]) < 1 or not args.sizes:
+        p.error("--sizes, --dims and --columns must be positive")
     if args.quick:
         args.sizes = [2000]
+    if args.dims is None:
+        args.dims = [3] if args.quick else [3, 16]
     if args.calls is None:
         args.calls = 200 if args.quick else 2000
     return args
@@ -585,21 +619,25 @@ def main(argv=None) -> int:
     libs = (
         ["kernelsolve"] + (["pykeops"] if pk_lazy else []) + ([] if args.no_torch else ["torch"])
     )
-    dims = [3] if args.quick else [3, 16]
     info = machine_info(pk_version)
     if pk_lazy is None:
         info["pykeops"] = f"not run: {pk_reason}"
 
     results = []
-    for case in build_cases(args.sizes, dims, args.rows, args.only):
+    cases = build_cases(
+        args.sizes, args.dims, args.rows, args.only, args.dtypes, tuple(args.columns)
+    )
+    for case in cases:
         print(f"running {case.label}", file=sys.stderr, flush=True)
         results.append(run_case(case, libs, args.repeat, pk_lazy))
 
-    extras = {"first_call": first_call_seconds()}
-    wc = {"calls": args.calls, "kernelsolve": warm_call_us(KSLazyTensor, args.calls)}
-    if pk_lazy is not None:
-        wc["pykeops"] = warm_call_us(pk_lazy, args.calls)
-    extras["warm_call_us"] = wc
+    extras = {}
+    if not args.no_extras:
+        extras["first_call"] = first_call_seconds()
+        wc = {"calls": args.calls, "kernelsolve": warm_call_us(KSLazyTensor, args.calls)}
+        if pk_lazy is not None:
+            wc["pykeops"] = warm_call_us(pk_lazy, args.calls)
+        extras["warm_call_us"] = wc
     extras["columns_11_over_1"] = column_cost(results)
     info["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
 

@@ -112,7 +112,9 @@ class LazyTensor:
     def _init_array(self, x, axis):
         dt = arrays.dtype_name(x)
         if dt not in arrays.FLOAT_DTYPES:
-            raise TypeError(f"LazyTensor: x has dtype {dt}; expected float32 or float64")
+            raise TypeError(
+                f"LazyTensor: x has dtype {dt}; expected float16, bfloat16, float32 or float64"
+            )
         shape = tuple(x.shape)
         if any(s == 0 for s in shape):
             raise ValueError(

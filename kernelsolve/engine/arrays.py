@@ -13,16 +13,33 @@ import sys
 import numpy as np
 
 NUMPY, TORCH, CUPY = "numpy", "torch", "cupy"
-FLOAT_DTYPES = ("float32", "float64")
+# float16 / bfloat16 are computed in float32 (see dispatch.reduce)
+FLOAT_DTYPES = ("float32", "float64", "float16", "bfloat16")
+HALF_DTYPES = ("float16", "bfloat16")
 
 
 def _torch():
     return sys.modules.get("torch")
 
 
+# These run several times per reduction (LazyTensor construction, dispatch):
+# a warm call at N = M = 100 costs tens of microseconds, so the checks below
+# avoid module lookups and string formatting where a type test will do.
+_tensor_type = None  # torch.Tensor, once torch is imported
+
+
+def _torch_tensor_type():
+    global _tensor_type
+    if _tensor_type is None:
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            _tensor_type = torch.Tensor
+    return _tensor_type
+
+
 def is_torch(x) -> bool:
-    torch = _torch()
-    return torch is not None and isinstance(x, torch.Tensor)
+    T = _tensor_type or _torch_tensor_type()
+    return T is not None and isinstance(x, T)
 
 
 def is_cupy(x) -> bool:
@@ -31,7 +48,7 @@ def is_cupy(x) -> bool:
 
 
 def is_array(x) -> bool:
-    return isinstance(x, np.ndarray) or is_torch(x) or is_cupy(x)
+    return type(x) is np.ndarray or isinstance(x, np.ndarray) or is_torch(x) or is_cupy(x)
 
 
 def library(x) -> str:
@@ -46,7 +63,11 @@ def library(x) -> str:
     )
 
 
-_NP_DTYPE_NAMES = {np.dtype(n): n for n in ("float16", "float32", "float64", "int32", "int64")}
+_NP_DTYPE_NAMES = {
+    np.dtype(n): n for n in ("float16", "float32", "float64", "int32", "int64", "bool")
+}
+_TORCH_DTYPE_NAMES: dict = {}  # torch.dtype -> 'float32', filled on first sight
+_DEVICE_NAMES: dict = {}  # torch.device -> 'cpu', 'cuda:0', filled on first sight
 
 
 def dtype_name(x) -> str:
@@ -54,7 +75,11 @@ def dtype_name(x) -> str:
     if isinstance(x, np.ndarray) or is_cupy(x):
         # dict lookup: numpy's dtype.name is a slow Python property (hot path)
         return _NP_DTYPE_NAMES.get(x.dtype) or x.dtype.name
-    return str(x.dtype).removeprefix("torch.")
+    dt = x.dtype
+    name = _TORCH_DTYPE_NAMES.get(dt)
+    if name is None:
+        name = _TORCH_DTYPE_NAMES[dt] = str(dt).removeprefix("torch.")
+    return name
 
 
 def device(x) -> str:
@@ -62,7 +87,11 @@ def device(x) -> str:
         return "cpu"
     if is_cupy(x):
         return f"cuda:{x.device.id}"
-    return str(x.device)
+    dev = x.device
+    name = _DEVICE_NAMES.get(dev)
+    if name is None:
+        name = _DEVICE_NAMES[dev] = str(dev)
+    return name
 
 
 def to_numpy(x) -> np.ndarray:
@@ -74,7 +103,8 @@ def to_numpy(x) -> np.ndarray:
             f"tensor on {x.device} cannot be read by the host engine; the CUDA "
             "target is needed for device tensors"
         )
-    return x.detach().numpy()
+    # detach() costs a tensor allocation: only a tensor that requires grad needs it
+    return x.detach().numpy() if x.requires_grad else x.numpy()
 
 
 def take_rows(x, index: np.ndarray):
@@ -97,33 +127,48 @@ def to_host(x) -> np.ndarray:
     return x.detach().cpu().numpy()
 
 
-def from_numpy(a: np.ndarray, lib: str, dev: str = "cpu"):
-    """``a`` as an array of library ``lib`` (no copy on the host)."""
+def from_numpy(a: np.ndarray, lib: str, dev: str = "cpu", dtype: str | None = None):
+    """``a`` as an array of library ``lib`` (no copy on the host unless
+    ``dtype`` asks for a conversion, e.g. 'float16' or 'bfloat16' (torch))."""
     if lib == NUMPY:
-        return a
+        return a if dtype is None else a.astype(dtype)
     if lib == CUPY:
-        return sys.modules["cupy"].asarray(a)
+        return sys.modules["cupy"].asarray(a if dtype is None else a.astype(dtype))
     torch = _torch()
     t = torch.from_numpy(np.ascontiguousarray(a))
+    if dtype is not None:
+        t = t.to(getattr(torch, dtype))
     return t if dev == "cpu" else t.to(dev)
 
 
 def to_cupy(x):
-    """CuPy view of a device array (zero copy through the CUDA array interface)."""
+    """CuPy view of a device array (zero copy through the CUDA array interface).
+    CuPy has no bfloat16: a bfloat16 tensor is viewed as int16 (the kernel
+    reads the bits as ``__nv_bfloat16``)."""
     cupy = sys.modules.get("cupy") or __import__("cupy")
     if is_torch(x):
         x = x.detach()
+        if x.dtype == _torch().bfloat16:
+            x = x.view(_torch().int16)
     return cupy.asarray(x)
 
 
-def from_cupy(a, lib: str):
-    """A CuPy result as an array of library ``lib`` (zero copy)."""
+def from_cupy(a, lib: str, dtype: str | None = None):
+    """A CuPy result as an array of library ``lib`` (zero copy); int16 storage
+    of a bfloat16 result (``dtype='bfloat16'``) becomes a bfloat16 tensor."""
     if lib == CUPY:
         return a
-    return _torch().as_tensor(a, device=f"cuda:{a.device.id}")
+    torch = _torch()
+    t = torch.as_tensor(a, device=f"cuda:{a.device.id}")
+    if dtype == "bfloat16" and t.dtype == torch.int16:
+        t = t.view(torch.bfloat16)
+    return t
 
 
 def scalar_array(values, lib: str, dtype: str, dev: str = "cpu"):
     """A 1-D array holding ``values`` (floats), of the given library/dtype."""
+    if dtype == "bfloat16":  # no NumPy bfloat16: through float32
+        a = np.asarray(values, dtype=np.float32).reshape(-1)
+        return from_numpy(a, lib, dev, dtype=dtype)
     a = np.asarray(values, dtype=dtype).reshape(-1)
     return from_numpy(a, lib, dev)

@@ -11,9 +11,10 @@ barrier, thread indices and the name of ``exp``.
 
 Variables reach the kernel through a table of pointers ``args`` and a table
 of int64 batch offsets ``boff[var * nbatch + b]``; i-variables are laid out
-``(batch, M, D)``, j-variables ``(batch, D, N)`` on the CPU (structure of
-arrays, so the loop over j reads contiguous memory and vectorizes) and
-``(batch, N, D)`` on the GPU, parameters ``(batch, D)``. All indexing is
+``(batch, M, D)``, j-variables ``(batch, D, NS)`` on the CPU (structure of
+arrays, so the loop over j reads contiguous memory and vectorizes; the row
+stride ``NS`` is N rounded up to :data:`CPU_J_ALIGN`, see :func:`cpu_j_stride`)
+and ``(batch, N, D)`` on the GPU, parameters ``(batch, D)``. All indexing is
 int64.
 """
 
@@ -68,7 +69,15 @@ CUDA = Dialect(
     exp_name="exp",
 )
 
-C_TYPES = {"float32": "float", "float64": "double"}
+# Compute type of each dtype: float16 / bfloat16 are computed and accumulated
+# in float (the CUDA target loads and converts them; the CPU target is handed
+# float32 copies by dispatch and never sees them).
+C_TYPES = {"float32": "float", "float64": "double", "float16": "float", "bfloat16": "float"}
+HALF_DTYPES = ("float16", "bfloat16")
+# Storage type in memory (arguments, outputs) and its conversion to the compute
+# type, for the dtypes stored narrower than they are computed.
+STORAGE_TYPES = {"float16": "__half", "bfloat16": "__nv_bfloat16"}
+LOAD_FUNCTIONS = {"float16": "__half2float", "bfloat16": "__bfloat162float"}
 
 
 # ----------------------------------------------------------------------------
@@ -103,6 +112,18 @@ static inline float ks_exp(float x) {
   y = x > 88.72283935546875f ? INFINITY : y;
   y = x != x ? x : y;
   return y;
+}
+
+// x where m is all ones, +0 where m is 0: the mask of the padding columns
+// (codegen.CPU_VECTOR_J) as bit operations, not as a select: GCC 12 with
+// AVX-512 miscompiled `acc += keep ? v : -0` in the SIMD loop of a formula
+// with selects of its own (a gradient with ifelse/clamp).
+static inline float ks_keep(float x, int32_t m) {
+  return __builtin_bit_cast(float, __builtin_bit_cast(int32_t, x) & m);
+}
+
+static inline double ks_keep(double x, int32_t m) {
+  return __builtin_bit_cast(double, __builtin_bit_cast(int64_t, x) & (int64_t)m);
 }
 
 static inline double ks_exp(double x) {
@@ -400,7 +421,7 @@ class KernelSpec:
     weight: ir.Node | None
     reduction: Reduction
     K: int
-    dtype: str  # "float32" | "float64"
+    dtype: str  # "float32" | "float64"; CUDA only: "float16" | "bfloat16" (stored)
     acc_dtype: str
     var_cats: tuple[int, ...]  # category of each argument
     var_dims: tuple[int, ...]
@@ -416,7 +437,18 @@ class KernelSpec:
 
     @property
     def T(self) -> str:
+        """C type of the arithmetic (float for float16 / bfloat16)."""
         return C_TYPES[self.dtype]
+
+    @property
+    def S(self) -> str:
+        """C type of the arrays in memory (arguments and value outputs)."""
+        return STORAGE_TYPES.get(self.dtype, self.T)
+
+    def load(self, expr: str) -> str:
+        """``expr`` (an element of an argument) as the compute type."""
+        fn = LOAD_FUNCTIONS.get(self.dtype)
+        return f"{fn}({expr})" if fn else expr
 
     @property
     def ACC(self) -> str:
@@ -433,7 +465,8 @@ class KernelSpec:
 
     @property
     def itemsize(self) -> int:
-        return 4 if self.dtype == "float32" else 8
+        """Bytes of one value of the compute type (what a j-tile holds)."""
+        return 8 if self.T == "double" else 4
 
     @property
     def E(self) -> int:
@@ -454,7 +487,7 @@ class KernelSpec:
             "K": str(self.K),
             "E": str(self.E),
             "acc_t": self.ACC,
-            "out_t": self.T,
+            "out_t": self.S,
         }
         for f in self.fields():
             names[f.name] = f"{f.name}_rows[{row}]" if row else f.name
@@ -478,7 +511,7 @@ class KernelSpec:
         """Typed output pointers at row ``row`` (an int64 C expression)."""
         lines = []
         for k, o in enumerate(self.outputs()):
-            ctype = "int64_t" if o.kind == INDEX else self.T
+            ctype = "int64_t" if o.kind == INDEX else self.S
             lines.append(f"{ctype}* out{k} = (({ctype}*)outs[{k}]) + ({row}) * {o.size};")
         return lines
 
@@ -505,8 +538,10 @@ def _param_and_i_loads(
         else:
             continue
         names = [f"a{k}_{c}{suffix}" for c in range(d)]
-        lines.append(f"const {T}* p{k}{suffix} = {base};")
-        lines += [f"const {T} {n} = p{k}{suffix}[{c}];" for c, n in enumerate(names)]
+        lines.append(f"const {spec.S}* p{k}{suffix} = {base};")
+        lines += [
+            f"const {T} {n} = {spec.load(f'p{k}{suffix}[{c}]')};" for c, n in enumerate(names)
+        ]
         exprs[k] = names
     return lines, exprs
 
@@ -517,12 +552,85 @@ def _param_and_i_loads(
 
 CPU_BLOCK_J = 512  # j per block: the formula of a block is evaluated in one SIMD loop
 CPU_BLOCK_FLOATS = 4096  # cap on the per-thread block buffer (it lives on the stack)
+# j per block of a factored sum (see :func:`factor_scalar`): its buffers hold one
+# value per column and row, and longer blocks spread the horizontal reductions of
+# the E accumulators over more columns (measured: 1024 and up are equally fast).
+CPU_FACTORED_BLOCK_J = 1024
+# Columns of v per product loop of a factored sum: two rows keep 2 x this many
+# accumulators, which must stay in the 32 vector registers of AVX-512.
+CPU_FACTORED_CHUNK = 12
+# Rows of j-variables ((D, N) layout) start every CPU_J_ALIGN elements, so that
+# with a 64-byte aligned base every vector load of a block is aligned (a load
+# split over two cache lines made K @ b with 11 columns ~15% slower); the
+# padding (zeros) is also what the whole-vector loops read past N.
+CPU_J_ALIGN = 16
+# The SIMD loops of a block run whole vectors of CPU_VECTOR_J columns (a
+# multiple of every vector length: 16 floats in AVX-512), reading the padding
+# columns of the last block and masking them out of sums: GCC's own epilogue
+# for the leftover columns is scalar (one scalar exp per column and row),
+# which made N = 100 twice as slow and cost ~10% at N = 1000. Blocks start at
+# multiples of CPU_VECTOR_J, so the padding read never passes the row stride.
+CPU_VECTOR_J = 16
+
+
+def cpu_j_stride(n: int) -> int:
+    """Elements between consecutive coordinates of a j-variable in the CPU
+    layout: ``n`` rounded up to a multiple of :data:`CPU_J_ALIGN`. The kernel
+    computes the same value (:func:`c_j_stride`).
+
+    >>> cpu_j_stride(100), cpu_j_stride(112)
+    (112, 112)
+    """
+    return -(-n // CPU_J_ALIGN) * CPU_J_ALIGN
+
+
+def c_j_stride(n: str) -> str:
+    """C expression of :func:`cpu_j_stride` of the int64 expression ``n``."""
+    a = CPU_J_ALIGN
+    return f"({n} + {a - 1}) / {a} * {a}"
+
+
+def factor_scalar(formula: ir.Node) -> tuple[ir.Node, ir.Node] | None:
+    """``(s, v)`` when ``formula`` is ``s * v`` with ``s`` scalar and ``v`` a
+    vector (dim >= 2) that does not depend on i: the shape of ``K @ b``.
+
+    A sum of such a formula is rendered in two SIMD loops per block: ``s`` for
+    every column into a buffer, then ``sum_j s_j * v_j`` for the E columns.
+    Fused in one loop, the E accumulators of two rows, the j loads and the
+    registers of ``s`` (exp constants) do not fit the vector registers, and
+    the loop spills; split, each loop runs at the speed of its arithmetic.
+
+    Example
+    -------
+    >>> x, y, b = ir.var(0, ir.I, 3), ir.var(1, ir.J, 3), ir.var(2, ir.J, 11)
+    >>> k = ir.make("exp", ir.make("neg", ir.make("sqdist", x, y)))
+    >>> factor_scalar(ir.make("mul", k, b)) == (k, b)
+    True
+    """
+    if formula.op != "mul" or formula.dim < 2:
+        return None
+    a, b = formula.args
+    if a.dim == 1 and b.dim > 1:
+        s, v = a, b
+    elif b.dim == 1 and a.dim > 1:
+        s, v = b, a
+    else:
+        return None
+    if any(leaf.attrs[1] == ir.I for leaf in ir.variables(v)):
+        return None
+    return s, v
 
 
 def cpu_block_j(spec: KernelSpec) -> int:
     """Columns per block: 512, fewer for wide formulas so that the block
-    buffers (``D`` and ``E`` values per column) stay small on any thread stack."""
-    return max(1, min(CPU_BLOCK_J, CPU_BLOCK_FLOATS // max(spec.D, spec.E, 1)))
+    buffers (``D`` and ``E`` values per column) stay small on any thread stack;
+    :data:`CPU_FACTORED_BLOCK_J` for a factored sum (one value per column)."""
+    if spec.reduction.name == "sum" and factor_scalar(spec.formula) is not None:
+        return CPU_FACTORED_BLOCK_J
+    bj = min(CPU_BLOCK_J, CPU_BLOCK_FLOATS // max(spec.D, spec.E, 1))
+    if bj >= CPU_VECTOR_J:  # whole vectors (see CPU_VECTOR_J)
+        return bj // CPU_VECTOR_J * CPU_VECTOR_J
+    return max(1, bj)
 
 
 def cpu_tiling(spec: KernelSpec) -> tuple[int, int]:
@@ -540,6 +648,57 @@ def cpu_tiling(spec: KernelSpec) -> tuple[int, int]:
     return rows, tile
 
 
+def cpu_full_vectors(spec: KernelSpec) -> bool:
+    """Whether the SIMD loops of a block run whole vectors (see
+    :data:`CPU_VECTOR_J`): blocks of a multiple of CPU_VECTOR_J columns, i.e.
+    every formula of inner dimension up to 256."""
+    return cpu_block_j(spec) % CPU_VECTOR_J == 0
+
+
+def _simd_loop(
+    pragma: str, body: Callable[[str | None], list[str]], full: bool, bj: int
+) -> list[str]:
+    """The SIMD loop over the columns of a block. With ``full`` it runs whole
+    vectors (see :data:`CPU_VECTOR_J`): a block of ``bj`` columns as one loop
+    of constant length, a shorter (last) block over ``nv`` columns, where
+    ``body(mask)`` gets the name of an int32 mask, all ones on the columns
+    ``j < j1`` and 0 on the padding columns (sums must add nothing there; see
+    ``ks_keep``). The mask comes from a 32-bit lane counter: a 64-bit one costs
+    GCC two index vectors and a permute per iteration. Without ``full`` the
+    loop stops at ``j1``."""
+    if not full:
+        return [pragma, "for (int64_t j = j0; j < j1; j++) {", *_indent(2, body(None)), "}"]
+    plain, masked = body(None), body("km")
+    if plain == masked:  # nothing to mask: one loop for every block
+        return [
+            pragma,
+            "for (int32_t jj = 0; jj < nv; jj++) {",
+            "  const int64_t j = j0 + jj;",
+            *_indent(2, plain),
+            "}",
+        ]
+    return [
+        f"if (nj == {bj}) {{",
+        "  " + pragma,
+        f"  for (int32_t jj = 0; jj < {bj}; jj++) {{",
+        "    const int64_t j = j0 + jj;",
+        *_indent(4, plain),
+        "  }",
+        "} else {",
+        "  " + pragma,
+        "  for (int32_t jj = 0; jj < nv; jj++) {",
+        "    const int64_t j = j0 + jj;",
+        "    const int32_t km = (jj - nj) >> 31;  // all ones on the columns < j1",
+        *_indent(4, masked),
+        "  }",
+        "}",
+    ]
+
+
+def _indent(n: int, lines: list[str]) -> list[str]:
+    return [" " * n + line for line in lines]
+
+
 def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
     """C++ source of the CPU kernel.
 
@@ -552,9 +711,10 @@ def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
     stay in cache (:func:`cpu_tiling`), and each row of the group runs over
     the tile in blocks: the formula is evaluated for a whole block in one
     ``omp simd`` loop (vectorized, with the j-variables read contiguously
-    from their (D, N) layout), then the reduction folds the block (or
+    from their (D, NS) layout), then the reduction folds the block (or
     reduces it with its ``c_block`` and merges). A plain sum folds inside the
-    SIMD loop itself.
+    SIMD loop itself; a sum of ``s * v`` (``K @ b``, see :func:`factor_scalar`)
+    runs one SIMD loop for ``s`` and one for the products with ``v``.
     """
     T, ACC = spec.T, spec.ACC
     D, E = spec.D, spec.E
@@ -564,7 +724,7 @@ def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
     j_loads = []
     for k in jvars:
         d = spec.var_dims[k]
-        j_loads += [f"const {T} a{k}_{c} = q{k}[{c} * N + j];" for c in range(d)]
+        j_loads += [f"const {T} a{k}_{c} = q{k}[{c} * NS + j];" for c in range(d)]
         loaded[k] = [f"a{k}_{c}" for c in range(d)]
     j_bases = [f"const {T}* q{k} = args[{k}] + boff[{k} * nbatch + b];" for k in jvars]
 
@@ -574,17 +734,87 @@ def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
     wexpr = results[1] if spec.weight is not None else []
 
     fast_sum = spec.reduction.name == "sum"
+    factored = factor_scalar(spec.formula) if fast_sum else None
     body, dual_pre, dual_body = [], [], []
-    if fast_sum:
+
+    def add(acc: str, e: str, mask: str | None) -> str:
+        # masked lanes add +0, which leaves every sum unchanged (a sum that
+        # starts at +0 is never -0 under round to nearest)
+        if mask is None:
+            return f"{acc} += ({ACC})({e});"
+        return f"{acc} += ({ACC})ks_keep(({T})({e}), {mask});"
+
+    full = cpu_full_vectors(spec)
+    bj = cpu_block_j(spec)
+
+    if factored is not None:
+        # K @ b: s (the kernel value) of one or two rows for the whole block
+        # into kbuf / kbuf2, then the E products with the j-only vector v,
+        # each load of v shared by the two rows.
+        scal, vec = factored
+        acc = spec.names("rr")[spec.fields()[0].name]
+        acc2 = spec.names("rr + 1")[spec.fields()[0].name]
+        dual_pre, loaded2 = _param_and_i_loads(
+            spec, T, lambda k: f"args[{k}]", row="(i + 1)", suffix="_2"
+        )
+        loaded2.update({k: loaded[k] for k in jvars})
+        s_stmts, (s_expr,) = render_formula([scal], T, CPU, lambda n: loaded[n.attrs[0]])
+        s2_stmts, (s2_expr,) = render_formula(
+            [scal], T, CPU, lambda n: loaded2[n.attrs[0]], prefix="w"
+        )
+        v_stmts, (v_expr,) = render_formula([vec], T, CPU, lambda n: loaded[n.attrs[0]], "z")
+        sums, sums2 = [f"s{k}" for k in range(D)], [f"u{k}" for k in range(D)]
+
+        def two_loops(two: bool) -> list[str]:
+            # j-loads the scalar or the vector do not use are dead code to GCC
+            def scalar_body(mask):
+                # padding columns store 0, so that the products below need no
+                # mask when v is a j-variable (whose padding is 0 too)
+                def kval(e):
+                    return e if mask is None else f"ks_keep({e}, {mask})"
+
+                out = j_loads + s_stmts + (s2_stmts if two else [])
+                out.append(f"kbuf[j - j0] = {kval(s_expr[0])};")
+                return out + ([f"kbuf2[j - j0] = {kval(s2_expr[0])};"] if two else [])
+
+            out = _simd_loop("#pragma omp simd", scalar_body, full, bj)
+            # the columns in chunks, so that the accumulators of a loop stay
+            # in vector registers (v is recomputed per chunk: it is j-only)
+            for c0 in range(0, D, CPU_FACTORED_CHUNK):
+                cols = range(c0, min(D, c0 + CPU_FACTORED_CHUNK))
+                acc_names = [sums[k] for k in cols] + ([sums2[k] for k in cols] if two else [])
+
+                def product_body(mask, cols=cols):
+                    if vec.op == "var" and vec.attrs[1] == ir.J:
+                        mask = None  # 0 * 0 on the padding (a j-variable's is 0): adds 0
+                    out = [f"const {T} k1 = kbuf[j - j0];"]
+                    out += [f"const {T} k2 = kbuf2[j - j0];"] if two else []
+                    out += j_loads + v_stmts
+                    out += [add(sums[k], f"k1 * {v_expr[k]}", mask) for k in cols]
+                    if two:
+                        out += [add(sums2[k], f"k2 * {v_expr[k]}", mask) for k in cols]
+                    return out
+
+                out += [f"{ACC} {x} = 0;" for x in acc_names]
+                pragma = f"#pragma omp simd reduction(+:{', '.join(acc_names)})"
+                out += _simd_loop(pragma, product_body, full, bj)
+                out += [f"{acc}[{k}] += ({ACC}){sums[k]};" for k in cols]
+                if two:
+                    out += [f"{acc2}[{k}] += ({ACC}){sums2[k]};" for k in cols]
+            return out
+
+        body, dual_body = two_loops(False), two_loops(True)
+    elif fast_sum:
         acc = spec.names("rr")[spec.fields()[0].name]
         acc2 = spec.names("rr + 1")[spec.fields()[0].name]
         sums = [f"s{k}" for k in range(D)]
         body += [f"{ACC} {s} = 0;" for s in sums]
-        body.append(f"#pragma omp simd reduction(+:{', '.join(sums)})")
-        body.append("for (int64_t j = j0; j < j1; j++) {")
-        body += ["  " + s for s in j_loads + stmts]
-        body += [f"  {s} += ({ACC}){e};" for s, e in zip(sums, fexpr)]
-        body.append("}")
+        body += _simd_loop(
+            f"#pragma omp simd reduction(+:{', '.join(sums)})",
+            lambda mask: j_loads + stmts + [add(s, e, mask) for s, e in zip(sums, fexpr)],
+            full,
+            bj,
+        )
         body += [f"{acc}[{k}] += ({ACC}){s};" for k, s in enumerate(sums)]
         # Two rows of one batch entry share every load of the j-variables:
         # the formula is rendered a second time on the next row's i-loads.
@@ -597,21 +827,33 @@ def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
         )
         sums2 = [f"u{k}" for k in range(D)]
         dual_body += [f"{ACC} {s} = 0;" for s in sums + sums2]
-        dual_body.append(f"#pragma omp simd reduction(+:{', '.join(sums + sums2)})")
-        dual_body.append("for (int64_t j = j0; j < j1; j++) {")
-        dual_body += ["  " + s for s in j_loads + stmts + stmts2]
-        dual_body += [f"  {s} += ({ACC}){e};" for s, e in zip(sums, fexpr)]
-        dual_body += [f"  {s} += ({ACC}){e};" for s, e in zip(sums2, fexpr2)]
-        dual_body.append("}")
+        dual_body += _simd_loop(
+            f"#pragma omp simd reduction(+:{', '.join(sums + sums2)})",
+            lambda mask: (
+                j_loads
+                + stmts
+                + stmts2
+                + [add(s, e, mask) for s, e in zip(sums, fexpr)]
+                + [add(s, e, mask) for s, e in zip(sums2, fexpr2)]
+            ),
+            full,
+            bj,
+        )
         dual_body += [f"{acc}[{k}] += ({ACC}){s};" for k, s in enumerate(sums)]
         dual_body += [f"{acc2}[{k}] += ({ACC}){s};" for k, s in enumerate(sums2)]
     else:
-        body.append("#pragma omp simd")
-        body.append("for (int64_t j = j0; j < j1; j++) {")
-        body += ["  " + s for s in j_loads + stmts]
-        body += [f"  buf[(j - j0) * {D} + {k}] = {e};" for k, e in enumerate(fexpr)]
-        body += [f"  wbuf[(j - j0) * {E} + {k}] = {e};" for k, e in enumerate(wexpr)]
-        body.append("}")
+        body += _simd_loop(
+            "#pragma omp simd",
+            lambda mask: (
+                j_loads
+                + stmts
+                # padding columns fill the buffer past j1 - j0, which the fold never reads
+                + [f"buf[(j - j0) * {D} + {k}] = {e};" for k, e in enumerate(fexpr)]
+                + [f"wbuf[(j - j0) * {E} + {k}] = {e};" for k, e in enumerate(wexpr)]
+            ),
+            full,
+            bj,
+        )
         if spec.reduction.c_block:
             block = spec.snippet("block", buf="buf", n="(j1 - j0)", exp=CPU.exp_name)
             body += block.splitlines()
@@ -628,11 +870,20 @@ def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
     outs = {f"out{k}": f"out{k}" for k in range(2)}
     finalize = spec.snippet("finalize", row="rr", **outs)
     init = spec.snippet("init", row="rr")
-    bj = cpu_block_j(spec)
     rows, tile = cpu_tiling(spec)
+    # columns of a block (nj) and of its whole vectors (nv, see CPU_VECTOR_J)
+    v = CPU_VECTOR_J
+    counts = []
+    if full:
+        counts = [
+            "const int32_t nj = (int32_t)(j1 - j0);",
+            f"const int32_t nv = (nj + {v - 1}) / {v} * {v};",
+        ]
     scratch = []
     if spec.reduction.c_block:
         scratch += spec.declare_acc(suffix="_b")
+    if factored is not None:
+        scratch.append(f"{T} kbuf[{bj}], kbuf2[{bj}];")
     if not fast_sum:
         scratch.append(f"{T} buf[{bj} * {D}];")
         if E:
@@ -648,6 +899,7 @@ def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
             *ind(2, pre_lines + dual_pre + j_bases),
             f"  for (int64_t j0 = t0; j0 < t1; j0 += {bj}) {{",
             f"    const int64_t j1 = j0 + {bj} < t1 ? j0 + {bj} : t1;",
+            *ind(4, counts),
             *ind(4, dual_body),
             "  }",
             "  r++;",
@@ -664,6 +916,7 @@ def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
         f"{CPU.kernel_prefix} int {entry}(int64_t nbatch, int64_t M, int64_t N,",
         f"    const {T}** args, const int64_t* boff, void** outs, int nthreads) {{",
         "  const int64_t R = nbatch * M;",
+        f"  const int64_t NS = {c_j_stride('N')};",
         f"  const int64_t ngroups = (R + {rows - 1}) / {rows};",
         "  #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)",
         "  for (int64_t g = 0; g < ngroups; g++) {",
@@ -683,6 +936,7 @@ def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
         *ind(8, pre_lines + j_bases),
         f"        for (int64_t j0 = t0; j0 < t1; j0 += {bj}) {{",
         f"          const int64_t j1 = j0 + {bj} < t1 ? j0 + {bj} : t1;",
+        *ind(10, counts),
         *ind(10, body),
         "        }",
         "      }",
@@ -721,13 +975,22 @@ typedef int int32_t;
 #endif
 """
 
+# float16 / bfloat16 arguments: CUDA's types and conversions (the emulation
+# header defines host versions of the few that the kernels use).
+CUDA_HALF_INCLUDES = r"""
+#ifndef KS_EMULATION
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+#endif
+"""
+
 
 def cuda_param_list(spec: KernelSpec) -> list[tuple[str, str]]:
     """(C type, name) of every parameter of ``ks_main``, in order; the
     launcher (CuPy or the emulation harness) passes them in this order."""
-    T, ACC = spec.T, spec.ACC
+    ACC = spec.ACC
     params = [("int64_t", "nbatch"), ("int64_t", "M"), ("int64_t", "N")]
-    params += [(f"const {T}*", f"arg{k}") for k in range(len(spec.var_cats))]
+    params += [(f"const {spec.S}*", f"arg{k}") for k in range(len(spec.var_cats))]
     params += [("const int64_t*", "boff")]
     params += [("void*", f"outp{k}") for k in range(len(spec.outputs()))]
     params += [(f"{ACC}*", "part_v"), ("int64_t*", "part_i")]
@@ -774,7 +1037,10 @@ def render_cuda(spec: KernelSpec) -> str:
     batch entries (``blocks_per_batch`` blocks per entry along gridDim.x).
     Each block walks the j range of its split (``gridDim.y`` splits of
     ``chunk`` columns) in tiles of ``blockDim.x`` columns: every thread
-    stages one column's j-variables into shared memory, a barrier, then
+    stages one column's j-variables into shared memory (float16 / bfloat16
+    converted to float on the way: they are computed and accumulated in
+    float, and the value outputs are written back in the input's dtype,
+    rounded to nearest even), a barrier, then
     every thread folds the tile, a barrier. With one split the row is
     finalized in place; with several, each split stores its accumulator in
     ``part_v``/``part_i`` and ``ks_merge`` merges them in order.
@@ -790,8 +1056,11 @@ def render_cuda(spec: KernelSpec) -> str:
     for k in jvars:
         d = spec.var_dims[k]
         src = f"arg{k} + boff[{k} * nbatch + b] + jl * {d}"
-        stage.append(f"const {T}* q{k} = {src};")
-        stage += [f"ysh[threadIdx.x * {dj} + {offs[k] + c}] = q{k}[{c}];" for c in range(d)]
+        stage.append(f"const {spec.S}* q{k} = {src};")
+        stage += [
+            f"ysh[threadIdx.x * {dj} + {offs[k] + c}] = {spec.load(f'q{k}[{c}]')};"
+            for c in range(d)
+        ]
         j_loads += [f"const {T} a{k}_{c} = ysh[jj * {dj} + {offs[k] + c}];" for c in range(d)]
         loaded[k] = [f"a{k}_{c}" for c in range(d)]
     roots = [spec.formula] + ([spec.weight] if spec.weight is not None else [])
@@ -827,6 +1096,7 @@ def render_cuda(spec: KernelSpec) -> str:
     ind = "        "
     src = [
         CUDA_PREAMBLE,
+        CUDA_HALF_INCLUDES if spec.dtype in HALF_DTYPES else "",
         spec.reduction.c_preamble,
         f"{CUDA.kernel_prefix} void ks_main({params}) {{",
         f"  KS_DYNAMIC_SHARED({T}, ysh);",

@@ -13,10 +13,10 @@
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -47,9 +47,9 @@ def normalize_backend(backend) -> str:
     return _BACKENDS[key]
 
 
-@dataclass(frozen=True)
-class ArrayKind:
-    """Library, dtype and device shared by all arrays of one formula."""
+class ArrayKind(NamedTuple):
+    """Library, dtype and device shared by all arrays of one formula (a named
+    tuple: built for every LazyTensor, where a dataclass costs a microsecond)."""
 
     lib: str
     dtype: str
@@ -136,19 +136,27 @@ def reduce(
     shaped ``batch + (n, d)`` for i/j-variables and ``batch + (d,)`` for
     parameters, or a Python float / tuple of floats for a parameter.
     Returns the caller's array type, shaped like pykeops' results.
+
+    Arrays are float32 or float64, or float16 / bfloat16 (torch; NumPy:
+    float16 only). Those two are computed and accumulated in float32 (or
+    float64 with ``acc_dtype="float64"``) and the value outputs come back in
+    the input's dtype, rounded to nearest even; indices are int64. The CUDA
+    kernel converts them as it loads them; the host targets (CPU and
+    reference) run on float32 copies.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from kernelsolve.engine import ir
+    >>> x, y = ir.var(0, ir.I, 1), ir.var(1, ir.J, 1)
+    >>> F = ir.make("mul", x, y)
+    >>> a = np.ones((3, 1), np.float16)
+    >>> out = reduce(F, "sum", [a, np.full((4, 1), 0.5, np.float16)], [ir.I, ir.J])
+    >>> out.dtype, out[:, 0].tolist()
+    (dtype('float16'), [2.0, 2.0, 2.0])
     """
     chosen = config.backend if backend is None else backend
-    key = (
-        formula,
-        weight,
-        reduction,
-        K,
-        axis,
-        chosen,
-        acc_dtype,
-        tuple(cats),
-        cpu.find_compiler(),
-    )
+    key = (formula, weight, reduction, K, axis, chosen, acc_dtype, tuple(cats), _compiler())
     key += tuple(map(_signature, leaves))
     plan = _plans.get(key)
     if plan is None:
@@ -159,15 +167,22 @@ def reduce(
     return _execute(plan, leaves)
 
 
+def _compiler():
+    # cpu.find_compiler is an lru_cache; tests monkeypatch it, so look it up each call
+    return cpu.find_compiler()
+
+
 def _signature(x):
-    """What the plan of a call depends on: type, shape, dtype, device."""
-    if isinstance(x, np.ndarray):
+    """What the plan of a call depends on: type, shape, dtype, device (torch's
+    ``Size`` and ``device`` are hashable: no conversion on the hot path)."""
+    t = type(x)
+    if t is np.ndarray:
         return (x.shape, x.dtype)
-    if isinstance(x, tuple):
+    if t is tuple:
         return ("numbers", len(x))
     if arrays.is_array(x):
-        return (type(x), tuple(x.shape), x.dtype, str(x.device))
-    return (type(x),)
+        return (t, x.shape, x.dtype, x.device)
+    return (t,)
 
 
 @dataclass(frozen=True)
@@ -187,6 +202,9 @@ class _Plan:
     acc_dtype: str | None
     pads: tuple[int, ...]  # leading size-1 dims to add to each leaf
     spec: KernelSpec | None
+    host: cpu.HostCall | None = None  # the host target's precomputed call
+    shapes: tuple = ()  # each leaf's shape with the full batch rank
+    cast: str | None = None  # float16 / bfloat16 computed in float32 on the host
 
 
 _plans: dict = register_memo({})
@@ -199,9 +217,14 @@ def _make_plan(formula, reduction, leaves, cats, axis, weight, K, backend, acc_d
     target = normalize_backend(backend)
     kind = resolve_kind(leaves)
     if kind.dtype not in arrays.FLOAT_DTYPES:
-        raise TypeError(f"unsupported dtype {kind.dtype}: expected float32 or float64")
-    if acc_dtype not in (None, "auto", kind.dtype, "float64"):
-        allowed = sorted({"auto", kind.dtype, "float64"})
+        raise TypeError(
+            f"unsupported dtype {kind.dtype}: expected float16, bfloat16, float32 or float64"
+        )
+    half = kind.dtype in arrays.HALF_DTYPES
+    # float16 / bfloat16 are computed and accumulated in float32 (at least)
+    compute = "float32" if half else kind.dtype
+    if acc_dtype not in (None, "auto", compute, "float64"):
+        allowed = sorted({"auto", compute, "float64"})
         raise ValueError(f"dtype_acc={acc_dtype!r}: expected one of {allowed}")
     acc_dtype = "float64" if acc_dtype == "float64" else None
 
@@ -250,6 +273,11 @@ def _make_plan(formula, reduction, leaves, cats, axis, weight, K, backend, acc_d
         target = "reference"
     elif target != "reference":
         target = "host"
+    # the CUDA kernel reads float16 / bfloat16 itself; the host targets get
+    # float32 copies, and their results are cast back to the input's dtype
+    cast = kind.dtype if half and target != "cuda" else None
+    if cast and kind.lib == arrays.NUMPY and cast != "float16":
+        raise TypeError(f"NumPy arrays of dtype {cast} are not supported: use float16 or float32")
 
     nb = len(batch)
     pads = tuple(nb - len(b) for b in batch_shapes)
@@ -261,25 +289,80 @@ def _make_plan(formula, reduction, leaves, cats, axis, weight, K, backend, acc_d
             weight=weight,
             reduction=red,
             K=K or 0,
-            dtype=kind.dtype,
-            acc_dtype=acc_dtype or kind.dtype,
+            dtype=compute if target == "host" else kind.dtype,
+            acc_dtype=acc_dtype or compute,
             var_cats=tuple(cats),
             var_dims=dims,
         )
+    full = tuple((1,) * p + s for p, s in zip(pads, shapes))
+    host = None
+    if target == "host":
+        host = cpu.HostCall(spec, full, [c == ir.J for c in cats], batch, M, N)
     return _Plan(
-        red, target, kind, formula, weight, tuple(cats), batch, M, N, K or 0, acc_dtype, pads, spec
+        red,
+        target,
+        kind,
+        formula,
+        weight,
+        tuple(cats),
+        batch,
+        M,
+        N,
+        K or 0,
+        acc_dtype,
+        pads,
+        spec,
+        host,
+        full,
+        cast,
     )
+
+
+def _host_array(x, kind: ArrayKind, shape: tuple, cast: str | None = None) -> np.ndarray:
+    """A leaf as a NumPy array (no copy) of the plan's full-rank shape; with
+    ``cast`` (float16 / bfloat16 inputs) a float32 copy."""
+    if type(x) is np.ndarray:
+        a = x if cast is None else x.astype(np.float32)
+    elif type(x) is tuple:  # numbers bound to a parameter
+        a = np.array(x, dtype=np.float32 if cast else kind.dtype)
+    elif kind.lib == arrays.TORCH:  # a CPU tensor (the plan's signature says so)
+        if cast is not None:
+            x = x.detach().float()
+        a = x.detach().numpy() if x.requires_grad else x.numpy()
+    else:
+        a = arrays.to_numpy(x)
+    return a if a.shape == shape else a.reshape(shape)
+
+
+def _cast_outputs(outs: list, kind: ArrayKind, cast: str | None) -> list:
+    """Host results as the caller's arrays; float16 / bfloat16 inputs get their
+    value outputs back in their dtype (rounded to nearest even), indices int64."""
+    if cast is None:
+        if kind.lib == arrays.NUMPY:
+            return outs
+        return [arrays.from_numpy(o, kind.lib, kind.device) for o in outs]
+    return [
+        arrays.from_numpy(o, kind.lib, kind.device, dtype=None if o.dtype == np.int64 else cast)
+        for o in outs
+    ]
 
 
 def _execute(plan: _Plan, leaves: Sequence):
     kind = plan.kind
+    if plan.host is not None:  # the hot path: everything but the data is planned
+        hc = plan.host
+        host = [_host_array(x, kind, s, plan.cast) for x, s in zip(leaves, plan.shapes)]
+        outs = hc(host, cpu.num_threads(config.num_threads, hc.pairs))
+        outs = _cast_outputs(outs, kind, plan.cast)
+        return plan.red.present(outs, plan.formula.dim, plan.K)
     host = []
-    for x, pad in zip(leaves, plan.pads):
+    for x, s in zip(leaves, plan.shapes):
+        if plan.target != "cuda":
+            host.append(_host_array(x, kind, s, plan.cast))
+            continue
         if not arrays.is_array(x):
             x = arrays.scalar_array(x, kind.lib, kind.dtype, kind.device)
-        if plan.target != "cuda":
-            x = arrays.to_numpy(x)
-        host.append(x.reshape((1,) * pad + tuple(x.shape)) if pad else x)
+        host.append(x if tuple(x.shape) == s else x.reshape(s))
 
     if plan.target == "cuda":
         from .backends import cuda
@@ -291,7 +374,7 @@ def _execute(plan: _Plan, leaves: Sequence):
             )
         dev = [arrays.to_cupy(x) for x in host]
         outs = cuda.run(plan.spec, dev, plan.batch, plan.M, plan.N, kind.lib)
-        outs = [arrays.from_cupy(o, kind.lib) for o in outs]
+        outs = [arrays.from_cupy(o, kind.lib, kind.dtype) for o in outs]
     elif plan.target == "reference":
         outs = reference.reduce(
             plan.formula,
@@ -303,17 +386,11 @@ def _execute(plan: _Plan, leaves: Sequence):
             plan.N,
             weight=plan.weight,
             K=plan.K,
-            dtype=np.dtype(kind.dtype),
+            dtype=np.dtype(np.float32 if plan.cast else kind.dtype),
             acc_dtype=plan.acc_dtype,
             memory_limit=config.reference_memory_limit,
         )
-        outs = [arrays.from_numpy(o, kind.lib, kind.device) for o in outs]
-    else:
-        laid = [cpu.layout(a, c == ir.J) for a, c in zip(host, plan.cats)]
-        threads = cpu.num_threads(config.num_threads, math.prod(plan.batch) * plan.M * plan.N)
-        outs = cpu.run(plan.spec, laid, plan.batch, plan.M, plan.N, threads)
-        if kind.lib != arrays.NUMPY:
-            outs = [arrays.from_numpy(o, kind.lib, kind.device) for o in outs]
+        outs = _cast_outputs(outs, kind, plan.cast)
     return plan.red.present(outs, plan.formula.dim, plan.K)
 
 

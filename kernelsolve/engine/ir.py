@@ -240,13 +240,24 @@ def _intern(op: str, args: tuple[Node, ...], attrs: tuple, dim: int) -> Node:
     return node
 
 
+# Variable leaves, held strongly: every LazyTensor construction asks for one,
+# and the weak intern table costs ~1 us per lookup. They are few and tiny.
+_vars: dict[tuple, Node] = {}
+
+
 def var(index: int, cat: int, dim: int) -> Node:
     """Variable leaf: argument ``index``, indexed by ``cat`` (I, J or P)."""
+    node = _vars.get((index, cat, dim))
+    if node is not None and type(index) is int and type(dim) is int:
+        return node
     if cat not in (I, J, P):
         raise ValueError(f"var: cat must be I, J or P (0, 1, 2), got {cat!r}")
     if dim < 1:
         raise ValueError(f"var: inner dimension must be >= 1, got {dim}")
-    return _intern("var", (), (int(index), int(cat), int(dim)), int(dim))
+    node = _intern("var", (), (int(index), int(cat), int(dim)), int(dim))
+    if len(_vars) < 4096:
+        _vars[node.attrs] = node
+    return node
 
 
 def const(value: float, dim: int = 1) -> Node:

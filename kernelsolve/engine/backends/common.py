@@ -28,9 +28,18 @@ def all_batch_offsets(xp, leaves: list, batch: tuple):
     )
 
 
+def storage_dtype(dtype: str):
+    """The NumPy/CuPy dtype that holds values of ``dtype`` in memory: neither
+    library has bfloat16, whose bits are kept in int16 (as torch's
+    ``view(torch.int16)``)."""
+    return np.int16 if dtype == "bfloat16" else np.dtype(dtype)
+
+
 def alloc_outputs(xp, spec: KernelSpec, batch: tuple, M: int) -> list:
-    """Uninitialised outputs ``batch + (M, size)``: int64 for indices."""
+    """Uninitialised outputs ``batch + (M, size)``: int64 for indices, the
+    storage dtype of ``spec.dtype`` for values."""
+    values = storage_dtype(spec.dtype)
     return [
-        xp.empty(batch + (M, o.size), dtype=np.int64 if o.kind == INDEX else spec.dtype)
+        xp.empty(batch + (M, o.size), dtype=np.int64 if o.kind == INDEX else values)
         for o in spec.outputs()
     ]

@@ -20,15 +20,20 @@ from pathlib import Path
 import numpy as np
 
 from ..._version import __version__ as _version
+from .. import ir
 from ..cache import get_or_build, key_of, register_memo
-from ..codegen import KernelSpec, render_cpu
-from .common import all_batch_offsets, alloc_outputs
+from ..codegen import KernelSpec, cpu_j_stride, render_cpu
+from ..reductions import INDEX
+from .common import all_batch_offsets
 
 FLAGS = (
     "-O3",
     "-march=native",
     "-fopenmp",
     "-fno-math-errno",  # lets sqrt vectorize; never changes inf/NaN results
+    # GCC would split the whole-vector loops at ``j < j1`` (codegen.CPU_VECTOR_J)
+    # back into an exact loop with a scalar epilogue
+    "-fno-split-loops",
     "-fPIC",
     "-shared",
     "-std=c++17",
@@ -140,19 +145,115 @@ def _default_threads() -> int:
     return os.cpu_count() or 1
 
 
+_addressof, _char_at = ctypes.addressof, ctypes.c_char.from_buffer
+
+
+def _ptr(a: np.ndarray) -> int:
+    """Address of the data of a C-contiguous array. ``a.ctypes.data`` builds the
+    whole ``__array_interface__`` dict (~1 us); a ctypes view of a writable
+    buffer is 2.5x cheaper, and a warm call passes four or five pointers."""
+    if a.flags.writeable and a.nbytes:
+        return _addressof(_char_at(a))
+    return a.ctypes.data
+
+
+# Copies smaller than this are not aligned: their loads are few, and aligning
+# costs a microsecond of Python per array on the warm path of tiny problems.
+ALIGN_MIN_BYTES = 16384
+
+
+def _aligned_empty(shape: tuple, dtype) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data starts on 64 bytes (when
+    it holds at least ALIGN_MIN_BYTES)."""
+    dtype = np.dtype(dtype)
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes < ALIGN_MIN_BYTES:
+        return np.empty(shape, dtype)
+    raw = np.empty(nbytes + 64, dtype=np.uint8)
+    start = -_ptr(raw) % 64
+    return raw[start : start + nbytes].view(dtype).reshape(shape)
+
+
 def layout(a: np.ndarray, cat_is_j: bool) -> np.ndarray:
-    """The kernel's layout: j-variables (batch, D, N), others unchanged;
-    always C-contiguous (copies only what is not)."""
-    if cat_is_j:
-        return np.ascontiguousarray(np.swapaxes(a, -1, -2))
-    return np.ascontiguousarray(a)
+    """The kernel's layout: j-variables (batch, D, NS) with the row stride
+    ``NS = cpu_j_stride(N)`` and zeros in the padding columns (64-byte aligned
+    when copied), others unchanged; always C-contiguous (copies only what is
+    not)."""
+    if not cat_is_j:
+        return a if a.flags.c_contiguous else np.ascontiguousarray(a)
+    n = a.shape[-2]
+    ns = cpu_j_stride(n)
+    t = a.swapaxes(-1, -2)
+    if ns == n and t.flags.c_contiguous:
+        return t
+    shape = t.shape[:-1] + (ns,)
+    if math.prod(shape) * a.itemsize < ALIGN_MIN_BYTES:  # one call less than below
+        out = np.zeros(shape, a.dtype)
+        out[..., :n] = t
+        return out
+    out = _aligned_empty(shape, a.dtype)
+    out[..., :n] = t
+    if ns > n:
+        out[..., n:] = 0  # read by the whole-vector loops, masked out of every result
+    return out
 
 
-@functools.lru_cache(maxsize=64)
-def _zeros(n: int) -> np.ndarray:
-    z = np.zeros(n, dtype=np.int64)
-    z.flags.writeable = False
-    return z
+class _Shape:
+    """Stands for an array where only its shape is needed."""
+
+    __slots__ = ("shape",)
+
+    def __init__(self, shape: tuple):
+        self.shape = shape
+
+
+class HostCall:
+    """One kernel call with fixed shapes: the layouts, batch offsets, output
+    shapes and ctypes types are worked out once (per dispatch plan), so that a
+    call only lays out the data, allocates the outputs and calls the kernel.
+
+    ``shapes`` are the leaves' shapes with the full number of batch dims
+    (size 1 broadcasts), before :func:`layout`; ``is_j`` tells j-variables.
+    """
+
+    __slots__ = ("spec", "nbatch", "M", "N", "is_j", "out_specs", "boff", "boff_ptr")
+    __slots__ += ("args_t", "outs_t", "pairs", "_fn", "_memo_of_fn")
+
+    def __init__(self, spec: KernelSpec, shapes, is_j, batch: tuple, M: int, N: int):
+        self.spec, self.M, self.N = spec, M, N
+        self.nbatch = math.prod(batch)
+        self.pairs = self.nbatch * M * N
+        self.is_j = tuple(is_j)
+        laid = [
+            _Shape(s[:-2] + (s[-1], cpu_j_stride(s[-2])) if j else s)
+            for s, j in zip(shapes, self.is_j)
+        ]
+        self.boff = all_batch_offsets(np, laid, batch) if batch else np.zeros(len(laid), np.int64)
+        self.boff.flags.writeable = False
+        self.boff_ptr = self.boff.ctypes.data
+        self.out_specs = [
+            (batch + (M, o.size), np.dtype(np.int64 if o.kind == INDEX else spec.dtype))
+            for o in spec.outputs()
+        ]
+        self.args_t = ctypes.c_void_p * len(laid)
+        self.outs_t = ctypes.c_void_p * len(self.out_specs)
+        self._fn = self._memo_of_fn = None
+
+    def __call__(self, leaves: list[np.ndarray], nthreads: int) -> list[np.ndarray]:
+        """Run on ``leaves`` (NumPy arrays of the planned shapes, any strides);
+        one output array per output, shaped ``batch + (M, size)``."""
+        fn = self._fn
+        if fn is None or self._memo_of_fn is not _memo or self.spec not in _memo:
+            # compiled on first use (a plan is made without compiling); looked up
+            # again when the kernel memo was cleared or replaced
+            fn = self._fn = kernel(self.spec)
+            self._memo_of_fn = _memo
+        laid = [layout(a, j) for a, j in zip(leaves, self.is_j)]
+        outs = [np.empty(shape, dtype) for shape, dtype in self.out_specs]
+        args = self.args_t(*[_ptr(a) for a in laid])
+        optr = self.outs_t(*[_ptr(o) for o in outs])
+        fn(self.nbatch, self.M, self.N, args, self.boff_ptr, optr, nthreads)
+        return outs
 
 
 def run(
@@ -163,14 +264,8 @@ def run(
     N: int,
     nthreads: int,
 ) -> list[np.ndarray]:
-    """Run the kernel. ``leaves`` are in the kernel's layout (see
-    :func:`layout`) with the full number of batch dims (size 1 broadcasts).
-    Returns one array per output, shaped ``batch + (M, size)``."""
-    fn = kernel(spec)
-    nbatch = math.prod(batch)
-    boff = all_batch_offsets(np, leaves, batch) if batch else _zeros(len(leaves))
-    args = (ctypes.c_void_p * len(leaves))(*[a.__array_interface__["data"][0] for a in leaves])
-    outs = alloc_outputs(np, spec, batch, M)
-    optr = (ctypes.c_void_p * len(outs))(*[o.ctypes.data for o in outs])
-    fn(nbatch, M, N, args, boff.ctypes.data, optr, nthreads)
-    return outs
+    """Run the kernel on ``leaves`` (NumPy arrays with the full number of batch
+    dims, size 1 broadcasts; any layout). Returns one array per output, shaped
+    ``batch + (M, size)``."""
+    is_j = [c == ir.J for c in spec.var_cats]
+    return HostCall(spec, [a.shape for a in leaves], is_j, batch, M, N)(leaves, nthreads)

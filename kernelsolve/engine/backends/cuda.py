@@ -111,6 +111,31 @@ def nvrtc_available() -> str | None:
     return "nvcc" if shutil.which("nvcc") else None
 
 
+@functools.lru_cache(maxsize=1)
+def cuda_include_dir() -> str | None:
+    """A directory holding ``cuda_fp16.h`` and ``cuda_bf16.h`` (float16 /
+    bfloat16 kernels include them): ``$CUDA_HOME`` / ``$CUDA_PATH``, the
+    toolkits under /usr/local, or the pip wheels of the CUDA runtime. CuPy
+    finds its own at run time; this is for :func:`nvrtc_compile`, which an
+    NVRTC without built-in headers needs."""
+    import glob
+    import os
+    import sys
+
+    roots = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"]
+    roots += sorted(glob.glob("/usr/local/cuda-*"), reverse=True)
+    dirs = [os.path.join(r, "include") for r in roots if r]
+    for site in sys.path:
+        dirs += sorted(glob.glob(os.path.join(site, "nvidia", "cuda_runtime", "include")))
+        dirs += sorted(glob.glob(os.path.join(site, "nvidia", "cu*", "include")))
+    for d in dirs:
+        if os.path.isfile(os.path.join(d, "cuda_fp16.h")) and os.path.isfile(
+            os.path.join(d, "cuda_bf16.h")
+        ):
+            return d
+    return None
+
+
 def nvrtc_compile(source: str, arch: str = "compute_90") -> str:
     """Compile CUDA ``source`` to PTX text (NVRTC, or nvcc as a fallback).
 
@@ -119,12 +144,15 @@ def nvrtc_compile(source: str, arch: str = "compute_90") -> str:
     how = nvrtc_available()
     if how is None:
         raise RuntimeError("neither cuda-python's NVRTC nor nvcc is available")
+    inc = cuda_include_dir()
     if how == "nvrtc":
         from cuda.bindings import nvrtc
 
         err, prog = nvrtc.nvrtcCreateProgram(source.encode(), b"ks.cu", 0, [], [])
         _nvrtc_ok(nvrtc, err)
         opts = [f"--gpu-architecture={arch}".encode(), b"--std=c++17"]
+        if inc:
+            opts.append(f"--include-path={inc}".encode())
         (err,) = nvrtc.nvrtcCompileProgram(prog, len(opts), opts)
         if err != nvrtc.nvrtcResult.NVRTC_SUCCESS:
             _, size = nvrtc.nvrtcGetProgramLogSize(prog)

@@ -18,6 +18,62 @@ static ks_dim3 blockDim, gridDim;
 static std::barrier<>* ks_emu_barrier = nullptr;
 static unsigned char* ks_emu_smem = nullptr;
 
+// float16 / bfloat16: the storage types and the conversions the kernels use,
+// bit-exact with CUDA's: round to nearest even, subnormals, inf and NaN
+// (NaN becomes the canonical quiet NaN, as __float2half_rn does).
+static inline unsigned short ks_emu_f2h(float f) {
+  const uint32_t x = __builtin_bit_cast(uint32_t, f);
+  const uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
+  if (ax > 0x7f800000u) return (unsigned short)(sign | 0x7fffu);  // NaN
+  if (ax >= 0x477ff000u) return (unsigned short)(sign | 0x7c00u);  // >= 65520: inf
+  if (ax < 0x38800000u) {  // below 2^-14: a subnormal (or zero) half, m * 2^-24
+    const float m = nearbyintf(__builtin_bit_cast(float, ax) * 16777216.0f);  // exact scaling
+    return (unsigned short)(sign | (uint32_t)m);  // m == 1024 is 2^-14, encoded right
+  }
+  uint32_t h = ((((ax >> 23) - 112u) << 10) | ((ax >> 13) & 0x3ffu));
+  const uint32_t rest = ax & 0x1fffu;  // the 13 bits dropped
+  if (rest > 0x1000u || (rest == 0x1000u && (h & 1u))) h++;  // a carry may raise the exponent
+  return (unsigned short)(sign | h);
+}
+
+static inline float ks_emu_h2f(unsigned short h) {
+  const uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu;
+  if (e == 0) {
+    const float v = (float)m * 5.9604644775390625e-08f;  // m * 2^-24, exact
+    return sign ? -v : v;
+  }
+  if (e == 31) return __builtin_bit_cast(float, sign | 0x7f800000u | (m << 13));
+  return __builtin_bit_cast(float, sign | ((e + 112u) << 23) | (m << 13));
+}
+
+static inline unsigned short ks_emu_f2bf(float f) {
+  const uint32_t x = __builtin_bit_cast(uint32_t, f);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return (unsigned short)(((x >> 16) & 0x8000u) | 0x7fffu);
+  return (unsigned short)((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+
+struct __half {
+  unsigned short __x;
+  __half() = default;
+  __half(float f) : __x(ks_emu_f2h(f)) {}
+  // CUDA rounds a double once, directly to half; via float it can round twice
+  // (only for values within 2^-37 relative of a half tie; the kernels convert
+  // from double only with dtype_acc float64)
+  __half(double d) : __x(ks_emu_f2h((float)d)) {}
+};
+struct __nv_bfloat16 {
+  unsigned short __x;
+  __nv_bfloat16() = default;
+  __nv_bfloat16(float f) : __x(ks_emu_f2bf(f)) {}
+  __nv_bfloat16(double d) : __x(ks_emu_f2bf((float)d)) {}
+};
+static inline float __half2float(__half h) { return ks_emu_h2f(h.__x); }
+static inline __half __float2half_rn(float f) { return __half(f); }
+static inline float __bfloat162float(__nv_bfloat16 b) {
+  return __builtin_bit_cast(float, (uint32_t)b.__x << 16);
+}
+static inline __nv_bfloat16 __float2bfloat16(float f) { return __nv_bfloat16(f); }
+
 #define __global__
 #define __device__
 #define __forceinline__ inline
