@@ -11,7 +11,7 @@ held-out points; RMSEs are reported in metres on all held-out points.
   ``kernelsolve.integrations.gpytorch``, constant mean, Gaussian likelihood.
   Warm start: ``--warm-steps`` Adam steps on a random subset of ``--warm-n``
   training points (dense GPyTorch, Cholesky). Then ``--steps`` (30) Adam steps
-  on ``--n-train`` training points (default 20,000: what fits in ~10 minutes on
+  on ``--n-train`` training points (default 10,000: what fits in ~10 minutes on
   the 2-core CPU; all 110,906 on a GPU), GPyTorch's default training settings,
   then the posterior mean at every held-out point.
 * ``SVGP (GPyTorch)``: 1,024 inducing points (initialised at random training
@@ -20,7 +20,7 @@ held-out points; RMSEs are reported in metres on all held-out points.
 
 Usage::
 
-    python benchmarks/gp_dem.py                    # n-train 20,000 on CPU
+    python benchmarks/gp_dem.py                    # n-train 10,000 on CPU
     python benchmarks/gp_dem.py --n-train 5000 --steps 10 --quick-svgp
 """
 
@@ -178,10 +178,10 @@ def run_svgp(x_tr, y_tr, x_te, budget: float, args):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--n-train", type=int, default=20_000)
+    p.add_argument("--n-train", type=int, default=10_000)
     p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--warm-n", type=int, default=2000)
-    p.add_argument("--warm-steps", type=int, default=60)
+    p.add_argument("--warm-n", type=int, default=1500)
+    p.add_argument("--warm-steps", type=int, default=40)
     p.add_argument("--inducing", type=int, default=1024)
     p.add_argument("--device", default="cpu")
     p.add_argument(
