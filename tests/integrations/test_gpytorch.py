@@ -288,3 +288,43 @@ def test_float32_training_step_runs_on_the_engine():
     assert torch.isfinite(loss)
     g = grads(model)
     assert all(torch.isfinite(v).all() for v in g.values()) and len(g) == 4
+
+
+class _BatchGP(gpytorch.models.ExactGP):
+    def __init__(self, x, y, base):
+        batch = torch.Size([2])
+        super().__init__(x, y, gpytorch.likelihoods.GaussianLikelihood(batch_shape=batch))
+        self.mean_module = gpytorch.means.ConstantMean(batch_shape=batch)
+        self.covar_module = gpytorch.kernels.ScaleKernel(base, batch_shape=batch)
+
+    def forward(self, z):
+        return gpytorch.distributions.MultivariateNormal(self.mean_module(z), self.covar_module(z))
+
+
+def test_batch_exact_gp_loss_and_gradients():
+    """Two independent GPs (batch_shape=(2,)) at N = 1000: loss and gradients vs dense."""
+    x = points(2, 1000, 2, seed=40)
+    y = torch.sin(5 * x).sum(-1)
+    results = []
+    for cls in (kg.RBFKernel, gpytorch.kernels.RBFKernel):
+        model = _BatchGP(x, y, cls(batch_shape=torch.Size([2]), ard_num_dims=2)).double()
+        model.covar_module.base_kernel.lengthscale = torch.tensor([[[0.2, 0.3]], [[0.4, 0.25]]])
+        model.likelihood.noise = torch.tensor([[0.1], [0.2]])
+        mll = gpytorch.mlls.ExactMarginalLogLikelihood(model.likelihood, model)
+        settings = _tight()
+        for s in settings:
+            s.__enter__()
+        try:
+            torch.manual_seed(3)
+            loss = -mll(model(x), y).sum()
+            loss.backward()
+        finally:
+            for s in reversed(settings):
+                s.__exit__(None, None, None)
+        results.append((float(loss), grads(model)))
+    (loss, g), (ref_loss, ref_g) = results
+    assert abs(loss - ref_loss) <= 1e-3 * abs(ref_loss)
+    assert g.keys() == ref_g.keys() and len(g) == 4
+    for name in g:
+        err = (g[name] - ref_g[name]).abs().max() / ref_g[name].abs().max()
+        assert err.item() <= 1e-3, name
