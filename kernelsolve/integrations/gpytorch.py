@@ -400,13 +400,7 @@ def _grad(k: ir.Node, wrt: ir.Node, weight: ir.Node) -> ir.Node:
 
 def _sum_to(g: torch.Tensor, shape) -> torch.Tensor:
     """Sum the broadcast dimensions of ``g`` away so that it has ``shape``."""
-    lead = g.ndim - len(shape)
-    if lead > 0:
-        g = g.sum(tuple(range(lead)))
-    dims = tuple(k for k, s in enumerate(shape) if s == 1 and g.shape[k] != 1)
-    if dims:
-        g = g.sum(dims, keepdim=True)
-    return g.reshape(shape)
+    return autograd._sum_to_shape(g, tuple(shape)).reshape(shape)
 
 
 # ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 gpytorch = pytest.importorskip("gpytorch", reason="gpytorch not installed (pip extra 'gpytorch')")
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="torch not installed (test extra)")
 
 from kernelsolve.integrations import gpytorch as kg  # noqa: E402
 
