@@ -69,7 +69,7 @@ import torch
 
 import kernelsolve
 from kernelsolve import LazyTensor as KSLazyTensor
-from kernelsolve.engine.backends.cpu import find_compiler
+from kernelsolve.engine.backends.cpu import cpu_model, find_compiler
 
 KINDS = ("gauss", "lse", "argkmin")
 LIBS = ("kernelsolve", "pykeops", "torch")
@@ -379,17 +379,6 @@ def column_cost(results: list[CaseResult]) -> list[dict]:
 
 
 # ------------------------------------------------------------------------- machine
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def compiler_info() -> str:

@@ -45,17 +45,6 @@ def _compiler_version(cc: str) -> str:
         return "unknown version"
 
 
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _dir_size(path) -> tuple[int, int]:
     files, size = 0, 0
     for root, _, names in os.walk(path):
@@ -120,7 +109,7 @@ def _info(args) -> int:
     missing: list[tuple[str, str]] = []
     rows.append(("kernelsolve", __version__))
     rows.append(("python", f"{platform.python_version()} ({sys.executable})"))
-    rows.append(("platform", f"{platform.platform()}; {_cpu_model()}, {os.cpu_count()} cores"))
+    rows.append(("platform", f"{platform.platform()}; {cpu.cpu_model()}, {os.cpu_count()} cores"))
     for name, mod, extra, why in (
         ("numpy", "numpy", None, None),
         ("scipy", "scipy", None, None),

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -135,12 +134,9 @@ def _pykeops():
 
 def machine_line(torch, versions: dict) -> str:
     """CPU, cores, threads, load average and library versions in one line."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from .engine.backends.cpu import cpu_model
+
+    cpu = cpu_model()
     load = " ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     libs = ", ".join(f"{k} {v}" for k, v in versions.items())
     return (

@@ -75,6 +75,18 @@ def _toolchain_id() -> str:
     return f"{cc}|{version}|{key_of(cpu)}"
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def compile_shared(src: Path, out: Path, flags: tuple[str, ...] = FLAGS) -> None:
     """Host-compile the C++ file ``src`` into the shared library ``out``."""
     cmd = [find_compiler(), *flags, "-x", "c++", str(src), "-o", str(out)]
