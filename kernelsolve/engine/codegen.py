@@ -144,8 +144,14 @@ static inline double ks_exp(double x) {
   p = p * r + 1.6666666666666666667e-1;
   p = p * r + 0.5;
   p = p * r * r + r + 1.0;
-  int64_t e = __builtin_bit_cast(int64_t, t) - 0x4338000000000000LL;
-  int64_t e1 = e >> 1, e2 = e - e1;
+  // n = n1 + n2 split in floating point (n1 = round(n / 2) by the same
+  // shifter), so that only 64-bit add/sub/shift-left remain: AVX2 has no
+  // 64-bit arithmetic right shift, and `e >> 1` kept this loop scalar there
+  double t1 = n * 0.5 + 6755399441055744.0;
+  double n1 = t1 - 6755399441055744.0;
+  double t2 = (n - n1) + 6755399441055744.0;
+  int64_t e1 = __builtin_bit_cast(int64_t, t1) - 0x4338000000000000LL;
+  int64_t e2 = __builtin_bit_cast(int64_t, t2) - 0x4338000000000000LL;
   double y = p * __builtin_bit_cast(double, (e1 + 1023) << 52)
                * __builtin_bit_cast(double, (e2 + 1023) << 52);
   y = x < -746.0 ? 0.0 : y;
