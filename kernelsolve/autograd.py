@@ -58,22 +58,38 @@ _SMOOTH = {"sum", "logsumexp", "logsumexp_weight"}
 def needs_grad(leaves: Sequence) -> bool:
     """True if a leaf is a torch tensor that requires grad in grad mode, or
     one that a ``torch.func`` transform wraps."""
-    tensors = [x for x in leaves if arrays.is_array(x) and arrays.library(x) == arrays.TORCH]
+    Tensor = arrays.torch_tensor_type()  # None until torch is imported
+    if Tensor is None:
+        return False
+    tensors = [x for x in leaves if isinstance(x, Tensor)]
     if not tensors:
         return False
-    import torch
-
-    functorch = torch._C._functorch
-    if any(functorch.is_functorch_wrapped_tensor(x) for x in tensors):
-        return True
-    legacy = getattr(functorch, "is_legacy_batchedtensor", None)
-    if legacy is not None and any(legacy(x) for x in tensors):
+    torch, wrapped, legacy = _torch_checks()
+    grad = False
+    for x in tensors:
+        if wrapped(x):
+            return True
+        if legacy is not None and legacy(x):
+            grad = None
+            break
+        grad = grad or x.requires_grad
+    if grad is None:
         raise NotImplementedError(
             "kernelsolve reductions do not support torch's legacy batched gradients "
             "(autograd.grad(is_grads_batched=True), autograd.functional.jacobian/hessian "
             "with vectorize=True); use torch.func.jacrev / torch.func.vmap, which work"
         )
-    return torch.is_grad_enabled() and any(x.requires_grad for x in tensors)
+    return grad and torch.is_grad_enabled()
+
+
+@functools.cache
+def _torch_checks():
+    """torch and its functorch predicates, looked up once (hot path)."""
+    import torch
+
+    functorch = torch._C._functorch
+    legacy = getattr(functorch, "is_legacy_batchedtensor", None)
+    return torch, functorch.is_functorch_wrapped_tensor, legacy
 
 
 def reduce(
@@ -101,11 +117,19 @@ def reduce(
     >>> x.grad.shape
     torch.Size([50, 3])
     """
-    opts = {"backend": backend, "acc_dtype": acc_dtype}
     if not needs_grad(leaves):
         return dispatch.reduce(
-            formula, reduction, leaves, cats, axis=axis, weight=weight, K=K, **opts
+            formula,
+            reduction,
+            leaves,
+            cats,
+            axis=axis,
+            weight=weight,
+            K=K,
+            backend=backend,
+            acc_dtype=acc_dtype,
         )
+    opts = {"backend": backend, "acc_dtype": acc_dtype}
     if axis not in (0, 1):
         raise ValueError(f"axis must be 0 (reduce over i) or 1 (reduce over j), got {axis}")
     if axis == 0:  # every rule below reduces over j

@@ -70,6 +70,9 @@ class LazyTensor:
     def __init__(self, x=None, axis=None):
         if x is None:  # internal: fields are set by _new
             return
+        if type(x) is np.ndarray or type(x) is arrays.torch_tensor_type():
+            self._init_array(x, axis)  # the common case first: no chain of type tests
+            return
         if isinstance(x, LazyTensor):
             for s in LazyTensor.__slots__:
                 setattr(self, s, getattr(x, s))
@@ -110,13 +113,14 @@ class LazyTensor:
         self._init_array(x, axis)
 
     def _init_array(self, x, axis):
-        dt = arrays.dtype_name(x)
+        kind = _kind_of(x)
+        dt = kind.dtype
         if dt not in arrays.FLOAT_DTYPES:
             raise TypeError(
                 f"LazyTensor: x has dtype {dt}; expected float16, bfloat16, float32 or float64"
             )
         shape = tuple(x.shape)
-        if any(s == 0 for s in shape):
+        if 0 in shape:
             raise ValueError(
                 f"LazyTensor: x of shape {shape} is empty; expected no zero-size dimension"
             )
@@ -157,15 +161,13 @@ class LazyTensor:
             if axis not in (None, 2):
                 raise ValueError(f"LazyTensor: a 0-d array is a parameter; got axis={axis}")
             leaf, cat = x.reshape(1), ir.P
-        d = leaf.shape[-1]
-        self.formula = ir.var(0, cat, d)
+        lshape = tuple(leaf.shape)
+        self.formula = ir.var(0, cat, lshape[-1])
         self.variables, self.cats = (leaf,), (cat,)
-        if cat == ir.I:
-            self.ni = leaf.shape[-2]
-        elif cat == ir.J:
-            self.nj = leaf.shape[-2]
-        self.batchdims = tuple(leaf.shape[: leaf.ndim - (1 if cat == ir.P else 2)])
-        self._kind = dispatch.ArrayKind(arrays.library(leaf), dt, arrays.device(leaf))
+        self.ni = lshape[-2] if cat == ir.I else None
+        self.nj = lshape[-2] if cat == ir.J else None
+        self.batchdims = lshape[: len(lshape) - (1 if cat == ir.P else 2)]
+        self._kind = kind
 
     @classmethod
     def _new(cls, formula, variables, cats, ni, nj, batchdims, kind):
@@ -230,30 +232,38 @@ class LazyTensor:
         node = ir.make(op, *formulas, attrs=attrs)
         return LazyTensor._new(node, *joined)
 
+    def _binary(self, op: str, other) -> LazyTensor:
+        """``_nary`` for one other operand (every arithmetic operator)."""
+        if type(other) is not LazyTensor:
+            other = _as_lazy(other)
+        formulas, joined = _join((self, other))
+        node = ir.make(op, formulas[0], formulas[1])
+        return LazyTensor._new(node, *joined)
+
     # Arithmetic -------------------------------------------------------
     def __add__(self, other):
-        return self._nary("add", other)
+        return self._binary("add", other)
 
     def __radd__(self, other):
-        return _as_lazy(other)._nary("add", self)
+        return _as_lazy(other)._binary("add", self)
 
     def __sub__(self, other):
-        return self._nary("sub", other)
+        return self._binary("sub", other)
 
     def __rsub__(self, other):
-        return _as_lazy(other)._nary("sub", self)
+        return _as_lazy(other)._binary("sub", self)
 
     def __mul__(self, other):
-        return self._nary("mul", other)
+        return self._binary("mul", other)
 
     def __rmul__(self, other):
-        return _as_lazy(other)._nary("mul", self)
+        return _as_lazy(other)._binary("mul", self)
 
     def __truediv__(self, other):
-        return self._nary("div", other)
+        return self._binary("div", other)
 
     def __rtruediv__(self, other):
-        return _as_lazy(other)._nary("div", self)
+        return _as_lazy(other)._binary("div", self)
 
     def __neg__(self):
         return self._unary("neg")
@@ -611,6 +621,8 @@ class LazyTensor:
         return a == -1 or a == len(self._shape) - 1
 
     def _reduce(self, name, axis, *, weight=None, K=None, **kwargs):
+        if weight is None and not kwargs:  # the common call: nothing to join or parse
+            return autograd.reduce(self.formula, name, self.variables, self.cats, axis=axis, K=K)
         opts = _reduction_options(kwargs)
         call = opts.pop("call")
         out = opts.pop("out")
@@ -729,8 +741,8 @@ class LazyTensor:
             vj = LazyTensor(v, axis=1)
         else:
             vj = LazyTensor(v.reshape(tuple(v.shape[:-2]) + (1,) + tuple(v.shape[-2:])))
-        prod = self * vj  # v may bring batch dims of its own
-        Kv = prod.sum(prod.nbatchdims + 1)
+        prod = self._binary("mul", vj)  # v may bring batch dims of its own
+        Kv = prod._reduce("sum", 1)
         return Kv[..., 0] if v.ndim == 1 else Kv
 
     def solve(self, b, alpha: float = 1e-10, **kwargs):
@@ -809,6 +821,23 @@ class ReductionCall:
 # ----------------------------------------------------------------------
 
 
+# (array type, dtype, device) -> ArrayKind: one dict lookup per LazyTensor
+# construction instead of three library queries (a warm call builds several).
+_KINDS: dict = {}
+
+
+def _kind_of(x) -> dispatch.ArrayKind:
+    """Library, dtype name and device of the array ``x``."""
+    t = type(x)
+    key = (t, x.dtype, "cpu" if t is np.ndarray else x.device)
+    kind = _KINDS.get(key)
+    if kind is None:
+        kind = dispatch.ArrayKind(arrays.library(x), arrays.dtype_name(x), arrays.device(x))
+        if len(_KINDS) < 256:
+            _KINDS[key] = kind
+    return kind
+
+
 def _is_int(x) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
@@ -827,6 +856,13 @@ def _as_lazy(x) -> LazyTensor:
 def _join(operands: Sequence[LazyTensor]):
     """Merge the variable lists of ``operands``; returns their formulas
     renumbered into the merged list and the merged metadata."""
+    if len(operands) == 2:
+        a, b = operands
+        if not b.variables or (b.variables is a.variables and b.cats == a.cats):
+            # a constant, or the same arrays (x * x): nothing to merge or renumber
+            return [a.formula, b.formula], _joined_meta(a, b, a.variables, a.cats)
+        if not a.variables:
+            return [a.formula, b.formula], _joined_meta(a, b, b.variables, b.cats)
     first = operands[0]
     variables = list(first.variables)
     cats = list(first.cats)
@@ -846,8 +882,10 @@ def _join(operands: Sequence[LazyTensor]):
         mapping = tuple(mapping)
         same = mapping == tuple(range(len(mapping)))
         formulas.append(op.formula if same else ir.remap(op.formula, mapping))
-        ni = _same_count("i", ni, op.ni)
-        nj = _same_count("j", nj, op.nj)
+        if ni != op.ni:
+            ni = _same_count("i", ni, op.ni)
+        if nj != op.nj:
+            nj = _same_count("j", nj, op.nj)
         try:
             if op.batchdims != batch:
                 batch = tuple(np.broadcast_shapes(batch, op.batchdims))
@@ -855,8 +893,25 @@ def _join(operands: Sequence[LazyTensor]):
             raise ValueError(
                 f"batch dimensions {batch} and {op.batchdims} do not broadcast"
             ) from None
-        kind = _same_kind(kind, op._kind)
+        if kind != op._kind:
+            kind = _same_kind(kind, op._kind)
     return formulas, (tuple(variables), tuple(cats), ni, nj, batch, kind)
+
+
+def _joined_meta(a: LazyTensor, b: LazyTensor, variables: tuple, cats: tuple) -> tuple:
+    """The merged metadata of two operands whose variable lists need no merge."""
+    batch = a.batchdims
+    if b.batchdims != batch:
+        try:
+            batch = tuple(np.broadcast_shapes(batch, b.batchdims))
+        except ValueError:
+            raise ValueError(
+                f"batch dimensions {batch} and {b.batchdims} do not broadcast"
+            ) from None
+    ni = a.ni if a.ni == b.ni else _same_count("i", a.ni, b.ni)
+    nj = a.nj if a.nj == b.nj else _same_count("j", a.nj, b.nj)
+    kind = a._kind if a._kind == b._kind else _same_kind(a._kind, b._kind)
+    return variables, cats, ni, nj, batch, kind
 
 
 def _same_count(axis: str, a, b):

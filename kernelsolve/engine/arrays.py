@@ -37,6 +37,11 @@ def _torch_tensor_type():
     return _tensor_type
 
 
+def torch_tensor_type():
+    """``torch.Tensor`` once torch is imported, else None (never imports it)."""
+    return _tensor_type or _torch_tensor_type()
+
+
 def is_torch(x) -> bool:
     T = _tensor_type or _torch_tensor_type()
     return T is not None and isinstance(x, T)

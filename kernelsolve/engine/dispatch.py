@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -157,7 +158,7 @@ def reduce(
     """
     chosen = config.backend if backend is None else backend
     key = (formula, weight, reduction, K, axis, chosen, acc_dtype, tuple(cats), _compiler())
-    key += tuple(map(_signature, leaves))
+    key += tuple([_signature(x) for x in leaves])
     plan = _plans.get(key)
     if plan is None:
         plan = _make_plan(formula, reduction, leaves, cats, axis, weight, K, chosen, acc_dtype)
@@ -180,9 +181,15 @@ def _signature(x):
         return (x.shape, x.dtype)
     if t is tuple:
         return ("numbers", len(x))
-    if arrays.is_array(x):
+    if t in _TENSOR_TYPES or arrays.is_array(x):
+        _TENSOR_TYPES.add(t)
         return (t, x.shape, x.dtype, x.device)
     return (t,)
+
+
+# Array types other than np.ndarray seen by _signature (torch.Tensor, its
+# subclasses such as Parameter, cupy.ndarray): one set lookup on the hot path.
+_TENSOR_TYPES: set = set()
 
 
 @dataclass(frozen=True)
@@ -340,6 +347,9 @@ def _cast_outputs(outs: list, kind: ArrayKind, cast: str | None) -> list:
     if cast is None:
         if kind.lib == arrays.NUMPY:
             return outs
+        if kind.lib == arrays.TORCH and kind.device == "cpu":  # fresh C-contiguous arrays
+            from_numpy = sys.modules["torch"].from_numpy
+            return [from_numpy(o) for o in outs]
         return [arrays.from_numpy(o, kind.lib, kind.device) for o in outs]
     return [
         arrays.from_numpy(o, kind.lib, kind.device, dtype=None if o.dtype == np.int64 else cast)
@@ -349,8 +359,19 @@ def _cast_outputs(outs: list, kind: ArrayKind, cast: str | None) -> list:
 
 def _execute(plan: _Plan, leaves: Sequence):
     kind = plan.kind
-    if plan.host is not None:  # the hot path: everything but the data is planned
-        hc = plan.host
+    hc = plan.host
+    if hc is not None and plan.cast is None:  # the hot path: all but the data is planned
+        host = []
+        for x, s in zip(leaves, plan.shapes):
+            if type(x) is not np.ndarray:
+                host.append(_host_array(x, kind, s))
+            else:
+                host.append(x if x.shape == s else x.reshape(s))
+        outs = hc(host, cpu.num_threads(config.num_threads, hc.pairs))
+        if kind.lib != arrays.NUMPY:
+            outs = _cast_outputs(outs, kind, None)
+        return plan.red.present(outs, plan.formula.dim, plan.K)
+    if hc is not None:
         host = [_host_array(x, kind, s, plan.cast) for x, s in zip(leaves, plan.shapes)]
         outs = hc(host, cpu.num_threads(config.num_threads, hc.pairs))
         outs = _cast_outputs(outs, kind, plan.cast)

@@ -226,6 +226,10 @@ for _name in _ELEMENTWISE_TERNARY:
 _interned: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
 # (op, args, attrs) -> the node make() returned for it (after simplification)
 _made: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+# The same for the nodes made again recently, held strongly: a warm call
+# rebuilds its formula op by op, and a weak lookup costs ~1 us of Python.
+# Bounded (cleared when full), so formulas that are no longer used still go.
+_recent: dict = {}
 
 
 def _intern(op: str, args: tuple[Node, ...], attrs: tuple, dim: int) -> Node:
@@ -307,11 +311,16 @@ def make(op: str, *args: Node, attrs: tuple = ()) -> Node:
 
     Raises ValueError when the inner dimensions of ``args`` do not fit ``op``.
     """
+    key = (op, args, attrs if type(attrs) is tuple else tuple(attrs))
     try:
-        made = _made.get((op, args, tuple(attrs)))
+        made = _recent.get(key)
+        if made is not None:
+            return made
+        made = _made.get(key)
     except TypeError:  # unhashable argument: the checks below explain it
         made = None
     if made is not None:  # the whole construction, simplification included, is memoised
+        _remember(key, made)
         return made
     info = OPS.get(op)
     if info is None or op in ("var", "const"):
@@ -328,7 +337,14 @@ def make(op: str, *args: Node, attrs: tuple = ()) -> Node:
     if node is None:
         node = _intern(op, args, attrs, dim)
     _made[(op, args, attrs)] = node
+    _remember((op, args, attrs), node)
     return node
+
+
+def _remember(key: tuple, node: Node) -> None:
+    if len(_recent) >= 8192:
+        _recent.clear()
+    _recent[key] = node
 
 
 def _is_np_int(a) -> bool:

@@ -163,6 +163,7 @@ def _default_threads() -> int:
 
 
 _addressof, _char_at = ctypes.addressof, ctypes.c_char.from_buffer
+_empty, _zeros = np.empty, np.zeros
 
 
 def _ptr(a: np.ndarray) -> int:
@@ -234,7 +235,7 @@ class HostCall:
     """
 
     __slots__ = ("spec", "nbatch", "M", "N", "is_j", "out_specs", "boff", "boff_ptr")
-    __slots__ += ("args_t", "outs_t", "pairs", "_fn", "_memo_of_fn")
+    __slots__ += ("args_t", "outs_t", "pairs", "_fn", "_memo_of_fn", "_small_j")
 
     def __init__(self, spec: KernelSpec, shapes, is_j, batch: tuple, M: int, N: int):
         self.spec, self.M, self.N = spec, M, N
@@ -255,6 +256,13 @@ class HostCall:
         self.args_t = ctypes.c_void_p * len(laid)
         self.outs_t = ctypes.c_void_p * len(self.out_specs)
         self._fn = self._memo_of_fn = None
+        # j-variables small enough for an unaligned zero-padded copy: its shape
+        # (batch, D, NS), worked out here rather than by layout() on every call
+        itemsize = np.dtype(spec.dtype if spec.dtype in ("float32", "float64") else "float32")
+        self._small_j = tuple(
+            lay.shape if j and math.prod(lay.shape) * itemsize.itemsize < ALIGN_MIN_BYTES else None
+            for lay, j in zip(laid, self.is_j)
+        )
 
     def __call__(self, leaves: list[np.ndarray], nthreads: int) -> list[np.ndarray]:
         """Run on ``leaves`` (NumPy arrays of the planned shapes, any strides);
@@ -265,11 +273,28 @@ class HostCall:
             # again when the kernel memo was cleared or replaced
             fn = self._fn = kernel(self.spec)
             self._memo_of_fn = _memo
-        laid = [layout(a, j) for a, j in zip(leaves, self.is_j)]
-        outs = [np.empty(shape, dtype) for shape, dtype in self.out_specs]
-        args = self.args_t(*[_ptr(a) for a in laid])
-        optr = self.outs_t(*[_ptr(o) for o in outs])
-        fn(self.nbatch, self.M, self.N, args, self.boff_ptr, optr, nthreads)
+        ptrs = []
+        keep = []  # the laid-out copies live until the kernel returns
+        for a, j, small in zip(leaves, self.is_j, self._small_j):
+            if small is not None:
+                out = _zeros(small, a.dtype)
+                out[..., : a.shape[-2]] = a.swapaxes(-1, -2)
+                a = out
+                keep.append(a)
+            elif j or not a.flags.c_contiguous:
+                a = layout(a, j)
+                keep.append(a)
+            ptrs.append(_ptr(a))
+        outs = [_empty(shape, dtype) for shape, dtype in self.out_specs]
+        fn(
+            self.nbatch,
+            self.M,
+            self.N,
+            self.args_t(*ptrs),
+            self.boff_ptr,
+            self.outs_t(*[_ptr(o) for o in outs]),
+            nthreads,
+        )
         return outs
 
 
