@@ -21,12 +21,9 @@ Methods (``--methods``), each fitted on the first ``n_train`` points of the
   diameter; its first bin then holds distances up to ~0.2 and the fitted
   nugget swallows the short-scale relief (nugget ~5,000 m^2, RMSE 38 m at
   5,000 points, measured), so the short lags are binned here instead.
-  (Matern-3/2 kriging predicts 0.2 m better, but at 27,726 points the
-  one-level saddle preconditioner that OrdinaryKriging uses for it stalls:
-  residual 0.07 after 230 GMRES iterations, measured; SaddleSolver's
-  two-level preconditioner converges in 8 products, but OrdinaryKriging does
-  not enable it for bounded variograms. The exponential model converges in
-  8 or 9 products.)
+  (Matern-3/2 kriging predicts 0.2 m better; with the two-level saddle
+  preconditioner, which OrdinaryKriging now uses for bounded variograms too,
+  it converges in 8 products at 27,726 points, the exponential model in 7.)
 * ``gp``: exact Gaussian process, Matern-3/2 kernel plus noise and a constant
   mean. The four hyperparameters maximise the exact marginal likelihood of
   :data:`GP_FIT_POINTS` random training points (dense torch, L-BFGS); the

@@ -48,7 +48,9 @@ class KernelInterpolator:
         30 with the coarse level and FMM products, where the setup dominates).
     coarse : int or "auto"
         Points of the coarse level of the preconditioner (0: none); "auto": ``n / 20``
-        (at most 6000) from 4000 points on, for the kernels that grow with ``r``.
+        (at least 200, at most ``n / 5`` and 6000) from 1000 points on, unless the
+        kernel has decayed within the neighbourhood of a cardinal function (e.g. a
+        Gaussian with ``epsilon`` times the spacing near 1; see :mod:`.saddle`).
     products : {"auto", "engine", "fmm"}
         Products with the kernel matrix: engine reductions (``n^2`` kernel
         evaluations each) or, for ``thin_plate_spline`` in 2-D, a fast multipole

@@ -21,13 +21,15 @@ high-frequency part of the data.
 
 Local cardinal functions do not see the smooth, global part of the data: on
 their own the iteration count grows with ``n`` (10, 16, 48 products at 1e3,
-5e3, 2e4 thin-plate-spline points of the Jacksboro DEM). From ``COARSE_MIN``
-points on, for the kernels that grow with ``r``, ``M`` is two-level (the
-coarse space of two-level domain decomposition, as in Beatson, Light and
-Billings, 2000): ``n / COARSE_RATIO`` well-spread points (one per cell of a
-grid) are interpolated exactly by a dense LU, and the cardinal functions
-correct what is left (coarse, then local: a multiplicative combination; the
-additive one needed 66 iterations at 2e4 instead of 11)::
+5e3, 2e4 thin-plate-spline points of the Jacksboro DEM), and it stalls when
+the kernel couples points far beyond a neighbourhood (bounded variograms
+whose range spans many data spacings: spherical, gaussian, matern). From
+``COARSE_MIN`` points on, ``M`` is two-level (the coarse space of two-level
+domain decomposition, as in Beatson, Light and Billings, 2000):
+``n / COARSE_RATIO`` well-spread points (one per cell of a grid) are
+interpolated exactly by a dense LU, and the cardinal functions correct what
+is left (coarse, then local: a multiplicative combination; the additive one
+needed 66 iterations at 2e4 instead of 11)::
 
     g = E S_c^-1 [E^T u; 0],     M u = g + C (u - Pi A g),
 
@@ -36,6 +38,15 @@ coarse points (``n x n / 20`` kernel evaluations, or one FMM product). On the
 DEM: 13 iterations at 5e3 and 2e4, 12 at 1e5. The coarse set is capped at
 ``COARSE_MAX`` points (dense ``COARSE_MAX^2`` memory), so beyond
 ``COARSE_RATIO * COARSE_MAX`` points the count will slowly grow again.
+
+The coarse level is skipped only where it does not pay: for a kernel that has
+decayed within the neighbourhood of a cardinal function (its *reach*, the share
+of the kernel's variation over the domain left beyond the distance to the
+``neighbors``-th nearest point, is below ``REACH_MIN``; e.g. a Gaussian with
+``epsilon`` times the spacing near 1), the local cardinal functions with far
+points are already close to the true ones and the coarse level only adds
+iterations (17 -> 29 measured). The growing kernels have reach 1, bounded
+variograms on the DEM 0.3 to 0.5.
 
 Products with ``Phi`` are engine reductions, or, for the thin-plate spline in
 2-D from ``FMM_MIN`` quasi-uniform points on, the fast multipole method of
@@ -67,13 +78,15 @@ from .. import autograd
 from ..engine import ir
 from .cg import ConvergenceWarning
 from .fmm2d import TPSFMM2D, fmm_worthwhile
-from .radial import MIN_DEGREE, RadialKernel, kernel_formula
+from .radial import RadialKernel, kernel_formula
 
 __all__ = ["monomial_powers", "polynomial_matrix", "SaddleSolver", "SaddleInfo"]
 
 COARSE_RATIO = 20  # points per coarse point
-COARSE_MIN = 4000  # fewer points: one level (cardinal functions with far points)
+COARSE_FLOOR = 200  # ... but at least this many coarse points (and at most n / 5)
+COARSE_MIN = 1000  # fewer points: one level (cardinal functions with far points)
 COARSE_MAX = 6000  # dense coarse system of at most ~290 MB
+REACH_MIN = 0.1  # kernels with a smaller reach (see SaddleSolver._reach): one level
 FMM_MIN = 5000  # fewer points: engine products (exact, and fast enough)
 
 
@@ -133,9 +146,12 @@ class SaddleSolver:
         Points spread over the domain added to every cardinal function (default 30
         with one level, 0 with the coarse level, which does their job).
     coarse : int or "auto"
-        Points of the coarse level (0: none); "auto": ``n / 20`` (at most 6000)
-        from 4000 points on, for the kernels that grow with ``r`` (linear,
-        thin-plate spline, cubic, quintic, multiquadric).
+        Points of the coarse level (0: none); "auto": ``n / 20`` (at least 200,
+        at most ``n / 5`` and 6000) from 1000 points on, unless the kernel has
+        decayed within the neighbourhood of a cardinal function (attribute
+        ``reach`` below 0.1): always for the kernels that grow with ``r``, and for
+        bounded ones (kriging's variograms, Gaussians) whose length scale spans
+        several data spacings.
     products : {"auto", "engine", "fmm"}
         How products with the kernel matrix are computed; "fmm" needs the
         thin-plate spline in 2-D; "auto" uses it from 5000 quasi-uniform points on.
@@ -196,23 +212,27 @@ class SaddleSolver:
         self._check_distinct()
         self.fmm = self._make_fmm(products)
         self.product = "fmm" if self.fmm is not None else "engine"
+        self.reach = self._reach(50 if neighbors is None else int(neighbors))
         n_coarse = self._coarse_size(coarse)
         two_level = n_coarse > 0
         if neighbors is None:  # cheap FMM products: a cheaper setup pays off
             neighbors = 30 if two_level and self.fmm is not None else 50
-        if far_points is None:
+        far_default = far_points is None
+        if far_default:
             far_points = 0 if two_level else 30
         q = int(min(max(neighbors, 2 * m + 1), n))
         far = int(min(far_points, n - q))
+        self.coarse_idx = self.coarse_lu = None
+        if two_level:
+            self._make_coarse(n_coarse)
+            if self.coarse_idx is None and far_default:  # singular: one level after all
+                far = int(min(30, n - q))
         self._log(
-            f"saddle: {n} points, {q} neighbours + {far} far points per cardinal function, "
-            f"products by {self.product}"
+            f"saddle: {n} points (reach {self.reach:.2f}), {q} neighbours + {far} far points "
+            f"per cardinal function, products by {self.product}"
         )
         sets, centre = self._local_sets(q, far, np.random.default_rng(seed))
         self.C = self._cardinal(sets, centre)
-        self.coarse_idx = None
-        if two_level:
-            self._make_coarse(n_coarse)
         self.setup_seconds = time.perf_counter() - t0
         self._log(f"saddle: preconditioner ready in {self.setup_seconds:.1f} s")
 
@@ -253,19 +273,47 @@ class SaddleSolver:
         )
         return fmm
 
+    def _reach(self, q: int) -> float:
+        """Share of the kernel's variation over the domain that lies beyond the
+        neighbourhood of a cardinal function: ``|phi(R) - phi(D)| / |phi(0) - phi(D)|``
+        with ``R`` the median distance from a point to its ``q``-th nearest point and
+        ``D`` the diameter of the bounding box (both times ``epsilon``). 1 for the
+        kernels that grow with ``r``, or decay over many neighbourhoods; 0 for a kernel
+        that has decayed within one."""
+        n = self.n
+        if n < 2:
+            return 0.0
+        rng = np.random.default_rng(0)
+        sample = self.y[rng.choice(n, size=min(n, 256), replace=False)]
+        dist, _ = self.tree.query(sample, min(q, n))
+        R = float(np.median(np.asarray(dist).reshape(len(sample), -1)[:, -1])) * self.epsilon
+        D = float(np.linalg.norm(self.y.max(0) - self.y.min(0))) * self.epsilon
+        with np.errstate(all="ignore"):
+            p0, pR, pD = (float(v) for v in self.phi.numpy(np.array([0.0, R * R, D * D])))
+        span = abs(p0 - pD)
+        if not (np.isfinite(span) and span > 0 and np.isfinite(pR)):
+            return 1.0
+        return float(min(max(abs(pR - pD) / span, 0.0), 1.0))
+
     def _coarse_size(self, coarse) -> int:
         m = self.powers.shape[0]
         if isinstance(coarse, str):
             if coarse != "auto":
                 raise ValueError(f"coarse={coarse!r}: expected 'auto' or a number of points")
-            # Only kernels that grow with r need it: their local cardinal functions do
-            # not decay (measured at n = 6000 in 2-D: thin-plate spline 22 -> 13
-            # iterations, linear 28 -> 9, cubic in 3-D 300+ -> 83), while those of the
-            # decaying kernels do, and there it only cost (Gaussian 15 -> 15 with far
-            # points, 81 without). Other kernels (kriging's variograms): one level.
-            if self.n < COARSE_MIN or MIN_DEGREE.get(self.phi.name, -1) < 0:
+            # The local cardinal functions only see their neighbourhood: they fail on the
+            # part of the data that the kernel couples over longer distances, which is
+            # what the coarse level solves for. So: two levels unless the kernel has
+            # decayed within a neighbourhood (reach < REACH_MIN). Measured (iterations,
+            # one level -> two): 2-D DEM kriging at 5000 points, reach 0.3 to 0.5:
+            # exponential 7 -> 6, matern 1.5 14 -> 7, spherical 66 -> 10, gaussian
+            # 200+ -> 14, matern 2.5 200+ -> 9; RBFs with epsilon * spacing = 1 in
+            # 2-D: inverse multiquadric (reach 0.24) 10 -> 7, inverse quadratic (0.06)
+            # 8 -> 11, gaussian (0.00) 17 -> 29; 1-D gaussian (0.00) 11 -> 32; growing
+            # kernels (reach 1) from 1000 points on: thin-plate spline 9 -> 6, cubic
+            # in 3-D 77 -> 12.
+            if self.n < COARSE_MIN or self.reach < REACH_MIN:
                 return 0
-            coarse = min(self.n // COARSE_RATIO, COARSE_MAX)
+            coarse = min(max(self.n // COARSE_RATIO, COARSE_FLOOR), self.n // 5, COARSE_MAX)
         coarse = int(coarse)
         if coarse < 0:
             raise ValueError(f"coarse must be >= 0 or 'auto', got {coarse}")
@@ -441,8 +489,8 @@ class SaddleSolver:
         if not info.converged:
             warnings.warn(
                 f"interpolation system: GMRES did not reach rtol={rtol:g} in {maxiter} "
-                f"iterations (relative residuals {max(info.residual):.2e}); raise maxiter "
-                "or neighbors",
+                f"iterations (relative residuals {max(info.residual):.2e}); raise maxiter, "
+                "neighbors or coarse",
                 ConvergenceWarning,
                 stacklevel=3,
             )
