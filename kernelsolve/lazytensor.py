@@ -60,7 +60,7 @@ class LazyTensor:
     axes; that is ``dim()``), and ``shape`` drops D when it is 1.
     """
 
-    __slots__ = ("formula", "variables", "cats", "ni", "nj", "batchdims", "_kind")
+    __slots__ = ("formula", "variables", "cats", "ni", "nj", "batchdims", "_kind", "_mm")
 
     # Make NumPy defer to our reflected operators: ``array * lazy`` calls
     # ``lazy.__rmul__`` instead of broadcasting over the LazyTensor.
@@ -75,7 +75,7 @@ class LazyTensor:
             return
         if isinstance(x, LazyTensor):
             for s in LazyTensor.__slots__:
-                setattr(self, s, getattr(x, s))
+                setattr(self, s, getattr(x, s, None))
             return
         self.ni = self.nj = None
         self.batchdims = ()
@@ -723,6 +723,24 @@ class LazyTensor:
     def __matmul__(self, v):
         """``K @ v``: sum_j K_ij v_j for v of shape (N,), (N, E) or
         (..., N, E); returns (M,), (M, E) or (..., M, E)."""
+        t = type(v)
+        if t is np.ndarray or t is arrays.torch_tensor_type():
+            # K @ v again with v of the same kind and shape (an iterative solver,
+            # a training loop): the product's plan is kept on K, so the call skips
+            # building the product formula and looking the plan up
+            try:
+                sig, context, plan = self._mm
+            except (AttributeError, TypeError):  # never multiplied, or copied empty
+                sig = None
+            if sig is not None and sig == (t, v.shape, v.dtype, _device_of(v)):
+                leaf = v[:, None] if v.ndim == 1 else v
+                leaves = self.variables + (leaf,)
+                if context == dispatch.context() and not autograd.needs_grad(leaves):
+                    Kv = dispatch.execute(plan, leaves)
+                    return Kv[..., 0] if v.ndim == 1 else Kv
+        return self._matmul(v)
+
+    def _matmul(self, v):
         if self.formula.dim != 1:
             raise ValueError(
                 f"K @ v needs a scalar formula (inner dimension 1); K has inner "
@@ -742,7 +760,21 @@ class LazyTensor:
         else:
             vj = LazyTensor(v.reshape(tuple(v.shape[:-2]) + (1,) + tuple(v.shape[-2:])))
         prod = self._binary("mul", vj)  # v may bring batch dims of its own
-        Kv = prod._reduce("sum", 1)
+        leaves = prod.variables
+        if autograd.needs_grad(leaves):
+            Kv = prod._reduce("sum", 1)
+        else:
+            plan = dispatch.plan(prod.formula, "sum", leaves, prod.cats, axis=1)
+            if (
+                v.ndim <= 2
+                and len(leaves) == len(self.variables) + 1
+                and leaves[-1] is vj.variables[0]
+            ):
+                # v's array was appended, not merged with one of K's: __matmul__
+                # can rebuild these leaves itself next time
+                sig = (type(v), v.shape, v.dtype, _device_of(v))
+                self._mm = (sig, dispatch.context(), plan)
+            Kv = dispatch.execute(plan, leaves)
         return Kv[..., 0] if v.ndim == 1 else Kv
 
     def solve(self, b, alpha: float = 1e-10, **kwargs):
@@ -836,6 +868,11 @@ def _kind_of(x) -> dispatch.ArrayKind:
         if len(_KINDS) < 256:
             _KINDS[key] = kind
     return kind
+
+
+def _device_of(x):
+    """The device attribute of a torch tensor, None for a NumPy array."""
+    return None if type(x) is np.ndarray else x.device
 
 
 def _is_int(x) -> bool:

@@ -156,16 +156,41 @@ def reduce(
     >>> out.dtype, out[:, 0].tolist()
     (dtype('float16'), [2.0, 2.0, 2.0])
     """
+    found = plan(formula, reduction, leaves, cats, axis, weight, K, backend, acc_dtype)
+    return _execute(found, leaves)
+
+
+def plan(
+    formula: ir.Node,
+    reduction: str,
+    leaves: Sequence,
+    cats: Sequence[int],
+    axis: int = 1,
+    weight: ir.Node | None = None,
+    K: int | None = None,
+    backend=None,
+    acc_dtype: str | None = None,
+) -> _Plan:
+    """The plan of :func:`reduce` for these arguments (built and checked on the
+    first call of a signature); :func:`execute` runs it on arrays of the same
+    signature. A caller that repeats one call may keep the plan while
+    :func:`context` is unchanged."""
     chosen = config.backend if backend is None else backend
     key = (formula, weight, reduction, K, axis, chosen, acc_dtype, tuple(cats), _compiler())
     key += tuple([_signature(x) for x in leaves])
-    plan = _plans.get(key)
-    if plan is None:
-        plan = _make_plan(formula, reduction, leaves, cats, axis, weight, K, chosen, acc_dtype)
+    found = _plans.get(key)
+    if found is None:
+        found = _make_plan(formula, reduction, leaves, cats, axis, weight, K, chosen, acc_dtype)
         if len(_plans) > 4096:
             _plans.clear()
-        _plans[key] = plan
-    return _execute(plan, leaves)
+        _plans[key] = found
+    return found
+
+
+def context() -> tuple:
+    """What every plan also depends on besides its arguments: the default
+    backend and the host compiler (both can change at run time)."""
+    return (config.backend, _compiler())
 
 
 def _compiler():
@@ -355,6 +380,11 @@ def _cast_outputs(outs: list, kind: ArrayKind, cast: str | None) -> list:
         arrays.from_numpy(o, kind.lib, kind.device, dtype=None if o.dtype == np.int64 else cast)
         for o in outs
     ]
+
+
+def execute(plan: _Plan, leaves: Sequence):
+    """Run a :func:`plan` on ``leaves`` (arrays of the planned signature)."""
+    return _execute(plan, leaves)
 
 
 def _execute(plan: _Plan, leaves: Sequence):
