@@ -16,7 +16,7 @@ import pytest
 
 import kernelsolve
 from kernelsolve import Vi, Vj
-from kernelsolve.engine import dispatch
+from kernelsolve.engine import cache, dispatch
 
 try:
     import torch
@@ -73,7 +73,7 @@ def test_other_dtype_and_strides(points):
         K @ v.T.astype(np.float32)
 
 
-def test_backend_change_and_cleared_cache(points, monkeypatch):
+def test_backend_change_and_cleared_cache(points, monkeypatch, tmp_path):
     x, y = points
     K = (-Vi(x).sqdist(Vj(y))).exp()
     D = dense(x, y)
@@ -90,8 +90,10 @@ def test_backend_change_and_cleared_cache(points, monkeypatch):
     monkeypatch.setattr(dispatch.reference, "reduce", spy)
     np.testing.assert_allclose(K @ v, D @ v, rtol=1e-12)
     assert seen, "the kept plan ignored config.backend = 'reference'"
-    monkeypatch.setattr(kernelsolve.config, "backend", "auto")
     monkeypatch.undo()
+    # never clear the real kernel cache from a test: a private directory
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path / "kernel-cache"))
+    assert cache.cache_dir() == tmp_path / "kernel-cache"
     kernelsolve.clear_cache()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
