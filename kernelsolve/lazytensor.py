@@ -919,36 +919,32 @@ def _join(operands: Sequence[LazyTensor]):
         mapping = tuple(mapping)
         same = mapping == tuple(range(len(mapping)))
         formulas.append(op.formula if same else ir.remap(op.formula, mapping))
-        if ni != op.ni:
-            ni = _same_count("i", ni, op.ni)
-        if nj != op.nj:
-            nj = _same_count("j", nj, op.nj)
-        try:
-            if op.batchdims != batch:
-                batch = tuple(np.broadcast_shapes(batch, op.batchdims))
-        except ValueError:
-            raise ValueError(
-                f"batch dimensions {batch} and {op.batchdims} do not broadcast"
-            ) from None
-        if kind != op._kind:
-            kind = _same_kind(kind, op._kind)
+        ni, nj, batch, kind = _merge_meta(ni, nj, batch, kind, op)
     return formulas, (tuple(variables), tuple(cats), ni, nj, batch, kind)
 
 
 def _joined_meta(a: LazyTensor, b: LazyTensor, variables: tuple, cats: tuple) -> tuple:
     """The merged metadata of two operands whose variable lists need no merge."""
-    batch = a.batchdims
-    if b.batchdims != batch:
+    ni, nj, batch, kind = _merge_meta(a.ni, a.nj, a.batchdims, a._kind, b)
+    return variables, cats, ni, nj, batch, kind
+
+
+def _merge_meta(ni, nj, batch, kind, op: LazyTensor) -> tuple:
+    """(ni, nj, batch, kind) joined with ``op``'s; checks counts, batch broadcast, kind."""
+    if op.batchdims != batch:
         try:
-            batch = tuple(np.broadcast_shapes(batch, b.batchdims))
+            batch = tuple(np.broadcast_shapes(batch, op.batchdims))
         except ValueError:
             raise ValueError(
-                f"batch dimensions {batch} and {b.batchdims} do not broadcast"
+                f"batch dimensions {batch} and {op.batchdims} do not broadcast"
             ) from None
-    ni = a.ni if a.ni == b.ni else _same_count("i", a.ni, b.ni)
-    nj = a.nj if a.nj == b.nj else _same_count("j", a.nj, b.nj)
-    kind = a._kind if a._kind == b._kind else _same_kind(a._kind, b._kind)
-    return variables, cats, ni, nj, batch, kind
+    if ni != op.ni:
+        ni = _same_count("i", ni, op.ni)
+    if nj != op.nj:
+        nj = _same_count("j", nj, op.nj)
+    if kind != op._kind:
+        kind = _same_kind(kind, op._kind)
+    return ni, nj, batch, kind
 
 
 def _same_count(axis: str, a, b):

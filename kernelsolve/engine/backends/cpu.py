@@ -258,9 +258,9 @@ class HostCall:
         self._fn = self._memo_of_fn = None
         # j-variables small enough for an unaligned zero-padded copy: its shape
         # (batch, D, NS), worked out here rather than by layout() on every call
-        itemsize = np.dtype(spec.dtype if spec.dtype in ("float32", "float64") else "float32")
+        itemsize = np.dtype(spec.dtype).itemsize  # host specs: float32 / float64
         self._small_j = tuple(
-            lay.shape if j and math.prod(lay.shape) * itemsize.itemsize < ALIGN_MIN_BYTES else None
+            lay.shape if j and math.prod(lay.shape) * itemsize < ALIGN_MIN_BYTES else None
             for lay, j in zip(laid, self.is_j)
         )
 
