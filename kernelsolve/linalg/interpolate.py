@@ -61,9 +61,12 @@ class KernelInterpolator:
 
     Notes
     -----
-    ``rtol`` bounds the relative residual of the system, not the error of the
-    coefficients: with a condition number ``kappa`` the error can reach
-    ``kappa * rtol`` (flat Gaussian-type kernels, ``epsilon * spacing << 1``).
+    ``rtol`` bounds the relative residual of the system (recomputed with a true
+    product when GMRES stops; a fit that ends above it, at ``maxiter`` or because
+    GMRES stagnated, raises a ConvergenceWarning, and ``info.residual`` gives the
+    values), not the error of the coefficients: with a condition number
+    ``kappa`` the error can reach ``kappa * rtol`` (flat Gaussian-type kernels,
+    ``epsilon * spacing << 1``).
     GMRES stalls on the worst of these systems (and on ``quintic`` beyond a
     few hundred points) and raises a ConvergenceWarning. Duplicate points are
     rejected even with smoothing (scipy accepts them then).

@@ -561,7 +561,7 @@ class SaddleSolver:
             r = rhs - self.project(Ac[:, None])[:, 0]
             rnorm = float(np.linalg.norm(r))
             res = rnorm / norm
-            ok = res <= max(10 * rtol, 1e-14)
+            ok = res <= max(rtol, 1e-14)
             if res <= rtol or its >= maxiter or j == 0:
                 return c, Ac, res, ok
             if self.verbose:
