@@ -15,6 +15,7 @@ wins; a reader never sees a half-written file. An entry that fails to load
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -80,21 +81,67 @@ def get_or_build(
     return load(path)
 
 
-_memos: list[dict] = []
+class _Registered:
+    """One process-global cache: how to count and empty it."""
+
+    __slots__ = ("obj", "clearable")
+
+    def __init__(self, obj, clearable: bool):
+        self.obj, self.clearable = obj, clearable
+
+    def size(self) -> int:
+        info = getattr(self.obj, "cache_info", None)
+        return info().currsize if info is not None else len(self.obj)
+
+    def clear(self) -> None:
+        clear = getattr(self.obj, "cache_clear", None)
+        (clear or self.obj.clear)()
 
 
-def register_memo(memo: dict) -> dict:
-    """Declare an in-process memo of loaded kernels, emptied by
-    :func:`clear_cache`."""
-    _memos.append(memo)
+_memos: dict[str, _Registered] = {}
+
+
+def register_memo(memo, name: str, *, clearable: bool = True):
+    """Declare a process-global cache under ``name`` (``"module.what"``), so that
+    :func:`clear_cache` empties it and ``kernelsolve info`` reports its size.
+
+    ``memo`` is a dict-like object (``len``, ``clear``) or a function wrapped by
+    :func:`functools.lru_cache` / :func:`functools.cache` (``cache_info``,
+    ``cache_clear``). ``clearable=False`` marks a table that is only reported,
+    never emptied (e.g. the IR's interning table: emptying it would break
+    the identity of equal formulas). Returns ``memo``.
+
+    Example
+    -------
+    >>> _table = register_memo({}, "doc.example")
+    >>> memo_sizes()["doc.example"]
+    0
+    """
+    _memos[name] = _Registered(memo, clearable)
     return memo
+
+
+def memoized(name: str, maxsize: int | None = 4096):
+    """Decorator: :func:`functools.lru_cache` with ``maxsize``, registered
+    under ``name`` (see :func:`register_memo`)."""
+
+    def wrap(fn):
+        return register_memo(functools.lru_cache(maxsize=maxsize)(fn), name)
+
+    return wrap
+
+
+def memo_sizes() -> dict[str, int]:
+    """Entries held by every registered process-global cache, by name."""
+    return {name: reg.size() for name, reg in sorted(_memos.items())}
 
 
 def clear_cache() -> None:
     """Remove every compiled kernel: the on-disk cache and the in-process
     memos. The next call of each formula compiles again."""
-    for memo in _memos:
-        memo.clear()
+    for reg in _memos.values():
+        if reg.clearable:
+            reg.clear()
     d = cache_dir()
     if d.exists():
         shutil.rmtree(d, ignore_errors=True)

@@ -239,7 +239,7 @@ class _Plan:
     cast: str | None = None  # float16 / bfloat16 computed in float32 on the host
 
 
-_plans: dict = register_memo({})
+_plans: dict = register_memo({}, "dispatch.plans")
 
 
 def _make_plan(formula, reduction, leaves, cats, axis, weight, K, backend, acc_dtype) -> _Plan:

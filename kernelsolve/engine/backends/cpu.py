@@ -156,7 +156,7 @@ def _load(path: Path):
     return fn
 
 
-_memo: dict = register_memo({})
+_memo: dict = register_memo({}, "cpu.kernels")
 
 
 def kernel(spec: KernelSpec):

@@ -197,7 +197,7 @@ def available() -> bool:
         return False
 
 
-_modules: dict = register_memo({})
+_modules: dict = register_memo({}, "cuda.modules")
 
 
 def _module(spec: KernelSpec):

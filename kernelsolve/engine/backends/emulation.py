@@ -70,7 +70,7 @@ def _load(path: Path):
     return lib
 
 
-_memo: dict = register_memo({})
+_memo: dict = register_memo({}, "emulation.kernels")
 
 
 def library(spec: KernelSpec):
