@@ -64,17 +64,17 @@ def kernel_alone(x, y, b):
     """A callable running kernelsolve's compiled kernel of ``K @ b`` alone."""
     K = gauss(KSLazyTensor, x, y)
     seen = {}
-    execute = dispatch._execute
+    execute = dispatch.execute
 
     def spy(plan, leaves):
         seen["plan"], seen["leaves"] = plan, leaves
         return execute(plan, leaves)
 
-    dispatch._execute = spy
+    dispatch.execute = spy
     try:
         K @ b
     finally:
-        dispatch._execute = execute
+        dispatch.execute = execute
     plan, leaves = seen["plan"], seen["leaves"]
     hc = plan.host
     if hc is None:

@@ -1,8 +1,9 @@
 """torch autograd over engine reductions, to any order.
 
-:func:`reduce` has the signature of :func:`.engine.dispatch.reduce`. When no
-argument is a torch tensor that requires a gradient (or grad mode is off) it
-*is* the engine call. Otherwise the reduction becomes a node of torch's graph:
+:func:`reduce` takes the :class:`~.engine.request.ReductionRequest` of
+:func:`.engine.dispatch.reduce`. When no argument is a torch tensor that
+requires a gradient (or grad mode is off) it *is* the engine call.
+Otherwise the reduction becomes a node of torch's graph:
 
 * ``sum`` (hence ``K @ v``), ``logsumexp`` (with and without weight): a
   :class:`torch.autograd.Function` whose backward builds the gradient
@@ -32,12 +33,12 @@ the mapped dimension into a leading batch dimension of the reduction.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from .engine import arrays, dispatch, ir
+from .engine.cache import memoized
 from .engine.grad import vjp
+from .engine.request import ReductionRequest
 
 __all__ = ["reduce", "needs_grad"]
 
@@ -82,7 +83,7 @@ def needs_grad(leaves: Sequence) -> bool:
     return grad and torch.is_grad_enabled()
 
 
-@functools.cache
+@memoized("autograd.torch_checks", maxsize=1)
 def _torch_checks():
     """torch and its functorch predicates, looked up once (hot path)."""
     import torch
@@ -92,18 +93,7 @@ def _torch_checks():
     return torch, functorch.is_functorch_wrapped_tensor, legacy
 
 
-def reduce(
-    formula: ir.Node,
-    reduction: str,
-    leaves: Sequence,
-    cats: Sequence[int],
-    *,
-    axis: int = 1,
-    weight: ir.Node | None = None,
-    K: int | None = None,
-    backend=None,
-    acc_dtype: str | None = None,
-):
+def reduce(request: ReductionRequest):
     """:func:`.engine.dispatch.reduce`, differentiable in torch.
 
     Example
@@ -117,70 +107,51 @@ def reduce(
     >>> x.grad.shape
     torch.Size([50, 3])
     """
-    if not needs_grad(leaves):
-        return dispatch.reduce(
-            formula,
-            reduction,
-            leaves,
-            cats,
-            axis=axis,
-            weight=weight,
-            K=K,
-            backend=backend,
-            acc_dtype=acc_dtype,
-        )
-    opts = {"backend": backend, "acc_dtype": acc_dtype}
-    if axis not in (0, 1):
-        raise ValueError(f"axis must be 0 (reduce over i) or 1 (reduce over j), got {axis}")
-    if axis == 0:  # every rule below reduces over j
-        formula = ir.swap_ij(formula)
-        weight = ir.swap_ij(weight) if weight is not None else None
-        cats = [_SWAP[c] for c in cats]
-    cats = tuple(cats)
-    if reduction in _SMOOTH or reduction in _INDEX_ONLY:
-        return _engine(_Call(formula, weight, reduction, cats, backend, acc_dtype, K), leaves)
-    if reduction in _SELECT:
-        return _select_reduce(formula, reduction, leaves, cats, K, opts)
-    if reduction == "sumsoftmaxweight":
-        lse = reduce(formula, "logsumexp", leaves, cats, **opts)
-        n = len(leaves)
+    if not needs_grad(request.arguments):
+        return dispatch.reduce(request)
+    request = request.over_j()  # every rule below reduces over j
+    name = request.reduction
+    if name in _SMOOTH or name in _INDEX_ONLY:
+        return _engine(request)
+    if name in _SELECT:
+        return _select_reduce(request)
+    if name == "sumsoftmaxweight":
+        lse = reduce(request._replace(reduction="logsumexp", weight=None))
+        n = len(request.arguments)
         L = ir.var(n, ir.I, 1)
-        summand = ir.make("mul", ir.make("exp", ir.make("sub", formula, L)), weight)
-        return reduce(summand, "sum", list(leaves) + [lse], cats + (ir.I,), **opts)
-    raise ValueError(f"no gradient rule for the reduction {reduction!r}")
+        summand = ir.make(
+            "mul", ir.make("exp", ir.make("sub", request.formula, L)), request.weight
+        )
+        return reduce(
+            request._replace(
+                formula=summand,
+                reduction="sum",
+                arguments=tuple(request.arguments) + (lse,),
+                cats=request.cats + (ir.I,),
+                weight=None,
+            )
+        )
+    raise ValueError(f"no gradient rule for the reduction {name!r}")
 
 
-_SWAP = {ir.I: ir.J, ir.J: ir.I, ir.P: ir.P}
+def _engine(request: ReductionRequest):
+    """``dispatch.reduce(request)`` as a node of torch's graph (and of
+    torch.func's). The request goes in without its arrays, which torch sees
+    as the function's inputs."""
+    return _functions()[0].apply(_Call(request._replace(arguments=())), *request.arguments)
 
 
-@dataclass(frozen=True)
 class _Call:
-    """What a differentiable reduction is, apart from its arrays (over j)."""
+    """A request without its arrays, opaque to torch's pytrees (which would
+    take the named tuple apart)."""
 
-    formula: ir.Node
-    weight: ir.Node | None
-    reduction: str
-    cats: tuple[int, ...]
-    backend: object
-    acc_dtype: str | None
-    K: int | None = None
+    __slots__ = ("request",)
+
+    def __init__(self, request: ReductionRequest):
+        self.request = request
 
     def run(self, leaves):
-        return dispatch.reduce(
-            self.formula,
-            self.reduction,
-            leaves,
-            self.cats,
-            weight=self.weight,
-            K=self.K,
-            backend=self.backend,
-            acc_dtype=self.acc_dtype,
-        )
-
-
-def _engine(call: _Call, leaves):
-    """``call.run(leaves)`` as a node of torch's graph (and of torch.func's)."""
-    return _functions()[0].apply(call, *leaves)
+        return dispatch.reduce(self.request._replace(arguments=tuple(leaves)))
 
 
 # ----------------------------------------------------------------------------
@@ -188,31 +159,31 @@ def _engine(call: _Call, leaves):
 # ----------------------------------------------------------------------------
 
 
-def _cotangents(call: _Call, G: ir.Node, L: ir.Node):
+def _cotangents(request: ReductionRequest, G: ir.Node, L: ir.Node):
     """Cotangent formulas (on F, on W) of the reduction's output cotangent G.
 
     ``G`` and ``L`` (the saved output) are i-variables of the output's width.
     """
-    F, W = call.formula, call.weight
-    if call.reduction == "sum":
+    F, W = request.formula, request.weight
+    if request.reduction == "sum":
         return G, None
     shifted = ir.make("exp", ir.make("sub", F, L))  # d out / d F, per output column
-    if call.reduction == "logsumexp":
+    if request.reduction == "logsumexp":
         return ir.make("mul", G, shifted), None
     # logsumexp_weight: out_e = log sum_j exp(F) w_e, F scalar
     GS = ir.make("mul", G, shifted)
     return ir.make("sum", ir.make("mul", GS, W)), GS
 
 
-def _smooth_backward(call: _Call, leaves, out, grad_out, wanted):
+def _smooth_backward(request: ReductionRequest, leaves, out, grad_out, wanted):
     """Gradients of the leaves flagged in ``wanted`` (None for the others)."""
     n = len(leaves)
     width = out.shape[-1]
     G = ir.var(n, ir.I, width)
     L = ir.var(n + 1, ir.I, width)
-    HF, HW = _cotangents(call, G, L)
+    HF, HW = _cotangents(request, G, L)
     variables = {}
-    for root in (call.formula, call.weight):
+    for root in (request.formula, request.weight):
         if root is not None:
             for v in ir.variables(root):
                 variables[v.attrs[0]] = v
@@ -221,22 +192,21 @@ def _smooth_backward(call: _Call, leaves, out, grad_out, wanted):
         v = variables.get(k)
         if v is None:
             return None
-        f = vjp(call.formula, v, HF)
-        if call.weight is not None:
-            f = ir.make("add", f, vjp(call.weight, v, HW))
+        f = vjp(request.formula, v, HF)
+        if request.weight is not None:
+            f = ir.make("add", f, vjp(request.weight, v, HW))
         return None if ir.is_const(f, 0) else f
 
     # the saved output enters the graph only where a formula reads it (logsumexp):
     # otherwise a double backward would run the forward's backward on a zero cotangent
     uses_out = any(L in ir.variables(f) for f in (HF, HW) if f is not None)
     ext_leaves = list(leaves) + [grad_out, out if uses_out else out.detach()]
-    ext_cats = call.cats + (ir.I, ir.I)
+    ext_cats = request.cats + (ir.I, ir.I)
     grads: list = [None] * n
-    opts = {"backend": call.backend, "acc_dtype": call.acc_dtype}
     for group_cats, axis in (((ir.I, ir.P), 1), ((ir.J,), 0)):
         parts = []
         for k in range(n):
-            if wanted[k] and call.cats[k] in group_cats:
+            if wanted[k] and request.cats[k] in group_cats:
                 f = formula_of(k)
                 if f is not None:
                     parts.append((k, f))
@@ -245,12 +215,16 @@ def _smooth_backward(call: _Call, leaves, out, grad_out, wanted):
         joint = parts[0][1]
         for _, f in parts[1:]:
             joint = ir.make("concat", joint, f)
-        total = reduce(joint, "sum", ext_leaves, ext_cats, axis=axis, **opts)
+        total = reduce(
+            ReductionRequest(
+                joint, "sum", tuple(ext_leaves), ext_cats, axis, options=request.options
+            )
+        )
         start = 0
         for k, f in parts:
             g = total[..., start : start + f.dim]
             start += f.dim
-            if call.cats[k] == ir.P:
+            if request.cats[k] == ir.P:
                 g = g.sum(-2)
             grads[k] = _sum_to_shape(g, tuple(leaves[k].shape))
     return grads
@@ -267,7 +241,7 @@ def _sum_to_shape(g, shape):
     return g
 
 
-@functools.cache
+@memoized("autograd.functions", maxsize=1)
 def _functions():
     """The autograd.Function classes, built on first use (torch is optional)."""
     import torch
@@ -289,7 +263,7 @@ def _functions():
             ints = [o for o in outs if not o.is_floating_point()]
             if ints:
                 ctx.mark_non_differentiable(*ints)
-            if call.reduction not in _SMOOTH:
+            if call.request.reduction not in _SMOOTH:
                 return
             # numbers bound to parameters are kept aside; tensors are saved so
             # that torch detects in-place changes before the backward
@@ -299,9 +273,10 @@ def _functions():
 
         @staticmethod
         def backward(ctx, grad_out, *more):
-            if ctx.call.reduction not in _SMOOTH:
+            request = ctx.call.request
+            if request.reduction not in _SMOOTH:
                 raise RuntimeError(
-                    f"kernelsolve: the {ctx.call.reduction} reduction has no gradient "
+                    f"kernelsolve: the {request.reduction} reduction has no gradient "
                     "(integer indices)"
                 )
             *tensors, out = ctx.saved_tensors
@@ -311,11 +286,12 @@ def _functions():
                 ctx.needs_input_grad[k + 1] and isinstance(x, torch.Tensor)
                 for k, x in enumerate(leaves)
             ]
-            return (None, *_smooth_backward(ctx.call, leaves, out, grad_out, wanted))
+            return (None, *_smooth_backward(request, leaves, out, grad_out, wanted))
 
         @staticmethod
         def vmap(info, in_dims, call, *leaves):
-            out = EngineReduction.apply(call, *_batched_leaves(call.cats, in_dims[1:], leaves))
+            batched = _batched_leaves(call.request.cats, in_dims[1:], leaves)
+            out = EngineReduction.apply(call, *batched)
             return out, (tuple(0 for _ in out) if isinstance(out, tuple) else 0)
 
     class KeepValues(torch.autograd.Function):
@@ -380,37 +356,37 @@ def _batched_leaves(cats, in_dims, leaves):
 # ----------------------------------------------------------------------------
 
 
-def _select_reduce(formula, reduction, leaves, cats, K, opts):
+def _select_reduce(request: ReductionRequest):
     import torch
 
-    engine_red = _SELECT[reduction]
+    engine_red = _SELECT[request.reduction]
     with torch.no_grad():
-        call = _Call(formula, None, engine_red, cats, opts["backend"], opts["acc_dtype"], K)
-        values, idx = _engine(call, leaves)
-    D = formula.dim
+        values, idx = _engine(request._replace(reduction=engine_red, weight=None))
+    D = request.formula.dim
     # indices seen as (..., M, K, D): K = 1 for min/max; Kmin drops D when 1
     if engine_red == "kmin_argkmin":
         idx4 = idx.unsqueeze(-1) if D == 1 else idx
     else:
         idx4 = idx.unsqueeze(-2)
-    selected = _selected_values(formula, leaves, cats, idx4, opts)
+    selected = _selected_values(request, idx4)
     out = _functions()[1].apply(values, selected.reshape(values.shape))
-    return out if reduction in ("min", "max", "kmin") else (out, idx)
+    return out if request.reduction in ("min", "max", "kmin") else (out, idx)
 
 
-def _selected_values(formula, leaves, cats, idx, opts):
+def _selected_values(request: ReductionRequest, idx):
     """``F(x_i, y_j)[d]`` at ``j = idx[..., i, k, d]``: shape ``idx.shape``, differentiable."""
     import torch
 
     batch, (M, Kk, D) = tuple(idx.shape[:-3]), tuple(idx.shape[-3:])
     rows = M * Kk
     # j-variables become i-variables: the formula is evaluated once per (i, k)
+    cats = request.cats
     row_cats = tuple(ir.P if c == ir.P else ir.I for c in cats)
-    per_row = ir.recategorize(formula, {ir.I: ir.I, ir.J: ir.I, ir.P: ir.P})
+    per_row = ir.recategorize(request.formula, {ir.I: ir.I, ir.J: ir.I, ir.P: ir.P})
     columns = []
     for d in range(D):
         row_leaves = []
-        for x, c in zip(leaves, cats):
+        for x, c in zip(request.arguments, cats):
             if c == ir.I:
                 lead, width = tuple(x.shape[:-2]), x.shape[-1]
                 x = x.unsqueeze(-2).expand(lead + (M, Kk, width)).reshape(lead + (rows, width))
@@ -419,7 +395,9 @@ def _selected_values(formula, leaves, cats, idx, opts):
                 x = torch.take_along_dim(x, idx[..., d].reshape(batch + (rows, 1)), dim=-2)
             row_leaves.append(x)
         f = per_row if D == 1 else ir.make("elem", per_row, attrs=(d,))
-        r = reduce(f, "sum", row_leaves, row_cats, **opts)
+        r = reduce(
+            ReductionRequest(f, "sum", tuple(row_leaves), row_cats, options=request.options)
+        )
         # a formula of parameters alone gives one row: broadcast it
         columns.append(r.expand(batch + (rows, 1)).reshape(batch + (M, Kk)))
     return torch.stack(columns, -1)

@@ -28,7 +28,7 @@ torch = pytest.importorskip("torch", reason="torch not installed: autograd needs
 import numpy as np  # noqa: E402
 
 from kernelsolve import LazyTensor, Pm, Vi, Vj, config  # noqa: E402
-from kernelsolve.engine.grad import VJP_RULES  # noqa: E402
+from kernelsolve.engine import ir  # noqa: E402
 
 from .autograd_cases import (  # noqa: E402
     OP_CASES,
@@ -67,10 +67,9 @@ def _close(actual, expected, rtol, what="", atol=0.0):
 # 1. gradcheck / gradgradcheck: every differentiable op x every reduction
 # ============================================================================
 
-# Ops whose VJP rule contributes nothing (step, sign, floor, comparisons, ...):
-# they all share the rule of floor, whose derivative is 0 everywhere it exists.
-ZERO_RULE = VJP_RULES["floor"]
-DIFFERENTIABLE_OPS = sorted(op for op, rule in VJP_RULES.items() if rule is not ZERO_RULE)
+# Ops whose VJP rule contributes nothing (step, sign, floor, comparisons, ...)
+# are declared with ops.base.no_gradient: not differentiable.
+DIFFERENTIABLE_OPS = sorted(name for name, op in ir.OPS.items() if op.differentiable)
 
 ORDER2_OPS = ("exp", "normalize", "clamp")  # second order under every reduction
 

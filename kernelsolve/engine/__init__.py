@@ -1,1 +1,9 @@
-"""The map-reduce engine: formula IR, reductions, targets and dispatch."""
+"""The engine: formulas (IR), their gradients, reductions, code generation,
+targets and dispatch. Importing it declares every operation of the IR
+(:mod:`.ops.elementwise`, :mod:`.ops.vector`)."""
+
+from . import ir
+from .ops import elementwise as _elementwise  # noqa: F401  (declares the ops)
+from .ops import vector as _vector  # noqa: F401
+
+__all__ = ["ir"]

@@ -9,8 +9,12 @@ without copying.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import numpy as np
+
+from .cache import register_memo
 
 NUMPY, TORCH, CUPY = "numpy", "torch", "cupy"
 # float16 / bfloat16 are computed in float32 (see dispatch.reduce)
@@ -71,8 +75,9 @@ def library(x) -> str:
 _NP_DTYPE_NAMES = {
     np.dtype(n): n for n in ("float16", "float32", "float64", "int32", "int64", "bool")
 }
-_TORCH_DTYPE_NAMES: dict = {}  # torch.dtype -> 'float32', filled on first sight
-_DEVICE_NAMES: dict = {}  # torch.device -> 'cpu', 'cuda:0', filled on first sight
+# torch.dtype -> 'float32' and torch.device -> 'cpu', 'cuda:0', filled on first sight
+_TORCH_DTYPE_NAMES: dict = register_memo({}, "arrays.torch_dtype_names")
+_DEVICE_NAMES: dict = register_memo({}, "arrays.device_names")
 
 
 def dtype_name(x) -> str:
@@ -177,3 +182,68 @@ def scalar_array(values, lib: str, dtype: str, dev: str = "cpu"):
         return from_numpy(a, lib, dev, dtype=dtype)
     a = np.asarray(values, dtype=dtype).reshape(-1)
     return from_numpy(a, lib, dev)
+
+
+# ----------------------------------------------------------------------------
+# The kind of the arrays of one formula
+# ----------------------------------------------------------------------------
+
+
+class ArrayKind(NamedTuple):
+    """Library, dtype and device shared by all arrays of one formula (a named
+    tuple: built for every LazyTensor, where a dataclass costs a microsecond)."""
+
+    lib: str
+    dtype: str
+    device: str
+
+
+# (array type, dtype, device) -> ArrayKind: one dict lookup per LazyTensor
+# construction instead of three library queries (a warm call builds several).
+_KINDS: dict = register_memo({}, "arrays.kinds")
+
+
+def kind_of(x) -> ArrayKind:
+    """Library, dtype name and device of the array ``x``.
+
+    >>> kind_of(np.zeros(3, np.float32))
+    ArrayKind(lib='numpy', dtype='float32', device='cpu')
+    """
+    t = type(x)
+    key = (t, x.dtype, "cpu" if t is np.ndarray else x.device)
+    kind = _KINDS.get(key)
+    if kind is None:
+        kind = ArrayKind(library(x), dtype_name(x), device(x))
+        if len(_KINDS) < 256:
+            _KINDS[key] = kind
+    return kind
+
+
+def resolve_kind(leaves: Sequence, describe: Callable[[int], str] | None = None) -> ArrayKind:
+    """The common library/dtype/device of the array leaves (numbers adapt).
+
+    Raises ``TypeError`` naming the first two arguments that disagree (in
+    library, dtype or device), as ``describe(k)`` words them (default:
+    ``"argument k"``).
+    """
+    describe = describe or (lambda k: f"argument {k}")
+    first, first_at = None, -1
+    for k, x in enumerate(leaves):
+        if not is_array(x):
+            continue
+        kind = kind_of(x)
+        if first is None:
+            first, first_at = kind, k
+            continue
+        for what, mine, theirs in zip(("library", "dtype", "device"), kind, first):
+            if mine != theirs:
+                raise TypeError(
+                    f"mixed {what}s in one formula: {describe(k)} is {mine} but "
+                    f"{describe(first_at)} is {theirs}; convert one of them"
+                )
+    if first is None:
+        raise ValueError(
+            "cannot infer the array type: the formula holds only Python numbers; "
+            "bind at least one NumPy array or torch tensor"
+        )
+    return first

@@ -23,10 +23,13 @@ from __future__ import annotations
 import math
 import weakref
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
+
+from .cache import memoized, register_memo
+from .ops.base import OPS, Op
+
+__all__ = ["I", "J", "P", "OPS", "Op", "Node", "make", "var", "const", "swap_cats"]
 
 I, J, P = 0, 1, 2  # noqa: E741 (category names of the DESIGN)
 CAT_NAMES = {I: "i", J: "j", P: "p"}
@@ -72,164 +75,17 @@ def _rebuild(op, args, attrs):
 
 
 # --------------------------------------------------------------------------
-# Operation table: arity and output-dimension rule of every op.
-# --------------------------------------------------------------------------
-
-
-def _same_or_one(op: str, dims: tuple[int, ...]) -> int:
-    out = max(dims)
-    for d in dims:
-        if d != 1 and d != out:
-            raise ValueError(
-                f"{op}: inner dimensions {dims} do not broadcast; "
-                "expected equal dimensions or dimension 1"
-            )
-    return out
-
-
-def _rule_elementwise(op, dims, attrs):
-    return _same_or_one(op, dims)
-
-
-def _rule_scalar(op, dims, attrs):
-    return 1
-
-
-def _rule_same(op, dims, attrs):
-    if len(set(dims)) != 1:
-        raise ValueError(f"{op}: both arguments must have the same inner dimension, got {dims}")
-    return 1
-
-
-def _rule_keep(op, dims, attrs):
-    return dims[0]
-
-
-def _rule_elem(op, dims, attrs):
-    (m,) = attrs
-    if not 0 <= m < dims[0]:
-        raise ValueError(f"elem: index {m} out of range for inner dimension {dims[0]}")
-    return 1
-
-
-def _rule_extract(op, dims, attrs):
-    start, d = attrs
-    if start < 0 or d < 1 or start + d > dims[0]:
-        raise ValueError(
-            f"extract: slice [{start}:{start + d}] out of range for inner dimension {dims[0]}"
-        )
-    return d
-
-
-def _rule_concat(op, dims, attrs):
-    return dims[0] + dims[1]
-
-
-def _rule_matvec(op, dims, attrs):
-    a, v = dims  # a: n*p matrix (row-major), v: p
-    if a % v:
-        raise ValueError(
-            f"matvecmult: matrix dimension {a} is not a multiple of vector dimension {v}"
-        )
-    return a // v
-
-
-def _rule_vecmat(op, dims, attrs):
-    v, a = dims  # v: n, a: n*p matrix (row-major)
-    if a % v:
-        raise ValueError(
-            f"vecmatmult: matrix dimension {a} is not a multiple of vector dimension {v}"
-        )
-    return a // v
-
-
-def _rule_tensorprod(op, dims, attrs):
-    return dims[0] * dims[1]
-
-
-def _rule_weightedsqnorm(op, dims, attrs):
-    s, x = dims
-    if s not in (1, x, x * x):
-        raise ValueError(
-            f"weightedsqnorm: weights of dimension {s} do not fit a vector of "
-            f"dimension {x}; expected 1 (isotropic), {x} (diagonal) or "
-            f"{x * x} (full)"
-        )
-    return 1
-
-
-def _rule_onehot(op, dims, attrs):
-    if dims[0] != 1:
-        raise ValueError("one_hot: expected a scalar formula (inner dimension 1)")
-    if not isinstance(attrs[0], int) or attrs[0] < 1:
-        raise ValueError(f"one_hot: dimension must be a positive int, got {attrs[0]!r}")
-    return attrs[0]
-
-
-@dataclass(frozen=True)
-class OpInfo:
-    """Static description of one IR operation."""
-
-    arity: int
-    dim_rule: Callable
-    # Elementwise ops are evaluated independently per inner coordinate and
-    # broadcast dim-1 arguments; code generators rely on this flag.
-    elementwise: bool = False
-
-
-_ELEMENTWISE_UNARY = (
-    "neg abs exp log xlogx inv sin cos tan asin acos atan tanh sinh cosh "
-    "sqrt rsqrt square relu step sign sinxdivx floor"
-).split()
-_ELEMENTWISE_BINARY = "add sub mul div powf atan2 eq ne lt le gt ge".split()
-_ELEMENTWISE_TERNARY = "clamp ifelse mod".split()
-
-OPS: dict[str, OpInfo] = {
-    "var": OpInfo(0, None),
-    "const": OpInfo(0, None),
-    # unary elementwise with an integer attribute
-    "pow": OpInfo(1, _rule_keep, True),
-    "round": OpInfo(1, _rule_keep, True),
-    "clampint": OpInfo(1, _rule_keep, True),
-    # inner-dimension reductions and vector ops
-    "sum": OpInfo(1, _rule_scalar),
-    "max": OpInfo(1, _rule_scalar),
-    "min": OpInfo(1, _rule_scalar),
-    "argmax": OpInfo(1, _rule_scalar),
-    "argmin": OpInfo(1, _rule_scalar),
-    "sqnorm2": OpInfo(1, _rule_scalar),
-    "norm2": OpInfo(1, _rule_scalar),
-    "normalize": OpInfo(1, _rule_keep),
-    "scalprod": OpInfo(2, _rule_same),
-    "sqdist": OpInfo(2, _rule_same),
-    "weightedsqnorm": OpInfo(2, _rule_weightedsqnorm),
-    "elem": OpInfo(1, _rule_elem),
-    "extract": OpInfo(1, _rule_extract),
-    "concat": OpInfo(2, _rule_concat),
-    "matvecmult": OpInfo(2, _rule_matvec),
-    "vecmatmult": OpInfo(2, _rule_vecmat),
-    "tensorprod": OpInfo(2, _rule_tensorprod),
-    "onehot": OpInfo(1, _rule_onehot),
-}
-for _name in _ELEMENTWISE_UNARY:
-    OPS[_name] = OpInfo(1, _rule_keep, True)
-for _name in _ELEMENTWISE_BINARY:
-    OPS[_name] = OpInfo(2, _rule_elementwise, True)
-for _name in _ELEMENTWISE_TERNARY:
-    OPS[_name] = OpInfo(3, _rule_elementwise, True)
-
-
-# --------------------------------------------------------------------------
 # Hash-consing
 # --------------------------------------------------------------------------
 
-_interned: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+# Never emptied by clear_cache: two live equal formulas must stay one object.
+_interned = register_memo(weakref.WeakValueDictionary(), "ir.interned", clearable=False)
 # (op, args, attrs) -> the node make() returned for it (after simplification)
-_made: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+_made = register_memo(weakref.WeakValueDictionary(), "ir.made")
 # The same for the nodes made again recently, held strongly: a warm call
 # rebuilds its formula op by op, and a weak lookup costs ~1 us of Python.
 # Bounded (cleared when full), so formulas that are no longer used still go.
-_recent: dict = {}
+_recent: dict = register_memo({}, "ir.recent")
 
 
 def _intern(op: str, args: tuple[Node, ...], attrs: tuple, dim: int) -> Node:
@@ -246,7 +102,7 @@ def _intern(op: str, args: tuple[Node, ...], attrs: tuple, dim: int) -> Node:
 
 # Variable leaves, held strongly: every LazyTensor construction asks for one,
 # and the weak intern table costs ~1 us per lookup. They are few and tiny.
-_vars: dict[tuple, Node] = {}
+_vars: dict[tuple, Node] = register_memo({}, "ir.vars")
 
 
 def var(index: int, cat: int, dim: int) -> Node:
@@ -323,16 +179,18 @@ def make(op: str, *args: Node, attrs: tuple = ()) -> Node:
         _remember(key, made)
         return made
     info = OPS.get(op)
-    if info is None or op in ("var", "const"):
+    if info is None:
         raise ValueError(f"unknown operation {op!r}")
     if len(args) != info.arity:
         raise ValueError(f"{op} takes {info.arity} arguments, got {len(args)}")
+    if len(attrs) != info.nattrs:
+        raise ValueError(f"{op} takes {info.nattrs} attribute(s), got {tuple(attrs)!r}")
     for a in args:
         if not isinstance(a, Node):
             raise TypeError(f"{op}: arguments must be IR nodes, got {type(a).__name__}")
     # NumPy integers become Python ints: one canonical key per formula.
     attrs = tuple(int(a) if _is_np_int(a) else a for a in attrs)
-    dim = info.dim_rule(op, tuple(a.dim for a in args), attrs)
+    dim = info.dim(op, tuple(a.dim for a in args), attrs)
     node = _simplify(op, args, attrs, dim)
     if node is None:
         node = _intern(op, args, attrs, dim)
@@ -428,7 +286,7 @@ def _simplify(op, args, attrs, dim) -> Node | None:
 # --------------------------------------------------------------------------
 
 
-@lru_cache(maxsize=4096)
+@memoized("ir.topological_order")
 def topological_order(root: Node) -> tuple[Node, ...]:
     """All nodes of ``root``'s DAG, children before parents, each once."""
     order: list[Node] = []
@@ -449,14 +307,14 @@ def topological_order(root: Node) -> tuple[Node, ...]:
     return tuple(order)
 
 
-@lru_cache(maxsize=4096)
+@memoized("ir.variables")
 def variables(root: Node) -> tuple[Node, ...]:
     """The ``var`` leaves of ``root``, sorted by argument index."""
     leaves = {n for n in topological_order(root) if n.op == "var"}
     return tuple(sorted(leaves, key=lambda n: n.attrs))
 
 
-@lru_cache(maxsize=4096)
+@memoized("ir.remap")
 def remap(root: Node, mapping: tuple[int, ...]) -> Node:
     """Rename variable ``k`` to ``mapping[k]`` throughout ``root``."""
 
@@ -467,10 +325,22 @@ def remap(root: Node, mapping: tuple[int, ...]) -> Node:
     return _rebuild_leaves(root, leaf)
 
 
-@lru_cache(maxsize=4096)
+@memoized("ir.swap_ij")
 def swap_ij(root: Node) -> Node:
     """Transpose: i-variables become j-variables and vice versa."""
-    return recategorize(root, {I: J, J: I, P: P})
+    return recategorize(root, _SWAPPED)
+
+
+_SWAPPED = {I: J, J: I, P: P}
+
+
+def swap_cats(cats) -> tuple[int, ...]:
+    """The categories of the transposed formula (:func:`swap_ij`): i <-> j.
+
+    >>> swap_cats((I, J, P)) == (J, I, P)
+    True
+    """
+    return tuple([_SWAPPED[c] for c in cats])
 
 
 def recategorize(root: Node, new_cat: dict[int, int]) -> Node:

@@ -63,6 +63,7 @@ from linear_operator.operators import KernelLinearOperator
 
 from .. import autograd
 from ..engine import dispatch, ir
+from ..engine.request import ReductionRequest
 
 __all__ = [
     "DENSE_MAX_ENTRIES",
@@ -288,11 +289,8 @@ class EngineKernelOperator(KernelLinearOperator):
         outs = []
         for chunk in _column_chunks(rhs):
             v = ir.var(len(leaves), ir.J, chunk.shape[-1])
-            outs.append(
-                autograd.reduce(
-                    _m("mul", k, v), "sum", leaves + [chunk.contiguous()], cats + [ir.J], axis=1
-                )
-            )
+            args, vcats = tuple(leaves) + (chunk.contiguous(),), tuple(cats) + (ir.J,)
+            outs.append(autograd.reduce(ReductionRequest(_m("mul", k, v), "sum", args, vcats)))
         out = outs[0] if len(outs) == 1 else torch.cat(outs, -1)
         return out[..., 0] if vector else out
 
@@ -341,7 +339,7 @@ class EngineKernelOperator(KernelLinearOperator):
             joint = parts[0][1]
             for _, f in parts[1:]:
                 joint = _m("concat", joint, f)
-            total = dispatch.reduce(joint, "sum", leaves, cats, axis=1)
+            total = dispatch.reduce(ReductionRequest(joint, "sum", tuple(leaves), tuple(cats)))
             start = 0
             for slot, f in parts:
                 g = total[..., start : start + f.dim]
@@ -350,7 +348,8 @@ class EngineKernelOperator(KernelLinearOperator):
                     g = g.sum(-2, keepdim=True)
                 grads[slot] = _sum_to(g, representation[slot].shape)
         if wanted[1]:
-            g = dispatch.reduce(_grad(k, xj, weight), "sum", leaves, cats, axis=0)
+            request = ReductionRequest(_grad(k, xj, weight), "sum", tuple(leaves), tuple(cats), 0)
+            g = dispatch.reduce(request)
             grads[1] = _sum_to(g, representation[1].shape)
         return tuple(grads)
 

@@ -161,6 +161,7 @@ from scipy.optimize import least_squares
 
 from .. import autograd
 from ..engine import ir
+from ..engine.request import ReductionRequest
 from . import precond as precond_mod
 from .cg import cg
 from .operator import KernelOperator
@@ -621,7 +622,7 @@ def _knn(x: np.ndarray, pts: np.ndarray, k: int):
     """``k`` nearest of ``pts`` for every row of ``x``: squared distances, indices."""
     ndim = pts.shape[1]
     f = ir.make("sqdist", ir.var(0, ir.I, ndim), ir.var(1, ir.J, ndim))
-    d2, idx = autograd.reduce(f, "kmin_argkmin", (x, pts), (ir.I, ir.J), K=k)
+    d2, idx = autograd.reduce(ReductionRequest(f, "kmin_argkmin", (x, pts), (ir.I, ir.J), K=k))
     return d2.reshape(len(x), k), idx.reshape(len(x), k)
 
 
@@ -802,7 +803,9 @@ class _CGBackend:
     def predict(self, xy):
         xn = np.ascontiguousarray(xy / self.v.length)
         f = _m("mul", self.formula, ir.var(2, ir.J, 1))
-        out = autograd.reduce(f, "sum", (xn, self.yn, self.c), (ir.I, ir.J, ir.J))
+        out = autograd.reduce(
+            ReductionRequest(f, "sum", (xn, self.yn, self.c), (ir.I, ir.J, ir.J))
+        )
         return out[:, 0] + self.basis(xn) @ self.w[:, 0]
 
     def variance(self, xy):

@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import autograd
 from ..engine import arrays, ir
+from ..engine.request import ReductionOptions, ReductionRequest, target_of
 
 __all__ = ["KernelOperator"]
 
@@ -58,6 +59,7 @@ class KernelOperator:
             )
         self.formula, self.leaves, self.cats = formula, tuple(leaves), tuple(cats)
         self.backend = backend
+        self.options = ReductionOptions(target_of(backend))
         arrs = [x for x in self.leaves if arrays.is_array(x)]
         if not arrs:
             raise ValueError("K holds no array: bind the points as NumPy arrays or tensors")
@@ -137,9 +139,8 @@ class KernelOperator:
         Vm = V[:, None] if vector else V
         n = len(self.leaves)
         f = ir.make("mul", self.formula, ir.var(n, ir.J, Vm.shape[-1]))
-        out = autograd.reduce(
-            f, "sum", self.leaves + (Vm,), self.cats + (ir.J,), axis=1, backend=self.backend
-        )
+        args, cats = self.leaves + (Vm,), self.cats + (ir.J,)
+        out = autograd.reduce(ReductionRequest(f, "sum", args, cats, options=self.options))
         return out[:, 0] if vector else out
 
     __matmul__ = matmat
@@ -149,7 +150,7 @@ class KernelOperator:
         mapping = tuple(self.partner.get(k, k) for k in range(len(self.leaves)))
         f = ir.recategorize(ir.remap(self.formula, mapping), {ir.I: ir.I, ir.J: ir.I, ir.P: ir.P})
         cats = tuple(ir.P if c == ir.P else ir.I for c in self.cats)
-        out = autograd.reduce(f, "sum", self.leaves, cats, axis=1, backend=self.backend)
+        out = autograd.reduce(ReductionRequest(f, "sum", self.leaves, cats, options=self.options))
         return out[:, 0]
 
     def columns(self, index):
@@ -160,7 +161,10 @@ class KernelOperator:
             if c == ir.J:
                 x = arrays.take_rows(x, index)[:, None, :]  # batch of len(index), one j each
             leaves.append(x)
-        out = autograd.reduce(self.formula, "sum", leaves, self.cats, axis=1, backend=self.backend)
+        request = ReductionRequest(
+            self.formula, "sum", tuple(leaves), self.cats, options=self.options
+        )
+        out = autograd.reduce(request)
         return out[..., 0].T  # (len(index), n) -> (n, len(index))
 
 

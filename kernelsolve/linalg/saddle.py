@@ -76,6 +76,7 @@ from scipy.spatial import cKDTree
 
 from .. import autograd
 from ..engine import ir
+from ..engine.request import ReductionRequest
 from .cg import ConvergenceWarning
 from .fmm2d import TPSFMM2D, fmm_worthwhile
 from .radial import RadialKernel, kernel_formula
@@ -432,7 +433,7 @@ class SaddleSolver:
         if self.fmm is not None:
             return self.fmm.matmat(V)
         f = ir.make("mul", self.formula, ir.var(2, ir.J, V.shape[1]))
-        return autograd.reduce(f, "sum", (self.y, self.y, V), (ir.I, ir.J, ir.J))
+        return autograd.reduce(ReductionRequest(f, "sum", (self.y, self.y, V), (ir.I, ir.J, ir.J)))
 
     def A(self, V: np.ndarray) -> np.ndarray:
         return self.kernel_matmat(V) + self.smoothing[:, None] * V
@@ -454,7 +455,8 @@ class SaddleSolver:
         else:  # only the coarse columns: n x mc kernel evaluations
             f = ir.make("mul", self.formula, ir.var(2, ir.J, 1))
             yc = np.ascontiguousarray(self.y[idx])
-            Ag = autograd.reduce(f, "sum", (self.y, yc, gamma[:, None]), (ir.I, ir.J, ir.J))
+            args = (self.y, yc, gamma[:, None])
+            Ag = autograd.reduce(ReductionRequest(f, "sum", args, (ir.I, ir.J, ir.J)))
         Ag[:, 0] += self.smoothing * g
         return g, self.project(Ag)[:, 0]
 
@@ -573,7 +575,7 @@ class SaddleSolver:
     def evaluate(self, x: np.ndarray, c: np.ndarray, w: np.ndarray) -> np.ndarray:
         """The interpolant at points ``x`` (one reduction over the n centres)."""
         f = ir.make("mul", self.formula, ir.var(2, ir.J, c.shape[1]))
-        out = autograd.reduce(f, "sum", (x, self.y, c), (ir.I, ir.J, ir.J))
+        out = autograd.reduce(ReductionRequest(f, "sum", (x, self.y, c), (ir.I, ir.J, ir.J)))
         if self.Q is not None:
             out = out + polynomial_matrix((x - self.shift) / self.scale, self.powers) @ w
         return out

@@ -5,8 +5,8 @@ A :class:`Case` is (name, LazyTensor formula builder, reduction, K, weight
 builder) plus dtype, axis of the reduction and accumulator dtype. A builder
 takes a :class:`Data` namespace of LazyTensors (generated for given sizes and
 batch shapes) and returns a LazyTensor; the case turns it into a
-:class:`~kernelsolve.engine.codegen.KernelSpec` the way ``dispatch`` does
-(``lazytensor._join``, ``ir.swap_ij`` for a reduction over i, Python floats
+:class:`~kernelsolve.engine.codegen.spec.KernelSpec` the way ``dispatch`` does
+(``lazytensor.binding.join``, ``ir.swap_ij`` for a reduction over i, Python floats
 bound to parameters as 1-element arrays, batch dims padded).
 
 Every CUDA source produced by a case of :data:`MATRIX` is compiled by NVRTC;
@@ -23,9 +23,9 @@ import numpy as np
 from kernelsolve import LazyTensor
 from kernelsolve.engine import ir
 from kernelsolve.engine import reductions as R
-from kernelsolve.engine.codegen import KernelSpec
+from kernelsolve.engine.codegen.spec import KernelSpec
 from kernelsolve.engine.reductions import INDEX
-from kernelsolve.lazytensor import _join
+from kernelsolve.lazytensor.binding import join
 
 # ----------------------------------------------------------------------------
 # Data: every variable a builder may use, for given sizes and batch shapes
@@ -317,7 +317,7 @@ class Problem:
         operands = [c.formula(data)]
         if c.weight is not None:
             operands.append(c.weight(data))
-        formulas, (variables, cats, _, _, batch, _) = _join(operands)
+        formulas, (variables, cats, _, _, batch, _) = join(operands)
         formula = formulas[0]
         weight = formulas[1] if c.weight is not None else None
         cats = list(cats)

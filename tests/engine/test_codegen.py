@@ -7,15 +7,21 @@ statements (differing only through the Dialect table), and every loop index is i
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from kernelsolve import Vi, Vj
-from kernelsolve.engine import codegen, ir, reductions
-from kernelsolve.engine.codegen import CPU, CUDA, KernelSpec, c_literal, render_formula
+from kernelsolve.engine import ir, reductions
+from kernelsolve.engine.codegen import cpu as codegen_cpu
+from kernelsolve.engine.codegen import cuda as codegen_cuda
+from kernelsolve.engine.codegen.dialect import CPU, CUDA
+from kernelsolve.engine.codegen.formula import c_literal, render_formula
+from kernelsolve.engine.codegen.spec import KernelSpec
 
 T_OF = {"float32": "float", "float64": "double"}
 
@@ -99,10 +105,10 @@ def test_gaussian_kernel_differences_computed_once(make, dtype):
     the CPU and the CUDA source, one exp."""
     F = make()
     spec = spec_of(F, "sum", dtype=dtype)
-    cuda_src = codegen.render_cuda(spec)
+    cuda_src = codegen_cuda.render_cuda(spec)
     # The CPU source has one SIMD loop per row path (one row, or two rows that
     # share the j loads, the second row's loads suffixed _2): check each loop.
-    loops = codegen.render_cpu(spec).split("#pragma omp simd")[1:]
+    loops = codegen_cpu.render_cpu(spec).split("#pragma omp simd")[1:]
     assert loops
     for body, exp_name in [(b.split("acc_rows")[0], "ks_exp") for b in loops] + [
         (cuda_src, "exp")
@@ -207,7 +213,7 @@ def test_same_statements_in_cpu_and_cuda_sources(dtype, name, red, K):
     F = FORMULAS[name]
     spec = spec_of(F, red, K, dtype)
     T = T_OF[dtype]
-    cpu_src, cuda_src = codegen.render_cpu(spec), codegen.render_cuda(spec)
+    cpu_src, cuda_src = codegen_cpu.render_cpu(spec), codegen_cuda.render_cuda(spec)
     cpu_lines, _r1 = render_formula([F], T, CPU, leaf)
     cuda_lines, _r2 = render_formula([F], T, CUDA, leaf)
     assert cpu_lines and len(cpu_lines) == len(cuda_lines)
@@ -231,7 +237,7 @@ def test_weighted_statements_in_both_sources():
     spec = spec_of(F, "sumsoftmaxweight", weight=W, dims=(3, 3, 1, 2), cats=(0, 1, 2, 1))
     cpu_lines, _ = render_formula([F, W], "double", CPU, leaf)
     cuda_lines, _ = render_formula([F, W], "double", CUDA, leaf)
-    cpu_src, cuda_src = codegen.render_cpu(spec), codegen.render_cuda(spec)
+    cpu_src, cuda_src = codegen_cpu.render_cpu(spec), codegen_cuda.render_cuda(spec)
     assert all(s in cpu_src for s in cpu_lines)
     assert all(s in cuda_src for s in cuda_lines)
     assert cpu_lines == cuda_lines
@@ -239,12 +245,34 @@ def test_weighted_statements_in_both_sources():
 
 def test_dialect_table():
     """The target differences live in the Dialect table."""
-    assert CPU.exp_name == "ks_exp" and CUDA.exp_name == "exp"
+    assert CPU.exp == "ks_exp" and CUDA.exp == "exp"
     assert CPU.kernel_prefix == 'extern "C"'
     assert "__global__" in CUDA.kernel_prefix and "__global__" not in CPU.kernel_prefix
-    assert CUDA.shared == "__shared__" and CPU.shared == ""
-    assert CUDA.barrier == "__syncthreads();" and CPU.barrier == ""
-    assert "threadIdx" in CUDA.thread_idx and "blockIdx" in CUDA.block_idx
+    assert CUDA.barrier == "__syncthreads();"
+    assert "threadIdx" in CUDA.thread_x and "blockIdx" in CUDA.block_x
+    assert "blockIdx" in CUDA.block_y and "gridDim" in CUDA.grid_dim_y
+    assert "blockDim" in CUDA.block_dim_x
+
+
+def test_gpu_template_spells_no_cuda_word_itself():
+    """Every CUDA-specific word of the GPU template comes from the dialect: the
+    template's own text names none of them (another GPU dialect reuses it)."""
+    template = Path(codegen_cuda.__file__).read_text()
+    for word in ("threadIdx", "blockIdx", "blockDim", "gridDim", "__syncthreads", "__global__"):
+        assert word not in template, word
+    src = codegen_cuda.render_cuda(spec_of(gaussian_sqdist(), "argkmin", 4))
+    for field in dataclasses.fields(CUDA):
+        value = getattr(CUDA, field.name)
+        if field.name != "half_preamble":
+            assert value.strip() in src, field.name
+
+
+def test_dialect_has_no_dead_field():
+    """Every field of the dialect tables is read by the code generator."""
+    package = Path(codegen_cuda.__file__).parent
+    code = "".join(p.read_text() for p in package.glob("*.py") if p.name != "dialect.py")
+    for field in dataclasses.fields(CUDA):
+        assert f".{field.name}" in code, field.name
 
 
 @pytest.mark.parametrize("red,K", [("sum", 0), ("argkmin", 4), ("logsumexp", 0)])
@@ -252,7 +280,7 @@ def test_template_specific_text_stays_in_its_template(red, K):
     """OpenMP pragmas and ks_exp only in the CPU source; __global__, __syncthreads and
     shared memory only in the CUDA source."""
     spec = spec_of(gaussian_sqdist(), red, K)
-    cpu_src, cuda_src = codegen.render_cpu(spec), codegen.render_cuda(spec)
+    cpu_src, cuda_src = codegen_cpu.render_cpu(spec), codegen_cuda.render_cuda(spec)
     assert "#pragma omp" in cpu_src and "#pragma omp" not in cuda_src
     assert "ks_exp(" in cpu_src
     for word in ("__global__", "__syncthreads", "threadIdx", "blockIdx"):
@@ -295,7 +323,7 @@ def test_loop_indices_are_int64(dtype, red, K):
     """i, j and r (row) are declared int64_t in both sources, and nothing declares them
     with a narrower type; sizes (M, N, nbatch) are int64_t parameters."""
     spec = spec_of(gaussian_sqdist(), red, K, dtype)
-    cpu_src, cuda_src = codegen.render_cpu(spec), codegen.render_cuda(spec)
+    cpu_src, cuda_src = codegen_cpu.render_cpu(spec), codegen_cuda.render_cuda(spec)
     # the kernels, past the math helpers of the preamble (ks_exp has its own local r)
     kernels = [
         cpu_src[cpu_src.index("int ks_kernel(") :],
@@ -312,7 +340,7 @@ def test_loop_indices_are_int64(dtype, red, K):
 
 def test_cpu_kernel_loops_in_int64():
     """The CPU template: the row-group, row, tile, block and SIMD loops run on int64_t."""
-    src = codegen.render_cpu(spec_of(gaussian_sqdist(), "min_argmin"))
+    src = codegen_cpu.render_cpu(spec_of(gaussian_sqdist(), "min_argmin"))
     assert "const int64_t R = nbatch * M;" in src
     assert re.search(r"for \(int64_t g = 0; g < ngroups; g\+\+\)", src)
     assert re.search(r"for \(int64_t r = r0; r < r1; r\+\+\)", src)

@@ -3,7 +3,7 @@ padded, aligned (D, NS) layout of j-variables, against the NumPy reference engin
 
 ``sum_j s_ij * v_j`` is rendered as two SIMD loops per block (``s`` into a buffer,
 then the products with the E columns of ``v``, in chunks of
-``codegen.CPU_FACTORED_CHUNK`` columns); these tests check it gives the reference's
+``codegen_cpu.CPU_FACTORED_CHUNK`` columns); these tests check it gives the reference's
 values, NaN and inf included, around the block length, for one and two rows per
 pass (odd and even M), over i and j, with batch dimensions and for column counts
 above one chunk.
@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 
 from kernelsolve import LazyTensor, Vi, Vj
-from kernelsolve.engine import codegen, dispatch, ir
+from kernelsolve.engine import dispatch, ir
 from kernelsolve.engine.backends import cpu
+from kernelsolve.engine.codegen import cpu as codegen_cpu
 
 from .test_cpu_target import assert_same, outputs
 
 DTYPES = ("float32", "float64")
-BJ = codegen.CPU_FACTORED_BLOCK_J
+BJ = codegen_cpu.CPU_FACTORED_BLOCK_J
 
 
 def gauss(x_i, y_j):
@@ -57,21 +58,21 @@ def test_factor_scalar_recognizes_k_times_b_in_both_orders():
     x, y, b = ir.var(0, ir.I, 3), ir.var(1, ir.J, 3), ir.var(2, ir.J, 11)
     k = ir.make("exp", ir.make("neg", ir.make("sqdist", x, y)))
     for f in (ir.make("mul", k, b), ir.make("mul", b, k)):
-        s, v = codegen.factor_scalar(f)
+        s, v = codegen_cpu.factor_scalar(f)
         assert s is k and v is b
     # a j-only expression as the vector is fine too
     v2 = ir.make("add", b, ir.make("sum", y))
-    assert codegen.factor_scalar(ir.make("mul", k, v2)) == (k, v2)
+    assert codegen_cpu.factor_scalar(ir.make("mul", k, v2)) == (k, v2)
 
 
 def test_factor_scalar_rejects_other_shapes():
     x, y, b = ir.var(0, ir.I, 3), ir.var(1, ir.J, 3), ir.var(2, ir.J, 11)
     k = ir.make("exp", ir.make("neg", ir.make("sqdist", x, y)))
     xi11 = ir.var(3, ir.I, 11)
-    assert codegen.factor_scalar(ir.make("mul", k, xi11)) is None  # vector depends on i
-    assert codegen.factor_scalar(ir.make("mul", k, ir.var(4, ir.J, 1))) is None  # dim 1
-    assert codegen.factor_scalar(ir.make("add", k, b)) is None  # not a product
-    assert codegen.factor_scalar(ir.make("mul", x, y)) is None  # vector * vector
+    assert codegen_cpu.factor_scalar(ir.make("mul", k, xi11)) is None  # vector depends on i
+    assert codegen_cpu.factor_scalar(ir.make("mul", k, ir.var(4, ir.J, 1))) is None  # dim 1
+    assert codegen_cpu.factor_scalar(ir.make("add", k, b)) is None  # not a product
+    assert codegen_cpu.factor_scalar(ir.make("mul", x, y)) is None  # vector * vector
 
 
 @pytest.mark.parametrize("E,loops", [(11, 1), (24, 2), (25, 3)])
@@ -79,10 +80,10 @@ def test_factored_source_has_one_product_loop_per_chunk(E, loops):
     """K @ b renders s into kbuf (two loops: a whole block, and the last block with its
     padding columns masked to 0), then ceil(E / CPU_FACTORED_CHUNK) product loops per
     row path (one row, two rows), unmasked: b's padding is 0."""
-    assert codegen.CPU_FACTORED_CHUNK == 12
+    assert codegen_cpu.CPU_FACTORED_CHUNK == 12
     x, y, b = data("float32", 4, 5, E)
     gauss(Vi(x), Vj(y)) @ b
-    src = codegen.render_cpu(last_spec())
+    src = codegen_cpu.render_cpu(last_spec())
     assert "kbuf[j - j0] = " in src and "kbuf2[j - j0] = " in src
     assert src.count("const float k1 = kbuf[j - j0];") == 2 * loops
     assert src.count("#pragma omp simd") == 2 * (2 + loops)
@@ -92,7 +93,7 @@ def test_factored_source_has_one_product_loop_per_chunk(E, loops):
 def test_non_factored_sum_keeps_the_fused_loop():
     x, y, b = data("float32", 4, 5, 1)
     gauss(Vi(x), Vj(y)) @ b
-    assert "kbuf" not in codegen.render_cpu(last_spec())
+    assert "kbuf" not in codegen_cpu.render_cpu(last_spec())
 
 
 # ----------------------------------------------------------------------------
@@ -196,8 +197,8 @@ def test_j_layout_is_padded_and_aligned(dtype, n):
     of at least ALIGN_MIN_BYTES starts on 64 bytes; data already laid out with
     N % 16 == 0 is not copied."""
     a = np.random.default_rng(0).random((2, n, 3)).astype(dtype)
-    ns = codegen.cpu_j_stride(n)
-    assert ns % codegen.CPU_J_ALIGN == 0 and n <= ns < n + codegen.CPU_J_ALIGN
+    ns = codegen_cpu.cpu_j_stride(n)
+    assert ns % codegen_cpu.CPU_J_ALIGN == 0 and n <= ns < n + codegen_cpu.CPU_J_ALIGN
     out = cpu.layout(a, True)
     assert out.shape == (2, 3, ns) and out.flags.c_contiguous and out.dtype == a.dtype
     np.testing.assert_array_equal(out[..., :n], np.swapaxes(a, -1, -2))

@@ -19,7 +19,8 @@ from kernelsolve.engine import ir
 from kernelsolve.engine import reductions as R
 from kernelsolve.engine.backends import cuda, emulation
 from kernelsolve.engine.backends.cpu import find_compiler
-from kernelsolve.engine.codegen import KernelSpec, cuda_shared_bytes
+from kernelsolve.engine.codegen.cuda import cuda_shared_bytes
+from kernelsolve.engine.codegen.spec import KernelSpec
 
 from .cuda_matrix import (
     MATRIX,

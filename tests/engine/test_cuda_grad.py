@@ -5,7 +5,7 @@ backward (first and second order) runs on the CPU through LazyTensor for a
 set of representative cases, while every call of
 :func:`kernelsolve.engine.dispatch.reduce` is recorded (formula, reduction,
 categories, axis, weight, K, accumulator dtype and the arrays). Each recorded
-call becomes the :class:`~kernelsolve.engine.codegen.KernelSpec` that
+call becomes the :class:`~kernelsolve.engine.codegen.spec.KernelSpec` that
 ``dispatch._make_plan`` builds for a compiled target (the same spec for the
 host and the CUDA target), deduplicated by value. A spec's id is
 ``<case>-o<order>-<n>``: order 1 or 2 for the kernels of the order-k backward,
@@ -44,8 +44,10 @@ import pytest
 from kernelsolve import LazyTensor
 from kernelsolve.engine import dispatch, ir
 from kernelsolve.engine.backends import cpu, cuda, emulation, reference
-from kernelsolve.engine.codegen import KernelSpec, cuda_param_list, render_cuda
+from kernelsolve.engine.codegen.cuda import cuda_param_list, render_cuda
+from kernelsolve.engine.codegen.spec import KernelSpec
 from kernelsolve.engine.reductions import INDEX
+from kernelsolve.engine.request import ReductionOptions, ReductionRequest
 
 torch = pytest.importorskip("torch", reason="torch not installed: gradients come from torch")
 
@@ -392,24 +394,24 @@ def record(c: GradCase, order: int) -> list[Call]:
     state = {"order": 0}
     original = dispatch.reduce
 
-    def recorder(formula, reduction, leaves, cats, *, axis=1, weight=None, K=None, **opts):
+    def recorder(request):
         calls.append(
             Call(
                 c.id,
                 state["order"],
-                formula,
-                reduction,
-                tuple(cats),
-                axis,
-                weight,
-                K,
-                opts.get("acc_dtype"),
-                [_copy(x) for x in leaves],
+                request.formula,
+                request.reduction,
+                tuple(request.cats),
+                request.axis,
+                request.weight,
+                request.K,
+                request.options.acc_dtype,
+                [_copy(x) for x in request.arguments],
                 first=not calls,
             )
         )
-        opts["backend"] = "reference"  # nothing compiled while collecting
-        return original(formula, reduction, leaves, cats, axis=axis, weight=weight, K=K, **opts)
+        # nothing compiled while collecting
+        return original(request._replace(options=request.options._replace(target="reference")))
 
     def phase(k):
         state["order"] = k
@@ -426,7 +428,7 @@ class GradSpec:
 
     id: str
     call: Call
-    plan: object  # dispatch._Plan
+    plan: object  # dispatch.Plan
     leaves: list = field(default_factory=list)
 
     @property
@@ -441,18 +443,18 @@ class GradSpec:
 def plan_of(call: Call):
     """``dispatch._make_plan`` for the host target (whose KernelSpec is the
     CUDA target's too), whether or not this machine has a compiler."""
+    request = ReductionRequest(
+        call.formula,
+        call.reduction,
+        tuple(call.leaves),
+        call.cats,
+        call.axis,
+        call.weight,
+        call.K,
+        ReductionOptions("cpu", call.acc_dtype),
+    )
     with mock.patch.object(dispatch, "_host_compiler_available", return_value=True):
-        return dispatch._make_plan(
-            call.formula,
-            call.reduction,
-            call.leaves,
-            call.cats,
-            call.axis,
-            call.weight,
-            call.K,
-            "cpu",
-            call.acc_dtype,
-        )
+        return dispatch._make_plan(request, "cpu")
 
 
 def spec_key(spec: KernelSpec) -> tuple:
@@ -470,12 +472,12 @@ def spec_key(spec: KernelSpec) -> tuple:
 
 
 def host_leaves(plan, leaves) -> list[np.ndarray]:
-    """As ``dispatch._execute``: numbers become 1-D arrays, batch dims padded."""
+    """As ``dispatch.execute``: numbers become 1-D arrays, batch dims padded."""
     out = []
-    for x, pad in zip(leaves, plan.pads):
+    for x, shape in zip(leaves, plan.shapes):
         if not isinstance(x, np.ndarray):
             x = np.asarray(x, dtype=plan.kind.dtype).reshape(-1)
-        out.append(np.ascontiguousarray(x.reshape((1,) * pad + x.shape)))
+        out.append(np.ascontiguousarray(x.reshape(shape)))
     return out
 
 
@@ -736,9 +738,9 @@ def test_cpu_gradient_matches_dense_torch(c, order):
 
 
 def _emulated_execute(plan, leaves, launched: list):
-    """``dispatch._execute`` with the CUDA source emulated on the host
+    """``dispatch.execute`` with the CUDA source emulated on the host
     (blocks of 16, j split in 2) in place of the CPU kernel."""
-    assert plan.target == "host", plan.target
+    assert plan.target == "cpu", plan.target
     launched.append(spec_key(plan.spec))
     host = []
     for x in leaves:
@@ -758,7 +760,7 @@ def test_emulated_cuda_gradient_matches_dense_torch(c, order):
     case (so the collection builds exactly what dispatch builds)."""
     launched = []
     execute = functools.partial(_emulated_execute, launched=launched)
-    with mock.patch.object(dispatch, "_execute", execute):
+    with mock.patch.object(dispatch, "execute", execute):
         got = gradients(c, c.lazy, tensors(c), order)
     _check_against_dense(c, order, got)
     want = [spec_key(plan_of(call).spec) for call in CALLS[c.id] if call.order <= order]

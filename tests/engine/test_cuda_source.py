@@ -11,7 +11,7 @@ import pytest
 
 from kernelsolve.engine import ir
 from kernelsolve.engine.backends import cuda
-from kernelsolve.engine.codegen import cuda_merge_param_list, cuda_param_list, render_cuda
+from kernelsolve.engine.codegen.cuda import cuda_merge_param_list, cuda_param_list, render_cuda
 
 from .cuda_matrix import MATRIX, Case
 

@@ -20,10 +20,12 @@ import numpy as np
 import pytest
 
 from kernelsolve import LazyTensor
-from kernelsolve.engine import codegen, ir
+from kernelsolve.engine import ir
 from kernelsolve.engine import reductions as R
 from kernelsolve.engine.backends import cuda, emulation, reference
 from kernelsolve.engine.backends.cpu import compile_shared, find_compiler
+from kernelsolve.engine.codegen import cuda as codegen_cuda
+from kernelsolve.engine.codegen import spec as codegen_spec
 
 torch = pytest.importorskip("torch", reason="bfloat16 data comes from torch (test extra)")
 
@@ -144,9 +146,9 @@ CASES = {  # name -> (formula, reduction, K)
 }
 
 
-def half_spec(dtype: str, name: str) -> codegen.KernelSpec:
+def half_spec(dtype: str, name: str) -> codegen_spec.KernelSpec:
     formula, red, K = CASES[name]
-    return codegen.KernelSpec(
+    return codegen_spec.KernelSpec(
         formula, None, R.get(red, K or None), K, dtype, "float32", (ir.I, ir.J, ir.J), (3, 3, 2)
     )
 
@@ -160,10 +162,10 @@ def half_spec(dtype: str, name: str) -> codegen.KernelSpec:
 def test_half_source_compiles_with_nvrtc(dtype, name):
     """The float16 / bfloat16 source includes CUDA's headers, takes __half /
     __nv_bfloat16 pointers, converts on load and compiles to PTX."""
-    src = codegen.render_cuda(half_spec(dtype, name))
-    stype = codegen.STORAGE_TYPES[dtype]
+    src = codegen_cuda.render_cuda(half_spec(dtype, name))
+    stype = codegen_spec.STORAGE_TYPES[dtype]
     assert "#include <cuda_fp16.h>" in src and "#include <cuda_bf16.h>" in src
-    assert f"const {stype}* arg0" in src and f"{codegen.LOAD_FUNCTIONS[dtype]}(" in src
+    assert f"const {stype}* arg0" in src and f"{codegen_spec.LOAD_FUNCTIONS[dtype]}(" in src
     ptx = cuda.nvrtc_compile(src)
     assert ".entry ks_main" in ptx and ".entry ks_merge" in ptx
     assert ("cvt.f32.f16" if dtype == "float16" else ".b16") in ptx

@@ -11,6 +11,7 @@ from hypothesis.extra import numpy as hnp
 
 from kernelsolve.engine import dispatch, ir
 from kernelsolve.engine import reductions as R
+from kernelsolve.engine.request import ReductionOptions, ReductionRequest, target_of
 
 try:
     import torch
@@ -315,7 +316,9 @@ def _run(lib, name, x, y, *, axis=1, K=None, w=None, backend="reference"):
         cats.append(ir.J if axis == 1 else ir.I)
     if lib == "torch":
         leaves = [torch.from_numpy(a) for a in leaves]
-    out = dispatch.reduce(f, name, leaves, cats, axis=axis, K=K, weight=weight, backend=backend)
+    options = ReductionOptions(target_of(backend))
+    request = ReductionRequest(f, name, tuple(leaves), tuple(cats), axis, weight, K, options)
+    out = dispatch.reduce(request)
     outs = out if isinstance(out, tuple) else (out,)
     for o in outs:
         assert isinstance(o, torch.Tensor if lib == "torch" else np.ndarray)

@@ -23,8 +23,10 @@ import numpy as np
 import pytest
 
 from kernelsolve import Vi, Vj
-from kernelsolve.engine import codegen, dispatch
+from kernelsolve.engine import dispatch
 from kernelsolve.engine.backends import cpu
+from kernelsolve.engine.codegen import cpu as codegen_cpu
+from kernelsolve.engine.codegen import spec as codegen_spec
 
 COMPILER = cpu.find_compiler()
 
@@ -46,7 +48,7 @@ pytestmark = pytest.mark.skipif(
 ARCHES = {"avx2": "-march=x86-64-v3", "avx512": "-march=x86-64-v4"}
 
 
-def _spec(formula_of, reduction: str, dtype: str) -> codegen.KernelSpec:
+def _spec(formula_of, reduction: str, dtype: str) -> codegen_spec.KernelSpec:
     """The KernelSpec that ``reduction`` of the LazyTensor ``formula_of(x, y)`` runs."""
     rng = np.random.default_rng(0)
     x = rng.random((40, 3)).astype(dtype)
@@ -54,20 +56,20 @@ def _spec(formula_of, reduction: str, dtype: str) -> codegen.KernelSpec:
     b = rng.random((50, 2)).astype(dtype)
     K = formula_of(Vi(x), Vj(y))
     seen = {}
-    execute = dispatch._execute
+    execute = dispatch.execute
 
     def spy(plan, leaves):
         seen["spec"] = plan.spec
         return execute(plan, leaves)
 
-    dispatch._execute = spy
+    dispatch.execute = spy
     try:
         if reduction == "matmul":
             K @ b
         else:
             getattr(K, reduction)(dim=1)
     finally:
-        dispatch._execute = execute
+        dispatch.execute = execute
     return seen["spec"]
 
 
@@ -119,7 +121,7 @@ CASES = [
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_simd_loops_vectorize(case, dtype, arch, tmp_path):
     _, formula_of, reduction = case
-    source = codegen.render_cpu(_spec(formula_of, reduction, dtype))
+    source = codegen_cpu.render_cpu(_spec(formula_of, reduction, dtype))
     wanted = _simd_pragma_lines(source)
     assert wanted, "the kernel has no '#pragma omp simd' loop"
     done = _vectorized_lines(source, ARCHES[arch], tmp_path)

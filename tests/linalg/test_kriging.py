@@ -20,6 +20,7 @@ from scipy.spatial.distance import pdist
 
 from kernelsolve import autograd
 from kernelsolve.engine import ir
+from kernelsolve.engine.request import ReductionRequest
 from kernelsolve.linalg.cg import ConvergenceWarning
 from kernelsolve.linalg.kriging import (
     VARIOGRAM_MODELS,
@@ -139,7 +140,8 @@ def test_kernel_formula_matches_numpy(model, key):
     h = np.linspace(0, 6, 61)
     pts = np.column_stack([0.6 * h, 0.8 * h]) / v.length  # 2-D, |pts| = h / length
     f = ir.make("mul", kernel_formula(v.kernel().formula, 2, 1.0), ir.var(2, ir.J, 1))
-    out = autograd.reduce(f, "sum", (pts, np.zeros((1, 2)), np.ones((1, 1))), (ir.I, ir.J, ir.J))
+    args = (pts, np.zeros((1, 2)), np.ones((1, 1)))
+    out = autograd.reduce(ReductionRequest(f, "sum", args, (ir.I, ir.J, ir.J)))
     np.testing.assert_allclose(
         -v.amplitude * out[:, 0], v.gamma_continuous(h), rtol=1e-12, atol=1e-14
     )

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ..codegen import KernelSpec
+from ..codegen.spec import KernelSpec
 from ..reductions import INDEX
 
 

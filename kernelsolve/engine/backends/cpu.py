@@ -1,7 +1,7 @@
 """Host target: the generated C++ compiled into a shared library, via ctypes.
 
 OpenMP threads share the output rows, the loop over j is vectorized (see
-:func:`~kernelsolve.engine.codegen.render_cpu`). Kernels are compiled once
+:func:`~kernelsolve.engine.codegen.cpu.render_cpu`). Kernels are compiled once
 per (formula, reduction, dtype, layout), memoised in the process and cached
 on disk (:mod:`..cache`).
 """
@@ -9,7 +9,6 @@ on disk (:mod:`..cache`).
 from __future__ import annotations
 
 import ctypes
-import functools
 import math
 import os
 import platform
@@ -20,9 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from ..._version import __version__ as _version
-from .. import ir
-from ..cache import get_or_build, key_of, register_memo
-from ..codegen import KernelSpec, cpu_j_stride, render_cpu
+from ..cache import get_or_build, key_of, memoized, register_memo
+from ..codegen.cpu import cpu_j_stride, render_cpu
+from ..codegen.spec import KernelSpec
 from ..reductions import INDEX
 from .common import all_batch_offsets
 
@@ -50,7 +49,7 @@ class CompileError(RuntimeError):
     """The host compiler rejected a generated kernel."""
 
 
-@functools.lru_cache(maxsize=1)
+@memoized("cpu.compiler", maxsize=1)
 def find_compiler() -> str | None:
     """``$CXX``, else ``$CC``, else the first of c++, g++, clang++ on PATH."""
     for cand in (os.environ.get("CXX"), os.environ.get("CC"), "c++", "g++", "clang++"):
@@ -59,7 +58,7 @@ def find_compiler() -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=1)
+@memoized("cpu.toolchain_id", maxsize=1)
 def _toolchain_id() -> str:
     """Compiler identity and host CPU: part of every cache key (-march=native)."""
     cc = find_compiler()
@@ -178,7 +177,7 @@ def num_threads(setting: int | None, pairs: int) -> int:
     return _default_threads()
 
 
-@functools.lru_cache(maxsize=1)
+@memoized("cpu.default_threads", maxsize=1)
 def _default_threads() -> int:
     env = os.environ.get("OMP_NUM_THREADS", "")
     if env.isdigit() and int(env) > 0:
@@ -320,18 +319,3 @@ class HostCall:
             nthreads,
         )
         return outs
-
-
-def run(
-    spec: KernelSpec,
-    leaves: list[np.ndarray],
-    batch: tuple,
-    M: int,
-    N: int,
-    nthreads: int,
-) -> list[np.ndarray]:
-    """Run the kernel on ``leaves`` (NumPy arrays with the full number of batch
-    dims, size 1 broadcasts; any layout). Returns one array per output, shaped
-    ``batch + (M, size)``."""
-    is_j = [c == ir.J for c in spec.var_cats]
-    return HostCall(spec, [a.shape for a in leaves], is_j, batch, M, N)(leaves, nthreads)

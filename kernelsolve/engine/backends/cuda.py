@@ -2,7 +2,7 @@
 
 One thread per output row, j-tiles staged in shared memory, and a split of
 the j range over ``gridDim.y`` (merged by a second kernel) when there are too
-few rows to fill the GPU (see :func:`~kernelsolve.engine.codegen.render_cuda`).
+few rows to fill the GPU (see :func:`~kernelsolve.engine.codegen.cuda.render_cuda`).
 Kernels launch on the caller's current stream (torch's or CuPy's) with no
 host synchronisation; torch CUDA tensors and CuPy arrays are read in place
 (zero copy) when they are contiguous.
@@ -13,7 +13,6 @@ Without a GPU the same source is checked in CI by :func:`nvrtc_compile`
 
 from __future__ import annotations
 
-import functools
 import math
 import shutil
 import subprocess
@@ -21,8 +20,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..cache import register_memo
-from ..codegen import KernelSpec, cuda_shared_bytes, render_cuda, split_sizes
+from ..cache import memoized, register_memo
+from ..codegen.cuda import cuda_shared_bytes, render_cuda, split_sizes
+from ..codegen.spec import KernelSpec
 from .common import all_batch_offsets, alloc_outputs
 
 SHARED_BUDGET = 48 * 1024  # bytes of dynamic shared memory per block, no opt-in
@@ -96,7 +96,7 @@ def plan_launch(
 # ----------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=1)
+@memoized("cuda.nvrtc_available", maxsize=1)
 def nvrtc_available() -> str | None:
     """'nvrtc' (cuda-python bindings), 'nvcc', or None."""
     try:
@@ -111,7 +111,7 @@ def nvrtc_available() -> str | None:
     return "nvcc" if shutil.which("nvcc") else None
 
 
-@functools.lru_cache(maxsize=1)
+@memoized("cuda.include_dir", maxsize=1)
 def cuda_include_dir() -> str | None:
     """A directory holding ``cuda_fp16.h`` and ``cuda_bf16.h`` (float16 /
     bfloat16 kernels include them): ``$CUDA_HOME`` / ``$CUDA_PATH``, the

@@ -18,13 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from ..cache import register_memo
-from ..codegen import (
-    KernelSpec,
-    cuda_merge_param_list,
-    cuda_param_list,
-    render_cuda,
-    split_sizes,
-)
+from ..codegen.cuda import cuda_merge_param_list, cuda_param_list, render_cuda, split_sizes
+from ..codegen.spec import KernelSpec
 from .common import all_batch_offsets, alloc_outputs
 from .cpu import memoized_build
 from .cuda import plan_launch

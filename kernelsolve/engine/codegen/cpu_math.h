@@ -1,0 +1,76 @@
+/* kernelsolve CPU math, pasted into every CPU kernel (codegen/cpu.py).
+
+   ks_exp(x) = 2^n exp(r), n = round(x / ln 2), |r| <= ln 2 / 2, with a
+   polynomial for exp(r) (float: 1.3 ulp, double: 1 ulp, measured over the
+   whole range). Branch-free, so GCC vectorizes it inside `omp simd` loops;
+   2^n is applied as two factors so that subnormal results are right; the
+   selects at the end give exactly 0 below the range, +inf above it, and NaN
+   for NaN. Why not -ffast-math: it lets the compiler assume no inf/NaN,
+   which logsumexp's -inf start and min's +inf start need. */
+static inline float ks_exp(float x) {
+  float t = x * 1.44269504088896341f + 12582912.0f;
+  float n = t - 12582912.0f;
+  float r = x - n * 0.693145751953125f;
+  r = r - n * 1.428606765330187045e-06f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  int32_t e = __builtin_bit_cast(int32_t, t) - 0x4B400000;
+  int32_t e1 = e >> 1, e2 = e - e1;
+  float y = p * __builtin_bit_cast(float, (e1 + 127) << 23)
+              * __builtin_bit_cast(float, (e2 + 127) << 23);
+  y = x < -104.0f ? 0.0f : y;
+  y = x > 88.72283935546875f ? INFINITY : y;
+  y = x != x ? x : y;
+  return y;
+}
+
+// x where m is all ones, +0 where m is 0: the mask of the padding columns
+// (codegen.CPU_VECTOR_J) as bit operations, not as a select: GCC 12 with
+// AVX-512 miscompiled `acc += keep ? v : -0` in the SIMD loop of a formula
+// with selects of its own (a gradient with ifelse/clamp).
+static inline float ks_keep(float x, int32_t m) {
+  return __builtin_bit_cast(float, __builtin_bit_cast(int32_t, x) & m);
+}
+
+static inline double ks_keep(double x, int32_t m) {
+  return __builtin_bit_cast(double, __builtin_bit_cast(int64_t, x) & (int64_t)m);
+}
+
+static inline double ks_exp(double x) {
+  double t = x * 1.4426950408889634074 + 6755399441055744.0;
+  double n = t - 6755399441055744.0;
+  double r = x - n * 6.93147180369123816490e-01;
+  r = r - n * 1.90821492927058770002e-10;
+  double p = 1.6059043836821614599e-10;
+  p = p * r + 2.0876756987868098979e-9;
+  p = p * r + 2.5052108385441718775e-8;
+  p = p * r + 2.7557319223985890653e-7;
+  p = p * r + 2.7557319223985890653e-6;
+  p = p * r + 2.4801587301587301587e-5;
+  p = p * r + 1.9841269841269841270e-4;
+  p = p * r + 1.3888888888888888889e-3;
+  p = p * r + 8.3333333333333333333e-3;
+  p = p * r + 4.1666666666666666667e-2;
+  p = p * r + 1.6666666666666666667e-1;
+  p = p * r + 0.5;
+  p = p * r * r + r + 1.0;
+  // n = n1 + n2 split in floating point (n1 = round(n / 2) by the same
+  // shifter), so that only 64-bit add/sub/shift-left remain: AVX2 has no
+  // 64-bit arithmetic right shift, and `e >> 1` kept this loop scalar there
+  double t1 = n * 0.5 + 6755399441055744.0;
+  double n1 = t1 - 6755399441055744.0;
+  double t2 = (n - n1) + 6755399441055744.0;
+  int64_t e1 = __builtin_bit_cast(int64_t, t1) - 0x4338000000000000LL;
+  int64_t e2 = __builtin_bit_cast(int64_t, t2) - 0x4338000000000000LL;
+  double y = p * __builtin_bit_cast(double, (e1 + 1023) << 52)
+               * __builtin_bit_cast(double, (e2 + 1023) << 52);
+  y = x < -746.0 ? 0.0 : y;
+  y = x > 709.782712893384 ? INFINITY : y;
+  y = x != x ? x : y;
+  return y;
+}

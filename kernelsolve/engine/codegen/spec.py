@@ -1,0 +1,145 @@
+"""The kernel signature shared by every target: :class:`KernelSpec`.
+
+A spec is everything that determines the source of one kernel: the formula
+(and weight formula), the reduction, K, the dtypes and each argument's
+category and inner dimension. Sizes and batch shapes are run-time arguments,
+so one compiled kernel serves every problem size.
+
+Variables reach the kernel through a table of pointers ``args`` and a table
+of int64 batch offsets ``boff[var * nbatch + b]``; i-variables are laid out
+``(batch, M, D)``, j-variables ``(batch, D, NS)`` on the CPU (structure of
+arrays, see :mod:`.cpu`) and ``(batch, N, D)`` on the GPU, parameters
+``(batch, D)``. All indexing is int64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import ir
+from ..reductions import INDEX, Reduction
+
+# Compute type of each dtype: float16 / bfloat16 are computed and accumulated
+# in float (the CUDA target loads and converts them; the CPU target is handed
+# float32 copies by dispatch and never sees them).
+C_TYPES = {"float32": "float", "float64": "double", "float16": "float", "bfloat16": "float"}
+HALF_DTYPES = ("float16", "bfloat16")
+# Storage type in memory (arguments, outputs) and its conversion to the compute
+# type, for the dtypes stored narrower than they are computed.
+STORAGE_TYPES = {"float16": "__half", "bfloat16": "__nv_bfloat16"}
+LOAD_FUNCTIONS = {"float16": "__half2float", "bfloat16": "__bfloat162float"}
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """Everything that determines the source of one kernel."""
+
+    formula: ir.Node
+    weight: ir.Node | None
+    reduction: Reduction
+    K: int
+    dtype: str  # "float32" | "float64"; CUDA only: "float16" | "bfloat16" (stored)
+    acc_dtype: str
+    var_cats: tuple[int, ...]  # category of each argument
+    var_dims: tuple[int, ...]
+
+    def __post_init__(self):
+        # Specs key the kernel memos on every call: hash the fields once.
+        fields = (self.formula, self.weight, self.reduction, self.K, self.dtype)
+        fields += (self.acc_dtype, self.var_cats, self.var_dims)
+        object.__setattr__(self, "_hash", hash(fields))
+
+    def __hash__(self) -> int:
+        return self._hash
+
+    @property
+    def T(self) -> str:
+        """C type of the arithmetic (float for float16 / bfloat16)."""
+        return C_TYPES[self.dtype]
+
+    @property
+    def S(self) -> str:
+        """C type of the arrays in memory (arguments and value outputs)."""
+        return STORAGE_TYPES.get(self.dtype, self.T)
+
+    def load(self, expr: str) -> str:
+        """``expr`` (an element of an argument) as the compute type."""
+        fn = LOAD_FUNCTIONS.get(self.dtype)
+        return f"{fn}({expr})" if fn else expr
+
+    @property
+    def ACC(self) -> str:
+        return C_TYPES[self.acc_dtype]
+
+    @property
+    def D(self) -> int:
+        return self.formula.dim
+
+    @property
+    def j_dims(self) -> int:
+        """Values of j-variables per column j (what a j-tile stores)."""
+        return sum(d for c, d in zip(self.var_cats, self.var_dims) if c == ir.J)
+
+    @property
+    def itemsize(self) -> int:
+        """Bytes of one value of the compute type (what a j-tile holds)."""
+        return 8 if self.T == "double" else 4
+
+    @property
+    def E(self) -> int:
+        return self.weight.dim if self.weight is not None else 0
+
+    @property
+    def roots(self) -> list[ir.Node]:
+        """The formulas every pair evaluates: the formula, then the weight."""
+        return [self.formula] + ([self.weight] if self.weight is not None else [])
+
+    def fields(self):
+        return self.reduction.fields(self.D, self.K, self.E)
+
+    def outputs(self):
+        return self.reduction.outputs(self.D, self.K, self.E)
+
+    def names(self, row: str | None = None) -> dict[str, str]:
+        """``$``-placeholder values for the reduction's C snippets. With
+        ``row``, the accumulator fields are rows ``<field>_rows[row]`` of
+        per-row arrays (see :meth:`declare_acc`)."""
+        names = {
+            "D": str(self.D),
+            "K": str(self.K),
+            "E": str(self.E),
+            "acc_t": self.ACC,
+            "out_t": self.S,
+        }
+        for f in self.fields():
+            names[f.name] = f"{f.name}_rows[{row}]" if row else f.name
+            names[f.name + "_b"] = f.name + "_b"
+        return names
+
+    def declare_acc(self, indent: str = "", suffix: str = "", rows: int = 0) -> list[str]:
+        """Declarations of the accumulator fields (``suffix="_b"``: the
+        second accumulator of ``c_merge``; ``rows``: one per row,
+        ``<field>_rows[rows][size]``)."""
+        lines = []
+        for f in self.fields():
+            ctype = "int64_t" if f.kind == INDEX else self.ACC
+            if rows:
+                lines.append(f"{indent}{ctype} {f.name}_rows[{rows}][{f.size}];")
+            else:
+                lines.append(f"{indent}{ctype} {f.name}{suffix}[{f.size}];")
+        return lines
+
+    def out_decls(self, row: str) -> list[str]:
+        """Typed output pointers at row ``row`` (an int64 C expression)."""
+        lines = []
+        for k, o in enumerate(self.outputs()):
+            ctype = "int64_t" if o.kind == INDEX else self.S
+            lines.append(f"{ctype}* out{k} = (({ctype}*)outs[{k}]) + ({row}) * {o.size};")
+        return lines
+
+    def snippet(self, which: str, row: str | None = None, **extra: str) -> str:
+        """The reduction's ``c_<which>`` snippet with its placeholders filled."""
+        red = self.reduction
+        names = self.names(row)
+        names.update(extra)
+        return red.render(getattr(red, f"c_{which}"), **names)

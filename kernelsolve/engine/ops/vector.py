@@ -1,0 +1,335 @@
+"""Vector ops: reductions of the inner dimension (sum, max, norms, ...),
+products of vectors and matrices (row-major, flattened), and slicing. One
+declaration per op: dim rule, C, NumPy, VJP and LazyTensor method (see
+:mod:`.base`).
+
+Non-differentiable points: ``max``/``min`` send the cotangent to *every*
+coordinate equal to the extremum (mask ``x == max``; torch's ``amax`` splits
+it, ``torch.max(dim)`` picks one index), identical when there is no tie;
+``norm2``/``normalize`` use ``rsqrt(sqnorm2(x))`` with ``rsqrt(0) = 0``, so
+their gradient at ``x = 0`` is 0 (no NaN); ``argmax``, ``argmin`` and
+``onehot`` have derivative 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import const, make
+from . import dims
+from .base import Op, declare, no_gradient
+from .derivatives import place
+
+
+def _vector(name, arity, dim, *, c, numpy, vjp, doc, method="", nattrs=0) -> Op:
+    """Declare a non-elementwise op (``c(e, node, *args)``, see :class:`.base.Op`)."""
+    return declare(Op(name, arity, dim, c, numpy, vjp, method or name, False, nattrs, doc))
+
+
+def _keepdims(f):
+    return lambda a: f(a, axis=-1, keepdims=True)
+
+
+def _squares(a):
+    return [f"{x} * {x}" for x in a]
+
+
+# ----------------------------------------------------------------------------
+# Reductions of the inner dimension
+# ----------------------------------------------------------------------------
+
+
+def _c_extremum(cmp: str):
+    def c(e, n, a):
+        best = a[0]
+        for x in a[1:]:  # NaN-propagating, as np.max, in two selects
+            (t,) = e.define([f"(({x} {cmp} {best} || {x} != {x}) ? {x} : {best})"])
+            (best,) = e.define([f"({best} != {best} ? {best} : {t})"])
+        return e.define([best])
+
+    return c
+
+
+def _c_arg_extremum(cmp: str):
+    def c(e, n, a):
+        best, idx = a[0], e.lit(0)
+        for k, x in enumerate(a[1:], start=1):
+            take = f"(({x} {cmp} {best}) || ({x} != {x} && {best} == {best}))"
+            best, idx = e.define([f"({take} ? {x} : {best})", f"({take} ? {e.lit(k)} : {idx})"])
+        return e.define([idx])
+
+    return c
+
+
+def _np_arg(pick):
+    return lambda a: pick(a, axis=-1)[..., None].astype(a.dtype)
+
+
+def _c_normalize(e, n, a):
+    (s,) = e.define([e.sum(_squares(a))])
+    (r,) = e.define([f"({s} == 0 ? ({e.T})0 : ({e.T})1 / {e.fn('sqrt')}({s}))"])
+    return e.define([f"{x} * {r}" for x in a])
+
+
+def _np_rsqrt_sqnorm(a):
+    s = (a * a).sum(axis=-1, keepdims=True)
+    safe = np.where(s == 0, 1, s)
+    return np.where(s == 0, 0, 1 / np.sqrt(safe))
+
+
+def _vjp_normalize(node, g, x):
+    # n = x r, r = |x|^-1: dx = r (g - n <n, g>)
+    r = make("rsqrt", make("sqnorm2", x))
+    return (make("mul", r, make("sub", g, make("mul", node, make("scalprod", node, g)))),)
+
+
+_vector(
+    "sum",
+    1,
+    dims.scalar,
+    c=lambda e, n, a: e.define([e.sum(a)]),
+    numpy=_keepdims(np.sum),
+    vjp=lambda node, g, x: (make("mul", g, const(1, x.dim)),),
+    doc="Sum of the coordinates.",
+)
+for _name, _cmp, _pick in (("max", ">", np.max), ("min", "<", np.min)):
+    _vector(
+        _name,
+        1,
+        dims.scalar,
+        c=_c_extremum(_cmp),
+        numpy=_keepdims(_pick),
+        vjp=lambda node, g, x: (make("mul", g, make("eq", x, node)),),
+        doc=f"The {_name}imum coordinate (NaN propagates).",
+    )
+for _name, _cmp, _pick in (("argmax", ">", np.argmax), ("argmin", "<", np.argmin)):
+    _vector(
+        _name,
+        1,
+        dims.scalar,
+        c=_c_arg_extremum(_cmp),
+        numpy=_np_arg(_pick),
+        vjp=no_gradient,
+        doc=f"Index of the {_name[3:]}imum coordinate (first NaN if any), as a float.",
+    )
+_vector(
+    "sqnorm2",
+    1,
+    dims.scalar,
+    c=lambda e, n, a: e.define([e.sum(_squares(a))]),
+    numpy=lambda a: (a * a).sum(axis=-1, keepdims=True),
+    vjp=lambda node, g, x: (make("mul", make("mul", const(2), g), x),),
+    doc="Squared Euclidean norm ``|x|^2``.",
+)
+_vector(
+    "norm2",
+    1,
+    dims.scalar,
+    c=lambda e, n, a: e.define([f"{e.fn('sqrt')}({e.sum(_squares(a))})"]),
+    numpy=lambda a: np.sqrt((a * a).sum(axis=-1, keepdims=True)),
+    vjp=lambda node, g, x: (make("mul", make("mul", g, make("rsqrt", make("sqnorm2", x))), x),),
+    doc="Euclidean norm ``|x|``.",
+)
+_vector(
+    "normalize",
+    1,
+    dims.keep,
+    c=_c_normalize,
+    numpy=lambda a: a * _np_rsqrt_sqnorm(a),
+    vjp=_vjp_normalize,
+    doc="``x / |x|``, and 0 for the zero vector.",
+)
+
+# ----------------------------------------------------------------------------
+# Products and distances
+# ----------------------------------------------------------------------------
+
+
+def _c_sqdist(e, n, a, b):
+    diffs = e.define([f"{x} - {y}" for x, y in zip(a, b)])
+    return e.define([e.sum(_squares(diffs))])
+
+
+def _c_weightedsqnorm(e, n, s, x):
+    if len(s) == 1:
+        return e.define([f"{s[0]} * ({e.sum(_squares(x))})"])
+    if len(s) == len(x):
+        return e.define([e.sum([f"{w} * {v} * {v}" for w, v in zip(s, x)])])
+    D = len(x)
+    return e.define(
+        [e.sum([f"{s[k * D + m]} * {x[k]} * {x[m]}" for k in range(D) for m in range(D)])]
+    )
+
+
+def _np_weightedsqnorm(s, x):
+    D = x.shape[-1]
+    if s.shape[-1] == D * D:
+        S = s.reshape(s.shape[:-1] + (D, D))
+        return np.einsum("...k,...kl,...l->...", x, S, x)[..., None]
+    return (s * x * x).sum(axis=-1, keepdims=True)
+
+
+def _vjp_weightedsqnorm(node, g, s, x):
+    D = x.dim
+    if s.dim == D * D and D != 1:
+        gs = make("mul", g, make("tensorprod", x, x))
+        sx = make("add", make("matvecmult", s, x), make("vecmatmult", x, s))
+        return (gs, make("mul", g, sx))
+    # isotropic (s.dim == 1) or diagonal (s.dim == D): sum_k s_k x_k^2
+    gs = make("mul", g, make("sqnorm2", x) if s.dim == 1 else make("square", x))
+    return (gs, make("mul", make("mul", make("mul", const(2), g), s), x))
+
+
+def _vjp_sqdist(node, g, a, b):
+    ga = make("mul", make("mul", const(2), g), make("sub", a, b))
+    return (ga, make("neg", ga))
+
+
+def _c_matvec(e, n, a, v):
+    P = len(v)
+    return e.define([e.sum([f"{a[r * P + p]} * {v[p]}" for p in range(P)]) for r in range(n.dim)])
+
+
+def _c_vecmat(e, n, v, a):
+    D = n.dim
+    return e.define([e.sum([f"{v[r]} * {a[r * D + p]}" for r in range(len(v))]) for p in range(D)])
+
+
+def _np_matvec(A, v):
+    p = v.shape[-1]
+    A = A.reshape(A.shape[:-1] + (A.shape[-1] // p, p))
+    return np.einsum("...np,...p->...n", A, v)
+
+
+def _np_vecmat(v, A):
+    n = v.shape[-1]
+    A = A.reshape(A.shape[:-1] + (n, A.shape[-1] // n))
+    return np.einsum("...n,...np->...p", v, A)
+
+
+def _np_tensorprod(a, b):
+    out = a[..., :, None] * b[..., None, :]
+    return out.reshape(out.shape[:-2] + (-1,))
+
+
+_vector(
+    "scalprod",
+    2,
+    dims.same,
+    c=lambda e, n, a, b: e.define([e.sum([f"{x} * {y}" for x, y in zip(a, b)])]),
+    numpy=lambda a, b: (a * b).sum(axis=-1, keepdims=True),
+    vjp=lambda node, g, a, b: (make("mul", g, b), make("mul", g, a)),
+    doc="Scalar product ``<x, y>``.",
+    method="__or__",
+)
+_vector(
+    "sqdist",
+    2,
+    dims.same,
+    c=_c_sqdist,
+    numpy=lambda a, b: ((a - b) ** 2).sum(axis=-1, keepdims=True),
+    vjp=_vjp_sqdist,
+    doc="Squared distance ``|x - y|^2``.",
+)
+_vector(
+    "weightedsqnorm",
+    2,
+    dims.weightedsqnorm,
+    c=_c_weightedsqnorm,
+    numpy=_np_weightedsqnorm,
+    vjp=_vjp_weightedsqnorm,
+    doc="``x^T S x`` with weights ``S`` of dim 1, D (diagonal) or D*D (full, row-major).",
+)
+_vector(
+    "matvecmult",
+    2,
+    dims.matvec,
+    c=_c_matvec,
+    numpy=_np_matvec,
+    vjp=lambda node, g, A, v: (make("tensorprod", g, v), make("vecmatmult", g, A)),
+    doc="Matrix (row-major, dim n*p) times vector (dim p): dim n.",
+)
+_vector(
+    "vecmatmult",
+    2,
+    dims.vecmat,
+    c=_c_vecmat,
+    numpy=_np_vecmat,
+    vjp=lambda node, g, v, A: (make("matvecmult", A, g), make("tensorprod", v, g)),
+    doc="Vector (dim n) times matrix (row-major, dim n*p): dim p.",
+)
+_vector(
+    "tensorprod",
+    2,
+    dims.tensorprod,
+    c=lambda e, n, a, b: e.define([f"{x} * {y}" for x in a for y in b]),
+    numpy=_np_tensorprod,
+    vjp=lambda node, g, a, b: (make("matvecmult", g, b), make("vecmatmult", a, g)),
+    doc="Outer product (dims n and p): dim n*p, row-major.",
+)
+
+# ----------------------------------------------------------------------------
+# Slicing, concatenation, one-hot
+# ----------------------------------------------------------------------------
+
+
+def _np_concat(a, b):
+    shape = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+    return np.concatenate(
+        [np.broadcast_to(a, shape + a.shape[-1:]), np.broadcast_to(b, shape + b.shape[-1:])],
+        axis=-1,
+    )
+
+
+def _c_onehot(e, n, a):
+    r = f"{e.fn('nearbyint')}({a[0]})"
+    return e.define([f"({r} == ({e.T}){k} ? ({e.T})1 : ({e.T})0)" for k in range(n.dim)])
+
+
+def _np_onehot(x, D):
+    return (np.round(x) == np.arange(D, dtype=x.dtype)).astype(x.dtype)
+
+
+_vector(
+    "elem",
+    1,
+    dims.elem,
+    c=lambda e, n, a: [a[n.attrs[0]]],
+    numpy=lambda a, m: a[..., m : m + 1],
+    vjp=lambda node, g, x: (place(g, node.attrs[0], x.dim),),
+    doc="The coordinate ``x[m]``.",
+    nattrs=1,
+)
+_vector(
+    "extract",
+    1,
+    dims.extract,
+    c=lambda e, n, a: a[n.attrs[0] : n.attrs[0] + n.attrs[1]],
+    numpy=lambda a, start, d: a[..., start : start + d],
+    vjp=lambda node, g, x: (place(g, node.attrs[0], x.dim),),
+    doc="The coordinates ``x[start:start + d]``.",
+    nattrs=2,
+)
+_vector(
+    "concat",
+    2,
+    dims.concat,
+    c=lambda e, n, a, b: a + b,
+    numpy=_np_concat,
+    vjp=lambda node, g, a, b: (
+        make("extract", g, attrs=(0, a.dim)),
+        make("extract", g, attrs=(a.dim, b.dim)),
+    ),
+    doc="Concatenation along the inner dimension.",
+)
+_vector(
+    "onehot",
+    1,
+    dims.onehot,
+    c=_c_onehot,
+    numpy=_np_onehot,
+    vjp=no_gradient,
+    doc="One-hot vector of dimension D at index ``round(x)``.",
+    method="one_hot",
+    nattrs=1,
+)

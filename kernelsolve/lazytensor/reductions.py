@@ -1,0 +1,434 @@
+"""The reductions of a LazyTensor: pykeops' methods, ``K @ v`` with its kept
+plan, ``K.solve``, and :class:`ReductionCall` (``call=False``).
+
+Every reduction builds one :class:`~kernelsolve.engine.request.ReductionRequest`
+and hands it to :func:`kernelsolve.autograd.reduce`. pykeops' keywords
+(``backend=``, ``dtype_acc=``, ``call=``, ``out=``, ...) are read here, at the
+API edge, into the request's options; nothing below sees pykeops' names.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+
+from .. import autograd
+from ..engine import arrays, dispatch
+from ..engine.request import DEFAULT_OPTIONS, ReductionOptions, ReductionRequest, target_of
+from .binding import is_int, join
+
+_IGNORED_KEYWORDS = (
+    # Accepted for pykeops compatibility; they tune speed, not results.
+    "enable_chunks",
+    "sum_scheme",
+    "device_id",
+    "optional_flags",
+    "use_fast_math",
+)
+
+
+def reduction_options(kwargs: dict, base: ReductionOptions = DEFAULT_OPTIONS):
+    """pykeops' reduction keywords -> (options, call, out).
+
+    ``backend`` (validated now), ``dtype_acc`` / ``use_double_acc`` set the
+    options; ``call`` and ``out`` are returned apart; the speed-only keywords
+    of pykeops are accepted and ignored; anything else is a ``TypeError``.
+    """
+    target, acc_dtype = base
+    call, out = True, None
+    for key, value in kwargs.items():
+        if key == "call":
+            call = bool(value)
+        elif key == "out":
+            out = value
+        elif key == "backend":
+            target = target_of(value)
+        elif key == "dtype_acc":
+            acc_dtype = None if value in (None, "auto") else str(value)
+        elif key == "use_double_acc":
+            if value:
+                acc_dtype = "float64"
+        elif key == "ranges":
+            if value is not None:
+                raise NotImplementedError("ranges=: block-sparse reductions are not supported yet")
+        elif key not in _IGNORED_KEYWORDS:
+            raise TypeError(f"unexpected keyword argument {key!r} for a reduction")
+    return ReductionOptions(target, acc_dtype), call, out
+
+
+# The options every reduction method takes, as its signature shows them
+# (help(K.sum)); the speed-only keywords of pykeops go through **speed_options.
+_OPTION_PARAMETERS = [
+    inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+    for name, default in (
+        ("backend", None),
+        ("dtype_acc", "auto"),
+        ("use_double_acc", False),
+        ("call", True),
+        ("out", None),
+        ("ranges", None),
+    )
+] + [inspect.Parameter("speed_options", inspect.Parameter.VAR_KEYWORD)]
+
+_OPTIONS_DOC = """
+        Options (keywords, pykeops' names): ``backend`` ("auto", "CPU", "GPU",
+        "reference"; None: ``config.backend``), ``dtype_acc`` ("auto" or
+        "float64": the accumulator), ``use_double_acc`` (True: float64
+        accumulator), ``call`` (False: return a :class:`ReductionCall`),
+        ``out`` (an array to write the result into), ``ranges`` (block-sparse
+        reductions: not supported yet, must be None); pykeops' speed-only
+        keywords (``enable_chunks``, ``sum_scheme``, ``device_id``,
+        ``optional_flags``, ``use_fast_math``) are accepted and ignored."""
+
+
+def reduction_method(fn):
+    """Give a reduction method the signature and docstring of its options
+    (it takes them as ``**kwargs`` and hands them to ``_reduce``)."""
+    sig = inspect.signature(fn)
+    params = [p for p in sig.parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+    fn.__signature__ = sig.replace(parameters=params + _OPTION_PARAMETERS)
+    fn.__doc__ = (fn.__doc__ or "").rstrip() + "\n" + _OPTIONS_DOC
+    return fn
+
+
+def write_out(result, out):
+    """``result`` copied into ``out`` (pykeops' ``out=``), or ``result``."""
+    if out is None:
+        return result
+    if isinstance(result, tuple):
+        raise ValueError("out= is not supported for reductions with several outputs")
+    if not arrays.is_array(out) or arrays.library(out) != arrays.library(result):
+        raise TypeError(
+            f"out= must be a {arrays.library(result)} array like the result, "
+            f"got {type(out).__name__}"
+        )
+    if tuple(out.shape) != tuple(result.shape):
+        raise ValueError(f"out has shape {tuple(out.shape)}; expected {tuple(result.shape)}")
+    if isinstance(out, np.ndarray):
+        out[...] = result
+    else:
+        out.copy_(result)
+    return out
+
+
+class ReductionCall:
+    """A reduction that is ready to run: ``call=False`` returns one.
+
+    Calling it with no argument evaluates on the bound arrays; calling it
+    with arrays rebinds the variables in order (same categories), and
+    keywords (``backend=``, ``dtype_acc=``) override the options.
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from kernelsolve import Vi, Vj
+    >>> x, y = np.random.rand(5, 2), np.random.rand(4, 2)
+    >>> rc = Vi(x).sqdist(Vj(y)).sum(1, call=False)
+    >>> rc(x, 2 * y).shape
+    (5, 1)
+    """
+
+    def __init__(self, request: ReductionRequest):
+        self.request = request
+
+    def __call__(self, *args, **kwargs):
+        request = self.request
+        if args:
+            if len(args) != len(request.arguments):
+                raise ValueError(
+                    f"expected {len(request.arguments)} arrays (one per variable), got {len(args)}"
+                )
+            request = request._replace(arguments=tuple(args))
+        if kwargs:
+            options, call, out = reduction_options(kwargs, request.options)
+            if "call" in kwargs or "out" in kwargs:
+                raise TypeError("call= and out= are given when the reduction is made, not run")
+            request = request._replace(options=options)
+        return autograd.reduce(request)
+
+    def __repr__(self):
+        r = self.request
+        return f"ReductionCall({r.reduction}, axis={'ij'[r.axis]}, formula={r.formula.key})"
+
+
+class Reductions:
+    """The reduction methods of :class:`~kernelsolve.LazyTensor` (a mixin)."""
+
+    __slots__ = ()
+
+    def _axis(self, axis, dim) -> int:
+        """0 (reduce over i) or 1 (reduce over j) from pykeops' axis/dim."""
+        if dim is not None:
+            axis = dim
+        if axis is None:
+            raise ValueError(
+                f"axis (or dim) is required: {self.nbatchdims} reduces over i, "
+                f"{self.nbatchdims + 1} over j"
+            )
+        nb = self.nbatchdims
+        if is_int(axis):
+            if axis in (nb, nb + 1):
+                return axis - nb
+            if axis in (-3, -2):
+                return axis + 3
+        raise ValueError(
+            f"axis={axis!r}: expected {nb} (reduce over i), {nb + 1} (reduce over j) "
+            f"or {nb + 2} / -1 (the inner dimension, where supported)"
+        )
+
+    def _is_inner(self, axis, dim) -> bool:
+        a = axis if dim is None else dim
+        return a == -1 or a == len(self._shape) - 1
+
+    def _reduce(self, name: str, axis: int, *, weight=None, K=None, **kwargs):
+        if weight is None and not kwargs:  # the common call: nothing to join or parse
+            request = ReductionRequest(
+                self.formula, name, self.variables, self.cats, axis, None, K
+            )
+            return autograd.reduce(request)
+        options, call, out = reduction_options(kwargs)
+        operands = [self] + ([self._as_lazy(weight)] if weight is not None else [])
+        formulas, (variables, cats, *_) = join(operands, ("the formula", "weight"))
+        weight_node = formulas[1] if weight is not None else None
+        request = ReductionRequest(
+            formulas[0], name, variables, cats, axis, weight_node, K, options
+        )
+        if not call:
+            return ReductionCall(request)
+        return write_out(autograd.reduce(request), out)
+
+    @reduction_method
+    def sum(self, axis=-1, dim=None, **kwargs):
+        """Sum over i (axis = nbatchdims), over j (nbatchdims + 1), or over
+        the inner dimension (axis=-1: returns a LazyTensor)."""
+        if self._is_inner(axis, dim):
+            return self._unary("sum")
+        return self._reduce("sum", self._axis(axis, dim), **kwargs)
+
+    @reduction_method
+    def sum_reduction(self, axis=None, dim=None, **kwargs):
+        """Sum over i or j (pykeops' ``sum_reduction``: the axis is required)."""
+        return self._reduce("sum", self._axis(axis, dim), **kwargs)
+
+    def _minmax(self, name, axis, dim, kwargs):
+        if self._is_inner(axis, dim):
+            return self._unary(name)
+        return self._reduce(name, self._axis(axis, dim), **kwargs)
+
+    @reduction_method
+    def min(self, axis=-1, dim=None, **kwargs):
+        """Minimum over i or j (NaN propagates, as ``np.min``), or over the
+        inner dimension with axis=-1."""
+        return self._minmax("min", axis, dim, kwargs)
+
+    @reduction_method
+    def max(self, axis=-1, dim=None, **kwargs):
+        """Maximum over i or j (NaN propagates, as ``np.max``), or over the
+        inner dimension with axis=-1."""
+        return self._minmax("max", axis, dim, kwargs)
+
+    @reduction_method
+    def argmin(self, axis=-1, dim=None, **kwargs):
+        """int64 index of the minimum (the first NaN if any, as
+        ``np.argmin``); over the inner dimension with axis=-1."""
+        return self._minmax("argmin", axis, dim, kwargs)
+
+    @reduction_method
+    def argmax(self, axis=-1, dim=None, **kwargs):
+        """int64 index of the maximum (the first NaN if any, as
+        ``np.argmax``); over the inner dimension with axis=-1."""
+        return self._minmax("argmax", axis, dim, kwargs)
+
+    @reduction_method
+    def min_reduction(self, axis=None, dim=None, **kwargs):
+        """Minimum over i or j (the axis is required)."""
+        return self._reduce("min", self._axis(axis, dim), **kwargs)
+
+    @reduction_method
+    def max_reduction(self, axis=None, dim=None, **kwargs):
+        """Maximum over i or j (the axis is required)."""
+        return self._reduce("max", self._axis(axis, dim), **kwargs)
+
+    @reduction_method
+    def argmin_reduction(self, axis=None, dim=None, **kwargs):
+        """int64 index of the minimum over i or j (the axis is required)."""
+        return self._reduce("argmin", self._axis(axis, dim), **kwargs)
+
+    @reduction_method
+    def argmax_reduction(self, axis=None, dim=None, **kwargs):
+        """int64 index of the maximum over i or j (the axis is required)."""
+        return self._reduce("argmax", self._axis(axis, dim), **kwargs)
+
+    @reduction_method
+    def min_argmin(self, axis=None, dim=None, **kwargs):
+        """(values, int64 indices) of the minimum."""
+        return self._reduce("min_argmin", self._axis(axis, dim), **kwargs)
+
+    @reduction_method
+    def max_argmax(self, axis=None, dim=None, **kwargs):
+        """(values, int64 indices) of the maximum."""
+        return self._reduce("max_argmax", self._axis(axis, dim), **kwargs)
+
+    min_argmin_reduction = min_argmin
+    max_argmax_reduction = max_argmax
+
+    @reduction_method
+    def Kmin(self, K, axis=None, dim=None, **kwargs):
+        """The K smallest values, sorted; shape (..., n, K) or (..., n, K, D).
+        NaN ranks after every number, as in ``np.sort``."""
+        return self._reduce("kmin", self._axis(axis, dim), K=K, **kwargs)
+
+    @reduction_method
+    def argKmin(self, K, axis=None, dim=None, **kwargs):
+        """int64 indices of the K smallest values (K nearest neighbours)."""
+        return self._reduce("argkmin", self._axis(axis, dim), K=K, **kwargs)
+
+    @reduction_method
+    def Kmin_argKmin(self, K, axis=None, dim=None, **kwargs):
+        """(the K smallest values, their int64 indices), as Kmin and argKmin."""
+        return self._reduce("kmin_argkmin", self._axis(axis, dim), K=K, **kwargs)
+
+    Kmin_reduction = Kmin
+    argKmin_reduction = argKmin
+    Kmin_argKmin_reduction = Kmin_argKmin
+
+    @reduction_method
+    def logsumexp(self, axis=None, dim=None, weight=None, **kwargs):
+        """``log sum exp(F)`` over i or j (per coordinate of F); with
+        ``weight=w``: ``log sum exp(F) * w`` for a scalar F."""
+        a = self._axis(axis, dim)
+        if weight is None:
+            return self._reduce("logsumexp", a, **kwargs)
+        return self._reduce("logsumexp_weight", a, weight=weight, **kwargs)
+
+    logsumexp_reduction = logsumexp
+
+    @reduction_method
+    def sumsoftmaxweight(self, weight, axis=None, dim=None, **kwargs):
+        """``sum exp(F) * w / sum exp(F)`` for a scalar F."""
+        return self._reduce("sumsoftmaxweight", self._axis(axis, dim), weight=weight, **kwargs)
+
+    sumsoftmaxweight_reduction = sumsoftmaxweight
+
+    # Linear operator ---------------------------------------------------
+    def __matmul__(self, v):
+        """``K @ v``: sum_j K_ij v_j for v of shape (N,), (N, E) or
+        (..., N, E); returns (M,), (M, E) or (..., M, E)."""
+        t = type(v)
+        if t is np.ndarray or t is arrays.torch_tensor_type():
+            # K @ v again with v of the same kind and shape (an iterative solver,
+            # a training loop): the product's plan is kept on K, so the call skips
+            # building the product formula and looking the plan up
+            try:
+                sig, context, plan = self._mm
+            except (AttributeError, TypeError):  # never multiplied, or copied empty
+                sig = None
+            if sig is not None and sig == (t, v.shape, v.dtype, _device_of(v)):
+                leaf = v[:, None] if v.ndim == 1 else v
+                leaves = self.variables + (leaf,)
+                if context == dispatch.context() and not autograd.needs_grad(leaves):
+                    Kv = dispatch.execute(plan, leaves)
+                    return Kv[..., 0] if v.ndim == 1 else Kv
+        return self._matmul(v)
+
+    def _matmul(self, v):
+        if self.formula.dim != 1:
+            raise ValueError(
+                f"K @ v needs a scalar formula (inner dimension 1); K has inner "
+                f"dimension {self.formula.dim}"
+            )
+        if not arrays.is_array(v):
+            raise TypeError(
+                f"K @ v: v must be a NumPy array or torch tensor, got {type(v).__name__}"
+            )
+        if v.ndim == 0:
+            raise ValueError("K @ v: v must have at least one dimension")
+        n = v.shape[0] if v.ndim == 1 else v.shape[-2]
+        if self.nj is not None and n != self.nj:
+            raise ValueError(f"K @ v: v has {n} rows; expected {self.nj} (the j axis of K)")
+        if v.ndim <= 2:
+            vj = type(self)(v, axis=1)
+        else:
+            vj = type(self)(v.reshape(tuple(v.shape[:-2]) + (1,) + tuple(v.shape[-2:])))
+        prod = self._binary("mul", vj, "v")  # v may bring batch dims of its own
+        leaves = prod.variables
+        if autograd.needs_grad(leaves):
+            Kv = prod._reduce("sum", 1)
+        else:
+            plan = dispatch.plan(ReductionRequest(prod.formula, "sum", leaves, prod.cats))
+            if (
+                v.ndim <= 2
+                and len(leaves) == len(self.variables) + 1
+                and leaves[-1] is vj.variables[0]
+            ):
+                # v's array was appended, not merged with one of K's: __matmul__
+                # can rebuild these leaves itself next time
+                sig = (type(v), v.shape, v.dtype, _device_of(v))
+                self._mm = (sig, dispatch.context(), plan)
+            Kv = dispatch.execute(plan, leaves)
+        return Kv[..., 0] if v.ndim == 1 else Kv
+
+    def solve(
+        self,
+        b,
+        alpha: float = 1e-10,
+        *,
+        x0=None,
+        rtol: float = 1e-6,
+        atol: float = 0.0,
+        maxiter: int | None = None,
+        precond="auto",
+        rank: int | None = None,
+        callback=None,
+        verbose: bool = False,
+        backend=None,
+        return_info: bool = False,
+    ):
+        """Solve ``(alpha I + K) a = b`` by preconditioned conjugate gradients.
+
+        ``K`` (this LazyTensor) must be a scalar kernel built from the same
+        points on both sides. The parameters are those of
+        :func:`kernelsolve.linalg.solve.solve` (which documents each):
+        ``rtol``/``atol`` stop CG when ``|r| <= max(rtol |b|, atol)`` per
+        column, ``precond`` is "auto", "rpcholesky", "jacobi", None or a
+        callable, ``return_info`` also returns a ``SolveInfo``.
+
+        Example
+        -------
+        >>> import numpy as np
+        >>> from kernelsolve import Vi, Vj
+        >>> x = np.random.default_rng(0).random((500, 2))
+        >>> K = (-Vi(x).sqdist(Vj(x)) * 20.0).exp()
+        >>> a = K.solve(np.ones(500), alpha=0.1)
+        >>> a.shape
+        (500,)
+        """
+        from ..linalg.solve import solve
+
+        return solve(
+            self,
+            b,
+            alpha,
+            x0=x0,
+            rtol=rtol,
+            atol=atol,
+            maxiter=maxiter,
+            precond=precond,
+            rank=rank,
+            callback=callback,
+            verbose=verbose,
+            backend=backend,
+            return_info=return_info,
+        )
+
+    def matvec(self, v):
+        return self @ v
+
+    def rmatvec(self, v):
+        return self.T @ v
+
+
+def _device_of(x):
+    """The device attribute of a torch tensor, None for a NumPy array."""
+    return None if type(x) is np.ndarray else x.device
