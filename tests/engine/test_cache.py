@@ -269,9 +269,7 @@ def test_clear_cache_removes_everything_and_next_call_recompiles(
     assert not d.exists()
     assert len(cpu._memo) == 0
     assert all(
-        size == 0
-        for name, size in cache.memo_sizes().items()
-        if cache._memos[name].clearable
+        size == 0 for name, size in cache.memo_sizes().items() if cache._memos[name].clearable
     )
 
     got = F.sum(dim=1, backend="CPU")
