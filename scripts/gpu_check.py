@@ -227,6 +227,8 @@ def _pytest_verdict(c: dict | None, rehearsal: bool) -> tuple[bool, str]:
     )
     if c["collection_errors"]:
         text += f" ({c['collection_errors']} modules not collected)"
+    if c["passed"] == 0 and not rehearsal:
+        text += "; no GPU test ran"
     real_errors = c["errors"] - c["collection_errors"]
     ok = c["failures"] == 0 and real_errors == 0 and (c["passed"] > 0 or rehearsal)
     return ok, text
@@ -235,7 +237,10 @@ def _pytest_verdict(c: dict | None, rehearsal: bool) -> tuple[bool, str]:
 def _matrix_verdict(m: dict | None) -> tuple[bool, str]:
     if m is None:
         return False, "no results"
+    if m.get("error"):
+        return False, f"not run: {m['error']}"
     text = f"{m['passed']} of {m['total']} comparisons agree, {m['failed']} differ"
+    text += f" ({m.get('device', '?')} vs {m.get('oracle', '?')})"
     if not m.get("finished"):
         text += " (cut short)"
     return m["failed"] == 0 and m.get("finished", False) and m["total"] > 0, text
@@ -315,15 +320,21 @@ def _details(out: Path, verdicts: list[tuple[dict, str, str]]) -> list[str]:
     return lines
 
 
-def report(out: Path, rehearsal: bool = False, commit: str = "") -> tuple[str, bool]:
-    """The Markdown of ``out/gpu_report.md`` and whether every step passed."""
+def report(
+    out: Path, rehearsal: bool = False, commit: str = "", ignore_probe: bool = False
+) -> tuple[str, bool]:
+    """The Markdown of ``out/gpu_report.md`` and whether every step passed
+    (SKIPPED counts as passed: there was nothing to check)."""
     p = read_json(out / "probe.json") or {}
     now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     head = ["# kernelsolve GPU check", ""]
     if rehearsal:
         head += ["**REHEARSAL on the CPU**: every step ran a CPU stand-in; not a GPU result.", ""]
     meta = [f"- date: {now}; commit: {commit or 'unknown'}", *_card_lines(p)]
-    if not p.get("ready") and not rehearsal:
+    if not p.get("ready") and ignore_probe:
+        reasons = "; ".join(p.get("reasons") or ["the probe failed"])
+        head += [f"The probe found no GPU ({reasons}); GPU_CHECK_IGNORE_PROBE=1: run anyway.", ""]
+    elif not p.get("ready") and not rehearsal:
         reasons = p.get("reasons") or ["the probe failed (see probe.log)"]
         text = head + ["Result: **SKIPPED**: no GPU check was run, because:", ""]
         text += [f"- {r}" for r in reasons] + ["", "## Machine", "", *meta]
@@ -350,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("outdir", type=Path)
     rp.add_argument("--rehearsal", action="store_true")
     rp.add_argument("--commit", default="")
+    rp.add_argument("--ignore-probe", action="store_true")
     args = ap.parse_args(argv)
     if args.command == "probe":
         data = probe(args.pretend_no_gpu)
@@ -358,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
             "GPU check can run" if data["ready"] else "no GPU check: " + "; ".join(data["reasons"])
         )
         return READY if data["ready"] else NOT_READY
-    text, ok = report(args.outdir, args.rehearsal, args.commit)
+    text, ok = report(args.outdir, args.rehearsal, args.commit, args.ignore_probe)
     (args.outdir / "gpu_report.md").write_text(text)
     print(text)
     return 0 if ok else 1

@@ -24,6 +24,7 @@
 #
 # Environment: PYTHON (default python3); GPU_CHECK_BUDGET (seconds);
 # GPU_CHECK_PRETEND_NO_GPU=1 (take the no-GPU path anyway);
+# GPU_CHECK_IGNORE_PROBE=1 (run the GPU steps even when the probe finds no GPU);
 # GPU_CHECK_REHEARSAL=1 (run every step with a CPU stand-in, to check this
 # script on a machine without a GPU: see tests/test_gpu_check.py).
 
@@ -52,6 +53,13 @@ SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/kernelsolve-gpu-check.XXXXXX") || exit 2
 trap 'rm -rf "$SCRATCH"' EXIT
 export KERNELSOLVE_CACHE_DIR="$SCRATCH/kernels"
 export CUPY_CACHE_DIR="$SCRATCH/cupy"
+
+# Results of an earlier run in OUTDIR would be read as this run's.
+for f in probe.json steps.tsv pytest_gpu.xml matrix.json bench.json bench.md \
+    bench_f64.json bench_f64.md gpu_report.md probe.log pytest_gpu.log matrix.log \
+    bench.log bench_f64.log report.log; do
+    rm -f "${OUT:?}/$f"
+done
 
 STEPS="$OUT/steps.tsv"
 printf 'step\trc\tseconds\tlimit\tlog\n' >"$STEPS"
@@ -110,7 +118,7 @@ probe_rc=0
 timeout -k 5 60 "$PY" scripts/gpu_check.py probe --json "$OUT/probe.json" ${PROBE_ARGS[@]+"${PROBE_ARGS[@]}"} \
     >"$OUT/probe.log" 2>&1 || probe_rc=$?
 cat "$OUT/probe.log"
-if [ "$REHEARSAL" != 1 ] && [ "$probe_rc" -ne 0 ]; then
+if [ "$REHEARSAL" != 1 ] && [ "${GPU_CHECK_IGNORE_PROBE:-0}" != 1 ] && [ "$probe_rc" -ne 0 ]; then
     write_report || true
     echo "no GPU: skipped; report in $OUT/gpu_report.md"
     exit 0
@@ -150,6 +158,9 @@ run_step bench-f64 120 bench_f64.log \
 REPORT_ARGS=()
 if [ "$REHEARSAL" = 1 ]; then
     REPORT_ARGS+=(--rehearsal)
+fi
+if [ "${GPU_CHECK_IGNORE_PROBE:-0}" = 1 ]; then
+    REPORT_ARGS+=(--ignore-probe)
 fi
 status=0
 write_report ${REPORT_ARGS[@]+"${REPORT_ARGS[@]}"} || status=1

@@ -127,6 +127,29 @@ def test_rehearsal_runs_every_step(tmp_path):
     assert matrix["finished"] and matrix["passed"] == matrix["total"] > 0
 
 
+def test_real_command_lines_reach_the_gpu_checks(tmp_path):
+    """GPU_CHECK_IGNORE_PROBE=1 on a machine without a GPU runs the real GPU
+    command lines: each must get past its argument parsing and fail only for
+    want of a GPU (so that a typo in them cannot waste a GPU slot)."""
+    if gc.probe()["ready"]:
+        pytest.skip("a GPU is present: this would run the whole GPU check")
+    out = tmp_path / "out"
+    proc = run_script(out, GPU_CHECK_IGNORE_PROBE="1")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    report = (out / "gpu_report.md").read_text()
+    assert "GPU_CHECK_IGNORE_PROBE=1" in report and "Result: **FAIL**" in report
+    junit = gc.junit_counts(out / "pytest_gpu.xml")
+    assert junit["tests"] > 0 and junit["skipped"] == junit["tests"], junit
+    assert "no GPU test ran" in report
+    assert "needs a CUDA GPU" in (out / "pytest_gpu.log").read_text()
+    assert "the CUDA target cannot run" in json.loads((out / "matrix.json").read_text())["error"]
+    for log in ("bench.log", "bench_f64.log"):
+        last = (out / log).read_text().strip().splitlines()[-1]
+        assert last.endswith(
+            "--device cuda: torch sees no CUDA device (CPU-only torch build or no driver)"
+        )
+
+
 def test_exhausted_budget_leaves_steps_not_run(tmp_path):
     """A budget too small for any step: every step NOT RUN, FAIL, exit 1."""
     out = tmp_path / "out"
@@ -199,7 +222,7 @@ def test_report_of_failures_and_timeouts(tmp_path):
     assert list(table.values()) == ["FAIL", "TIMEOUT", "FAIL", "NOT RUN"], text
     assert "1 passed, 1 failed, 2 errors, 3 skipped (1 modules not collected)" in text
     assert "tests.test_gpu::test_b[cuda]: AssertionError: 1 != 2" in text
-    assert "killed after 120 s; 1 of 2 comparisons agree, 1 differ (cut short)" in text
+    assert "killed after 120 s; 1 of 2 comparisons agree, 1 differ (? vs ?) (cut short)" in text
     assert "- gauss-sum-32-i [split]: AssertionError: gauss-sum-32-i [split] output 0" in text
     assert "### Reductions on CUDA" in text
     assert "## Last lines of bench.log (FAIL)" in text and "WRONG" in text

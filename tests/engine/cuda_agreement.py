@@ -118,6 +118,20 @@ def run_emulation(p: Problem, v: Variant) -> list[np.ndarray]:
 TARGETS = {"cuda": run_cuda, "emulation": run_emulation}
 
 
+def target_problem(target: str) -> str | None:
+    """Why ``target`` cannot run here at all (then no case is tried), or None."""
+    if target != "cuda":
+        return None
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() > 0:
+            return None
+        return "the CUDA target cannot run: CuPy sees no CUDA device"
+    except Exception as exc:  # ImportError, CUDARuntimeError without a driver
+        return f"the CUDA target cannot run: {type(exc).__name__}: {exc}"
+
+
 def host_compiler_works() -> bool:
     return cpu.find_compiler() is not None and cpu.compiler_problem() is None
 
@@ -217,6 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     if len(variants) != len(names):
         ap.error(f"--variants: expected names among {[v.name for v in VARIANTS]}")
     cases = MATRIX[: args.limit] if args.limit else MATRIX
+    problem = target_problem(args.target)
+    if problem:
+        write_json(args.json, {**summary(args.target, [], done=False), "error": problem})
+        print(f"matrix not run: {problem}")
+        return 1
     prebuild(cases)
     results: list[Result] = []
     for c in cases:
