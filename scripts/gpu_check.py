@@ -210,12 +210,23 @@ def log_tail(path: Path, lines: int = 15) -> str:
 
 # step id -> (title, its result file); the shell script writes these files
 STEPS = {
+    "info": ("`python -m kernelsolve info`", "info.log"),
     "gpu-tests": ("GPU tests (`pytest -m gpu`)", "pytest_gpu.xml"),
     "matrix": ("CUDA vs CPU matrix (`python -m tests.engine.cuda_agreement`)", "matrix.json"),
     "bench": ("benchmark, float32 (`benchmarks/bench_reductions.py`)", "bench.json"),
     "bench-f64": ("benchmark, float64 Gaussian", "bench_f64.json"),
 }
 TIMED_OUT = {"124", "137"}
+
+
+def _info_verdict(log: Path) -> tuple[bool, str]:
+    """The CUDA target line of ``kernelsolve info`` (its exit status decides)."""
+    try:
+        lines = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return False, "no output"
+    cuda = [ln for ln in lines if ln.startswith("CUDA target")]
+    return True, " ".join(cuda[0].split()) if cuda else "no CUDA target line"
 
 
 def _pytest_verdict(c: dict | None, rehearsal: bool) -> tuple[bool, str]:
@@ -260,7 +271,9 @@ def step_verdict(out: Path, step: dict, rehearsal: bool) -> tuple[str, str]:
         return "NOT RUN", "no time left in the budget"
     sid = step["step"]
     result = out / STEPS.get(sid, ("", ""))[1]
-    if sid == "gpu-tests":
+    if sid == "info":
+        ok, text = _info_verdict(result)
+    elif sid == "gpu-tests":
         ok, text = _pytest_verdict(junit_counts(result), rehearsal)
     elif sid == "matrix":
         ok, text = _matrix_verdict(read_json(result))
@@ -313,6 +326,9 @@ def _details(out: Path, verdicts: list[tuple[dict, str, str]]) -> list[str]:
         except OSError:
             continue
         lines += ["", f"## Benchmark ({name})", "", table.strip()]
+    info = log_tail(out / "info.log", lines=60)
+    if info != "(no log)":
+        lines += ["", "## kernelsolve info", "", "```", info, "```"]
     for step, status, _ in verdicts:
         if status != "PASS" and step.get("log"):
             tail = log_tail(out / step["log"])

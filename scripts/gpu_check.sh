@@ -9,6 +9,7 @@
 # within GPU_CHECK_BUDGET seconds (440 by default, so that with the report and
 # the grace of each `timeout` it ends within 8 minutes):
 #
+#   0. info       python -m kernelsolve info (what the library finds there)
 #   1. gpu-tests  pytest -m gpu (tests/test_gpu.py, tests/engine/test_cuda_device.py)
 #                 without the matrix test, which step 2 runs
 #   2. matrix     every case of tests/engine/cuda_matrix.py on the CUDA target
@@ -56,7 +57,7 @@ export CUPY_CACHE_DIR="$SCRATCH/cupy"
 
 # Results of an earlier run in OUTDIR would be read as this run's.
 for f in probe.json steps.tsv pytest_gpu.xml matrix.json bench.json bench.md \
-    bench_f64.json bench_f64.md gpu_report.md probe.log pytest_gpu.log matrix.log \
+    bench_f64.json bench_f64.md gpu_report.md probe.log info.log pytest_gpu.log matrix.log \
     bench.log bench_f64.log report.log; do
     rm -f "${OUT:?}/$f"
 done
@@ -138,6 +139,8 @@ else
     BENCH_F32=(--dtypes float32)
     BENCH_F64=(--only gauss --dtypes float64)
 fi
+
+run_step info 60 info.log "$PY" -m kernelsolve info
 
 run_step gpu-tests 100 pytest_gpu.log \
     "$PY" -m pytest -m gpu -k "not device_matrix" -q -rfEs -p no:cacheprovider \

@@ -108,7 +108,7 @@ def test_real_probe_on_this_machine(tmp_path):
 
 @needs_compiler
 def test_rehearsal_runs_every_step(tmp_path):
-    """GPU_CHECK_REHEARSAL=1: the four steps run with CPU stand-ins through the
+    """GPU_CHECK_REHEARSAL=1: the five steps run with CPU stand-ins through the
     real plumbing; the report says REHEARSAL and PASS with a row per step, the
     benchmark tables and the raw files beside it."""
     out = tmp_path / "out"
@@ -117,12 +117,13 @@ def test_rehearsal_runs_every_step(tmp_path):
     report = (out / "gpu_report.md").read_text()
     assert "REHEARSAL" in report and "Result: **PASS**" in report
     table = steps_table(report)
-    assert list(table.values()) == ["PASS"] * 4, report
+    assert list(table.values()) == ["PASS"] * 5, report
     assert "| Gaussian K @ b | 2000 x 2000 | 3 | float32 |" in report
     assert "| Gaussian K @ b | 2000 x 2000 | 3 | float64 |" in report
     for name in ("probe.json", "steps.tsv", "pytest_gpu.xml", "matrix.json", "bench.md"):
         assert (out / name).stat().st_size > 0, name
     assert "done Gaussian K @ b" in (out / "bench.log").read_text()
+    assert "## kernelsolve info" in report and re.search(r"^CUDA target\s", report, re.M)
     matrix = json.loads((out / "matrix.json").read_text())
     assert matrix["finished"] and matrix["passed"] == matrix["total"] > 0
 
@@ -157,7 +158,7 @@ def test_exhausted_budget_leaves_steps_not_run(tmp_path):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     report = (out / "gpu_report.md").read_text()
     assert "Result: **FAIL**" in report
-    assert list(steps_table(report).values()) == ["NOT RUN"] * 4
+    assert list(steps_table(report).values()) == ["NOT RUN"] * 5
 
 
 # ---------------------------------------------------------------------- the report
