@@ -214,9 +214,14 @@ def test_reduction_refuses_a_planted_kernel(private_cache, planted):
     def F():
         return ((Vi(x) * Vj(y)).cosh() - Vj(y)).sum(dim=1, backend="CPU")
 
-    F()  # compiles the real kernel: learn its entry's name
+    F()  # compiles and loads the real kernel: learn its entry's name
     (so,) = private_cache.rglob("*.so")
-    so.write_bytes(lib.read_bytes())
+    # a new file under the name (rewriting the loaded library in place would
+    # change the code this process has mapped)
+    planted_copy = so.with_name(".planted")
+    planted_copy.write_bytes(lib.read_bytes())
+    os.chmod(planted_copy, 0o700)
+    os.replace(planted_copy, so)
     os.chmod(private_cache, 0o777)
     cpu._memo.clear()
     with pytest.raises(cache.UnsafeCacheError, match=str(private_cache)):
