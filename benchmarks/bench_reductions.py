@@ -28,6 +28,11 @@ Gaussian ``K @ b`` at N = M = 100 (expression rebuilt each call; mean of ``--cal
 calls: 2000, or 200 with ``--quick``; ``--no-extras`` skips both), and the cost of
 11 columns relative to 1 for every Gaussian case timed with both.
 
+``--device cuda`` runs every library on torch CUDA tensors (kernelsolve's CUDA target
+through CuPy; the torch baseline on the GPU, in tiles of ``--tile-mb``, 1024 MB by default
+there), synchronising the device around each timed call; the first-call and warm-call
+measures are CPU-only and skipped there. pykeops is optional everywhere.
+
 ``--quick`` is a smoke test (N = M = 2000, D = 3): its timings are dominated by noise.
 The exit status is 1 when a library fails or a result fails the correctness check.
 Run it on an otherwise idle machine: with more runnable processes than cores, the
@@ -45,6 +50,9 @@ Usage::
         --dtypes float32 --no-extras
     python benchmarks/bench_reductions.py --repeat 3 \\
         --json results.json --markdown docs/bench_reductions.md
+    # on a GPU, N = M = 1e6 against tiled torch (what scripts/gpu_check.sh runs):
+    python benchmarks/bench_reductions.py --device cuda --sizes 1e6 --dims 3 --columns 1 \\
+        --no-pykeops
 """
 
 from __future__ import annotations
@@ -75,7 +83,8 @@ KINDS = ("gauss", "lse", "argkmin")
 LIBS = ("kernelsolve", "pykeops", "torch")
 KNN = 10  # K of argKmin
 CHECK_ROWS = 100  # rows compared with the torch baseline
-TILE_BYTES = 256 * 2**20  # torch baseline: bytes of one M_chunk x N tile
+TILE_MB = {"cpu": 256, "cuda": 1024}  # torch baseline: MB of one M_chunk x N tile
+TILE_BYTES = TILE_MB["cpu"] * 2**20  # set by main() from --tile-mb / --device
 # N = M of the warm-up call: small, but above kernelsolve's one-thread cut-off (2^16 pairs)
 # so that the warm-up also starts the OpenMP / intra-op thread pools of every library.
 TINY = 512
@@ -135,8 +144,11 @@ def build_cases(
     return cases
 
 
-def make_data(case: Case, M: int | None = None, N: int | None = None, seed: int = 0) -> dict:
-    """x (M, D), y (N, D) and, for gauss, b (N, E): uniform in [0, 1]."""
+def make_data(
+    case: Case, M: int | None = None, N: int | None = None, seed: int = 0, device: str = "cpu"
+) -> dict:
+    """x (M, D), y (N, D) and, for gauss, b (N, E): uniform in [0, 1] (drawn on
+    the host, the same numbers for every device), on ``device``."""
     M, N = M or case.M, N or case.N
     g = torch.Generator().manual_seed(seed)
     dt = DTYPES[case.dtype]
@@ -146,7 +158,7 @@ def make_data(case: Case, M: int | None = None, N: int | None = None, seed: int 
     }
     if case.kind == "gauss":
         data["b"] = torch.rand(N, case.E, generator=g, dtype=dt)
-    return data
+    return {k: v.to(device) for k, v in data.items()}
 
 
 # ------------------------------------------------- LazyTensor formulas (both libraries)
@@ -186,7 +198,7 @@ def sqdist_tile(xc, y):
 
 
 def torch_gauss(x, y, b):
-    out = torch.empty(x.shape[0], b.shape[1], dtype=x.dtype)
+    out = torch.empty(x.shape[0], b.shape[1], dtype=x.dtype, device=x.device)
     step = row_chunk(y.shape[0], x.dtype)
     for s in range(0, x.shape[0], step):
         k = sqdist_tile(x[s : s + step], y).neg_().exp_()
@@ -195,7 +207,7 @@ def torch_gauss(x, y, b):
 
 
 def torch_lse(x, y):
-    out = torch.empty(x.shape[0], 1, dtype=x.dtype)
+    out = torch.empty(x.shape[0], 1, dtype=x.dtype, device=x.device)
     step = row_chunk(y.shape[0], x.dtype)
     for s in range(0, x.shape[0], step):
         out[s : s + step, 0] = torch.logsumexp(sqdist_tile(x[s : s + step], y).neg_(), dim=1)
@@ -203,7 +215,7 @@ def torch_lse(x, y):
 
 
 def torch_argkmin(x, y):
-    out = torch.empty(x.shape[0], KNN, dtype=torch.int64)
+    out = torch.empty(x.shape[0], KNN, dtype=torch.int64, device=x.device)
     step = row_chunk(y.shape[0], x.dtype)
     for s in range(0, x.shape[0], step):
         d = sqdist_tile(x[s : s + step], y)
@@ -239,12 +251,20 @@ def runner(lib: str, kind: str, pk_lazy=None) -> Callable:
     return lambda **d: TORCH[kind](**d)
 
 
+def sync(data: dict) -> None:
+    """Wait for the device of ``data``'s tensors (GPU work is asynchronous)."""
+    if any(v.is_cuda for v in data.values()):
+        torch.cuda.synchronize()
+
+
 def best_time(fn: Callable, data: dict, repeat: int):
     """(best seconds over ``repeat`` runs, result of the last run)."""
     best, out = math.inf, None
     for _ in range(repeat):
+        sync(data)
         t0 = time.perf_counter()
         out = fn(**data)
+        sync(data)
         best = min(best, time.perf_counter() - t0)
     return best, out
 
@@ -278,9 +298,9 @@ class CaseResult:
     libs: dict[str, LibResult] = field(default_factory=dict)
 
 
-def run_case(case: Case, libs: list[str], repeat: int, pk_lazy) -> CaseResult:
-    data = make_data(case)
-    tiny = make_data(case, M=TINY, N=TINY, seed=1)
+def run_case(case: Case, libs: list[str], repeat: int, pk_lazy, device: str = "cpu") -> CaseResult:
+    data = make_data(case, device=device)
+    tiny = make_data(case, M=TINY, N=TINY, seed=1, device=device)
     head = {k: (v[:CHECK_ROWS] if k == "x" else v) for k, v in data.items()}
     ref = TORCH[case.kind](**head).reshape(min(CHECK_ROWS, case.M), -1)
     result = CaseResult(case)
@@ -290,6 +310,7 @@ def run_case(case: Case, libs: list[str], repeat: int, pk_lazy) -> CaseResult:
         try:
             t0 = time.perf_counter()
             fn(**tiny)  # warm-up: compiles the formula (kernelsolve, pykeops)
+            sync(tiny)
             r.warmup_seconds = time.perf_counter() - t0
             r.seconds, out = best_time(fn, data, repeat)
         except Exception as exc:  # report, go on with the rest
@@ -410,6 +431,19 @@ def machine_info(pykeops_version: str | None) -> dict:
     }
 
 
+def gpu_info() -> str:
+    """The GPU, its CUDA and CuPy versions (for runs with ``--device cuda``)."""
+    name = torch.cuda.get_device_name(0)
+    mem = torch.cuda.get_device_properties(0).total_memory / 2**30
+    try:
+        import cupy
+
+        cupy_version = cupy.__version__
+    except Exception as exc:  # the kernelsolve rows then say what failed
+        cupy_version = f"not importable ({type(exc).__name__})"
+    return f"{name}, {mem:.0f} GiB (torch CUDA {torch.version.cuda}, CuPy {cupy_version})"
+
+
 # ------------------------------------------------------------------------- output
 
 
@@ -524,6 +558,7 @@ def machine_lines(info: dict) -> list[str]:
         f"- versions: kernelsolve {info['kernelsolve']}, pykeops {info['pykeops']}, torch "
         f"{info['torch']}, numpy {info['numpy']}, Python {info['python']}",
         f"- compiler: {info['compiler']}",
+        *([f"- GPU: {info['gpu']}"] if info.get("gpu") else []),
         f"- date: {info['date']}",
         f"- command: `{info['command']}`",
         *load_warning(info),
@@ -581,9 +616,27 @@ def parse_args(argv=None):
     p.add_argument(
         "--calls", type=int, default=None, help="warm-call measure: calls (2000; --quick: 200)"
     )
+    p.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where the tensors live and every library runs (default cpu)",
+    )
+    p.add_argument(
+        "--tile-mb",
+        type=int,
+        default=None,
+        help=f"MB of one tile of the torch baseline (default {TILE_MB})",
+    )
     p.add_argument("--json", metavar="PATH", help="write results as JSON")
     p.add_argument("--markdown", metavar="PATH", help="write the markdown tables (overwrite)")
     args = p.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: torch sees no CUDA device (CPU-only torch build or no driver)")
+    if args.tile_mb is None:
+        args.tile_mb = TILE_MB[args.device]
+    elif args.tile_mb < 1:
+        p.error("--tile-mb must be positive")
     if args.repeat < 1 or (args.rows is not None and args.rows < 1) or (args.calls or 1) < 1:
         p.error("--repeat, --rows and --calls must be positive")
     bad = [d for d in args.dtypes if d not in DTYPES]
@@ -600,8 +653,22 @@ def parse_args(argv=None):
     return args
 
 
+def progress_line(r: CaseResult) -> str:
+    """One line per finished case (on stderr: a run cut short still shows them)."""
+    cells = []
+    for lib, lr in r.libs.items():
+        if lr.error:
+            cells.append(f"{lib} ERROR {lr.error}")
+        else:
+            verdict = "" if lr.ok is None else (" ok" if lr.ok else " WRONG")
+            cells.append(f"{lib} {fmt3(lr.seconds)} s ({fmt3(lr.pairs_per_s)} pairs/s){verdict}")
+    return f"done {r.case.label}: " + "; ".join(cells)
+
+
 def main(argv=None) -> int:
+    global TILE_BYTES
     args = parse_args(argv)
+    TILE_BYTES = args.tile_mb * 2**20
     pk_lazy, pk_version, pk_reason = (None, None, "disabled (--no-pykeops)")
     if not args.no_pykeops:
         pk_lazy, pk_version, pk_reason = import_pykeops()
@@ -611,6 +678,8 @@ def main(argv=None) -> int:
     info = machine_info(pk_version)
     if pk_lazy is None:
         info["pykeops"] = f"not run: {pk_reason}"
+    if args.device == "cuda":
+        info["gpu"] = gpu_info()
 
     results = []
     cases = build_cases(
@@ -618,10 +687,13 @@ def main(argv=None) -> int:
     )
     for case in cases:
         print(f"running {case.label}", file=sys.stderr, flush=True)
-        results.append(run_case(case, libs, args.repeat, pk_lazy))
+        results.append(run_case(case, libs, args.repeat, pk_lazy, args.device))
+        print(progress_line(results[-1]), file=sys.stderr, flush=True)
 
     extras = {}
-    if not args.no_extras:
+    if args.device != "cpu" and not args.no_extras:
+        print("first-call and warm-call measures are CPU-only: skipped", file=sys.stderr)
+    elif not args.no_extras:
         extras["first_call"] = first_call_seconds()
         wc = {"calls": args.calls, "kernelsolve": warm_call_us(KSLazyTensor, args.calls)}
         if pk_lazy is not None:
@@ -630,17 +702,17 @@ def main(argv=None) -> int:
     extras["columns_11_over_1"] = column_cost(results)
     info["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
 
-    md = ["## Reductions: kernelsolve vs peers", "", *machine_lines(info), ""]
+    where = "" if args.device == "cpu" else f" on {args.device.upper()}"
+    md = [f"## Reductions{where}: kernelsolve vs peers", "", *machine_lines(info), ""]
     md += [
         f"Times in seconds (best of {args.repeat}); pairs/s = M*N / time; ks/peer = "
         "kernelsolve pairs/s divided by the peer's (> 1: kernelsolve faster).",
         "",
         *main_table(results, libs),
-        "",
-        "### Extra measurements",
-        "",
-        *extras_table(extras),
     ]
+    extra_rows = extras_table(extras)
+    if len(extra_rows) > 2:  # more than the header
+        md += ["", "### Extra measurements", "", *extra_rows]
     text = "\n".join(md)
     print("\n" + text)
     if args.markdown:

@@ -1,7 +1,9 @@
-"""Command line: ``kernelsolve info | demo | bench``.
+"""Command line: ``kernelsolve [--version] info | demo | bench`` (also
+``python -m kernelsolve``).
 
-* ``kernelsolve info``: versions, the CPU and CUDA targets, the kernel cache,
-  and what is missing with the command that installs it.
+* ``kernelsolve info``: versions, the CPU and CUDA targets, the kernel cache
+  (path, size, safety), the process-global caches, and what is missing with
+  the command that installs it (see :mod:`kernelsolve.diagnostics`).
 * ``kernelsolve demo``: rebuild matplotlib's Jacksboro DEM from a random 20 %
   of its points with a thin-plate spline, ordinary kriging and an exact
   Gaussian process, next to scipy's dense RBFInterpolator (see
@@ -15,11 +17,7 @@ The CLI is the top layer: nothing in the library imports it.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import subprocess
 import sys
-import time
 
 import numpy as np
 
@@ -27,154 +25,10 @@ import numpy as np
 # ----------------------------------------------------------------------------
 # info
 # ----------------------------------------------------------------------------
-def _version_of(module: str) -> str | None:
-    import importlib
-
-    try:
-        mod = importlib.import_module(module)
-    except Exception:  # ImportError, or a broken install raising anything else
-        return None
-    return str(getattr(mod, "__version__", "installed"))
-
-
-def _compiler_version(cc: str) -> str:
-    try:
-        out = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=10)
-        return out.stdout.splitlines()[0].strip() if out.stdout else "unknown version"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown version"
-
-
-def _dir_size(path) -> tuple[int, int]:
-    files, size = 0, 0
-    for root, _, names in os.walk(path):
-        for name in names:
-            try:
-                size += os.path.getsize(os.path.join(root, name))
-                files += 1
-            except OSError:
-                pass
-    return files, size
-
-
-def _gpu_names() -> list[str]:
-    """CUDA devices seen by CuPy, else by torch (empty without a GPU)."""
-    try:
-        import cupy
-
-        names = []
-        for k in range(cupy.cuda.runtime.getDeviceCount()):
-            name = cupy.cuda.runtime.getDeviceProperties(k)["name"]
-            names.append(name.decode() if isinstance(name, bytes) else str(name))
-        return names
-    except Exception:  # no CuPy, no driver, no device
-        pass
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return [torch.cuda.get_device_name(k) for k in range(torch.cuda.device_count())]
-    except Exception:
-        pass
-    return []
-
-
-def _cpu_self_test() -> tuple[bool, str]:
-    """One tiny reduction through the compiled CPU target (compiles it if not cached)."""
-    from . import LazyTensor
-
-    x = np.random.default_rng(0).random((64, 3))
-    t = time.perf_counter()
-    try:
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", RuntimeWarning)  # the reference fallback warns
-            K = (-((LazyTensor(x[:, None, :]) - LazyTensor(x[None, :, :])) ** 2).sum(-1)).exp()
-            out = K.sum(dim=1, backend="CPU")
-    except Exception as exc:  # CompileError, missing compiler, ...
-        return False, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    dense = np.exp(-((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)).sum(1)
-    if not np.allclose(np.asarray(out).ravel(), dense, rtol=1e-10):
-        return False, "wrong result against NumPy"
-    return True, f"ok ({time.perf_counter() - t:.2f} s, compile included when not cached)"
-
-
 def _info(args) -> int:
-    from . import __version__, config
-    from .engine import cache
-    from .engine.backends import cpu, cuda
+    from . import diagnostics
 
-    rows: list[tuple[str, str]] = []
-    missing: list[tuple[str, str]] = []
-    rows.append(("kernelsolve", __version__))
-    rows.append(("python", f"{platform.python_version()} ({sys.executable})"))
-    rows.append(("platform", f"{platform.platform()}; {cpu.cpu_model()}, {os.cpu_count()} cores"))
-    for name, mod, extra, why in (
-        ("numpy", "numpy", None, None),
-        ("scipy", "scipy", None, None),
-        ("torch", "torch", "torch", "torch tensors, autograd, the demo's GP"),
-        ("matplotlib", "matplotlib", "demo", "kernelsolve demo (data and figure)"),
-        ("gpytorch", "gpytorch", "gpytorch", "kernelsolve.integrations.gpytorch"),
-        ("pykeops", "pykeops", None, "kernelsolve bench comparisons (optional)"),
-        ("cupy", "cupy", "cuda", "the CUDA target"),
-    ):
-        v = _version_of(mod)
-        rows.append((name, v or "not installed"))
-        if v is None and why:
-            fix = f"pip install 'kernelsolve[{extra}]'" if extra else f"pip install {mod}"
-            missing.append((f"{name} ({why})", fix))
-
-    cc = cpu.find_compiler()
-    threads = config.num_threads or cpu.num_threads(None, 1 << 40)
-    if cc:
-        rows.append(("CPU target", f"{cc}: {_compiler_version(cc)}"))
-        rows.append(("CPU flags", " ".join(cpu.FLAGS)))
-        ok, msg = _cpu_self_test()
-        rows.append(("CPU check", msg))
-        if not ok:
-            missing.append(
-                ("a working C++ compiler with OpenMP", "apt-get install g++ (or set CXX)")
-            )
-    else:
-        rows.append(("CPU target", "no C++ compiler found: the NumPy reference engine is used"))
-        missing.append(("a C++ compiler with OpenMP", "apt-get install g++ (or set CXX)"))
-    rows.append(("OpenMP threads", f"{threads} (KERNELSOLVE_NUM_THREADS / OMP_NUM_THREADS)"))
-
-    gpus = _gpu_names()
-    cuda_ok = cuda.available()
-    if cuda_ok:
-        rows.append(("CUDA target", f"available (CuPy {_version_of('cupy')}): {', '.join(gpus)}"))
-    elif gpus:
-        rows.append(("CUDA target", f"GPU {', '.join(gpus)} found, but CuPy is missing"))
-        missing.append(("CuPy (to run kernels on the GPU)", "pip install 'kernelsolve[cuda]'"))
-    else:
-        rows.append(("CUDA target", "no CUDA GPU found (the CPU target is used)"))
-    nvrtc = cuda.nvrtc_available()
-    rows.append(("NVRTC", nvrtc or "not available (checks CUDA sources without a GPU; tests)"))
-    if not nvrtc:
-        missing.append(
-            (
-                "NVRTC (CUDA source checks in the tests)",
-                "pip install cuda-python nvidia-cuda-nvrtc-cu12",
-            )
-        )
-
-    where = cache.cache_dir()
-    files, size = _dir_size(where) if os.path.isdir(where) else (0, 0)
-    rows.append(
-        ("cache", f"{where} ({files} files, {size / 2**20:.1f} MiB; KERNELSOLVE_CACHE_DIR)")
-    )
-
-    width = max(len(k) for k, _ in rows) + 2
-    for k, v in rows:
-        print(f"{k:<{width}}{v}")
-    if missing:
-        print("missing:")
-        for what, fix in missing:
-            print(f"  {what}: {fix}")
-    else:
-        print("missing: nothing")
+    print(diagnostics.collect().render())
     return 0
 
 
@@ -260,11 +114,13 @@ def _bench(args, parser) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
     from .demo import DEFAULT_N_TRAIN, DEFAULT_SCIPY_N
 
     parser = argparse.ArgumentParser(
         prog="kernelsolve", description="kernelsolve: kernel linear algebra at scale."
     )
+    parser.add_argument("--version", action="version", version=f"kernelsolve {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{info,demo,bench}")
     sub.add_parser("info", help="versions, targets, cache, and what is missing")
 

@@ -49,13 +49,54 @@ class CompileError(RuntimeError):
     """The host compiler rejected a generated kernel."""
 
 
+class CompilerNotFoundError(CompileError):
+    """``$CXX`` (or ``$CC``) names a compiler that cannot be run."""
+
+
+# The variables that choose the host compiler, in order of precedence.
+COMPILER_VARS = ("CXX", "CC")
+
+
+def chosen_compiler() -> tuple[str, str] | None:
+    """(variable, value) of the first non-empty ``$CXX`` / ``$CC``, or None."""
+    for var in COMPILER_VARS:
+        value = os.environ.get(var)
+        if value:
+            return var, value
+    return None
+
+
 @memoized("cpu.compiler", maxsize=1)
 def find_compiler() -> str | None:
-    """``$CXX``, else ``$CC``, else the first of c++, g++, clang++ on PATH."""
-    for cand in (os.environ.get("CXX"), os.environ.get("CC"), "c++", "g++", "clang++"):
-        if cand and shutil.which(cand):
+    """The host C++ compiler: ``$CXX``, else ``$CC``, else the first of c++,
+    g++, clang++ on PATH; None when none is set or found.
+
+    A compiler chosen by ``$CXX`` / ``$CC`` is never replaced by another one:
+    when the variable names no executable, its value is returned as it is, so
+    that the first compile raises :class:`CompilerNotFoundError` naming the
+    variable (see :func:`compiler_problem`).
+    """
+    chosen = chosen_compiler()
+    if chosen:
+        return shutil.which(chosen[1]) or chosen[1]
+    for cand in ("c++", "g++", "clang++"):
+        if shutil.which(cand):
             return shutil.which(cand)
     return None
+
+
+def compiler_problem() -> str | None:
+    """Why the compiler that ``$CXX`` / ``$CC`` chose cannot be run, or None
+    (also None when neither is set)."""
+    chosen = chosen_compiler()
+    if chosen is None or shutil.which(chosen[1]):
+        return None
+    var, value = chosen
+    return (
+        f"{var}={value!r} names no executable compiler (neither a path to one nor a "
+        f"command on PATH): install it, set {var} to the path of one executable (no "
+        f"arguments), or unset {var} to use c++ / g++ / clang++ from PATH"
+    )
 
 
 @memoized("cpu.toolchain_id", maxsize=1)
@@ -117,7 +158,11 @@ def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
 
 def compile_shared(src: Path, out: Path, flags: tuple[str, ...] = FLAGS) -> None:
     """Host-compile the C++ file ``src`` into the shared library ``out``."""
-    cmd = [find_compiler(), *flags, "-x", "c++", str(src), "-o", str(out)]
+    cc = find_compiler()
+    if cc is None or shutil.which(cc) is None:
+        default = f"the C++ compiler {cc} is gone" if cc else "no C++ compiler found"
+        raise CompilerNotFoundError(compiler_problem() or f"{default}: install g++ or set CXX")
+    cmd = [cc, *flags, "-x", "c++", str(src), "-o", str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise CompileError(
