@@ -389,7 +389,8 @@ def _run_cuda(plan: Plan, leaves: Sequence) -> list:
     if not cuda.available():
         raise RuntimeError(
             f"arrays live on {kind.device} but the CUDA target is unavailable: "
-            "install CuPy (pip install 'kernelsolve[cuda]') and check the driver"
+            "install CuPy for your driver's CUDA major version (pip install "
+            "'kernelsolve[cuda12]' or 'kernelsolve[cuda13]') and check the driver"
         )
     dev = []
     for x, s in zip(leaves, plan.shapes):
