@@ -48,14 +48,13 @@ def bind_number(x, axis) -> tuple:
     return ir.var(0, ir.P, len(leaf)), (leaf,), (ir.P,), None, None, (), None
 
 
-def _leaf_of(x, axis) -> tuple[object, int]:
+def _leaf_of(x, shape: tuple, axis) -> tuple[object, int]:
     """The array bound to the variable (shape ``batch + (n, d)`` or
     ``batch + (d,)``) and its category, from pykeops' shape conventions."""
-    shape = tuple(x.shape)
-    if x.ndim >= 3:
+    if len(shape) >= 3:
         if axis is not None:
             raise ValueError(
-                f"LazyTensor: axis must not be given for a {x.ndim}-D array; the "
+                f"LazyTensor: axis must not be given for a {len(shape)}-D array; the "
                 "category is read from the shape (..., M, 1, D) or (..., 1, N, D)"
             )
         m, n = shape[-3], shape[-2]
@@ -70,14 +69,14 @@ def _leaf_of(x, axis) -> tuple[object, int]:
             "(..., M, 1, D) for an i-variable, (..., 1, N, D) for a j-variable or "
             "(..., 1, 1, D) for a parameter"
         )
-    if x.ndim == 2:
+    if len(shape) == 2:
         if axis not in (0, 1):
             raise ValueError(
                 f"LazyTensor: a 2-D array of shape {shape} needs axis=0 (indexed by i) "
                 f"or axis=1 (indexed by j), got axis={axis}"
             )
         return x, (ir.I if axis == 0 else ir.J)
-    if x.ndim == 1:
+    if len(shape) == 1:
         if axis in (0, 1):  # a vector of N scalars indexed by i or j
             return x[:, None], (ir.I if axis == 0 else ir.J)
         if axis in (None, 2):
@@ -96,11 +95,12 @@ def bind_array(x, axis) -> tuple:
         raise TypeError(
             f"LazyTensor: x has dtype {kind.dtype}; expected float16, bfloat16, float32 or float64"
         )
-    if 0 in tuple(x.shape):
+    shape = tuple(x.shape)
+    if 0 in shape:
         raise ValueError(
-            f"LazyTensor: x of shape {tuple(x.shape)} is empty; expected no zero-size dimension"
+            f"LazyTensor: x of shape {shape} is empty; expected no zero-size dimension"
         )
-    leaf, cat = _leaf_of(x, axis)
+    leaf, cat = _leaf_of(x, shape, axis)
     lshape = tuple(leaf.shape)
     ni = lshape[-2] if cat == ir.I else None
     nj = lshape[-2] if cat == ir.J else None
