@@ -149,7 +149,6 @@ matern's ``nu``, which are constants of the formula).
 
 from __future__ import annotations
 
-import math
 import sys
 import time
 from collections.abc import Callable
@@ -161,10 +160,11 @@ from scipy.optimize import least_squares
 
 from .. import autograd
 from ..engine import ir
+from . import kernels
 from . import precond as precond_mod
 from .cg import cg
 from .operator import KernelOperator
-from .radial import RadialKernel
+from .radial import RadialKernel, kernel_formula
 from .saddle import SaddleInfo, SaddleSolver, monomial_powers, polynomial_matrix
 
 __all__ = [
@@ -181,20 +181,13 @@ __all__ = [
 EPS = 1.0e-10  # PyKrige's cutoff: a target this close to a datum coincides with it
 
 
-def _m(op, *args, attrs=()):
-    return ir.make(op, *args, attrs=attrs)
-
-
-def _c(v):
-    return ir.const(float(v))
-
-
 # ----------------------------------------------------------------------
 # Variogram models as data
 # ----------------------------------------------------------------------
 @dataclass(frozen=True)
 class VariogramModel:
-    """A variogram family.
+    """A variogram family: ``gamma(h) = amplitude * g((h / length)^2) + nugget`` with
+    the shape ``g`` (``g(0) = 0``) of :data:`kernelsolve.linalg.kernels.VARIOGRAM_SHAPES`.
 
     Attributes
     ----------
@@ -202,145 +195,57 @@ class VariogramModel:
     names : tuple of str
         Parameters in PyKrige's internal order (partial sill first, nugget last
         but for matern, whose ``nu`` follows the nugget).
-    gamma : callable
-        ``gamma(params, h)``: the variogram with its nugget, PyKrige's formula
-        (``gamma(params, 0) = nugget``, as in PyKrige).
     split : callable
         ``split(params) -> (amplitude, length, key)``: ``gamma_c(h) =
         amplitude * g(h / length)``, ``key`` the shape's extra parameter
         (power exponent, matern nu) or None.
-    shape_numpy : callable
-        ``shape_numpy(t, key)``: ``g(t)`` with ``g(0) = 0``.
-    shape_formula : callable
-        ``shape_formula(s, key)``: ``g(sqrt(s))`` as an IR node of ``s = t^2``.
     """
 
     name: str
     names: tuple[str, ...]
-    gamma: Callable[[np.ndarray, np.ndarray], np.ndarray]
     split: Callable[[np.ndarray], tuple[float, float, float | None]]
-    shape_numpy: Callable[[np.ndarray, float | None], np.ndarray]
-    shape_formula: Callable[[ir.Node, float | None], ir.Node]
 
+    def shape(self, m, s, key):
+        """``g`` of ``s = t^2`` in a math namespace ``m`` of :mod:`.kernels`."""
+        return kernels.VARIOGRAM_SHAPES[self.name](m, s, key)
 
-def _gamma_linear(m, d):
-    return float(m[0]) * d + float(m[1])
+    def shape_numpy(self, t, key) -> np.ndarray:
+        """``g(t)`` of the scaled distance ``t``."""
+        t = np.asarray(t, dtype=np.float64)
+        return self.shape(kernels.NUMPY, t * t, key)
 
-
-def _gamma_power(m, d):
-    return float(m[0]) * d ** float(m[1]) + float(m[2])
-
-
-def _gamma_gaussian(m, d):
-    psill, range_, nugget = float(m[0]), float(m[1]), float(m[2])
-    return psill * (1.0 - np.exp(-(d**2.0) / (range_ * 4.0 / 7.0) ** 2.0)) + nugget
-
-
-def _gamma_exponential(m, d):
-    psill, range_, nugget = float(m[0]), float(m[1]), float(m[2])
-    return psill * (1.0 - np.exp(-d / (range_ / 3.0))) + nugget
-
-
-def _gamma_spherical(m, d):
-    psill, range_, nugget = float(m[0]), float(m[1]), float(m[2])
-    d = np.asarray(d, dtype=np.float64)
-    inner = psill * ((3.0 * d) / (2.0 * range_) - (d**3.0) / (2.0 * range_**3.0)) + nugget
-    return np.where(d <= range_, inner, psill + nugget)
-
-
-def _matern_shape(t, nu):
-    if nu == 0.5:
-        return 1.0 - np.exp(-t)
-    if nu == 1.5:
-        u = math.sqrt(3.0) * t
-        return 1.0 - (1.0 + u) * np.exp(-u)
-    u = math.sqrt(5.0) * t
-    return 1.0 - (1.0 + u + u * u / 3.0) * np.exp(-u)
-
-
-def _gamma_matern(m, d):
-    psill, range_, nugget, nu = (float(v) for v in m[:4])
-    return psill * _matern_shape(np.asarray(d, dtype=np.float64) / range_, nu) + nugget
-
-
-def _one_minus_exp(x: ir.Node) -> ir.Node:
-    """``1 - exp(-x)``."""
-    return _m("sub", _c(1.0), _m("exp", _m("neg", x)))
-
-
-def _matern_formula(s: ir.Node, nu: float) -> ir.Node:
-    t = _m("sqrt", s)
-    if nu == 0.5:
-        return _one_minus_exp(t)
-    if nu == 1.5:
-        u = _m("mul", _c(math.sqrt(3.0)), t)
-        poly = _m("add", _c(1.0), u)
-    else:
-        u = _m("mul", _c(math.sqrt(5.0)), t)
-        poly = _m("add", _m("add", _c(1.0), u), _m("mul", _c(5.0 / 3.0), s))
-    return _m("sub", _c(1.0), _m("mul", poly, _m("exp", _m("neg", u))))
-
-
-def _spherical_shape(t, key):
-    u = np.minimum(t, 1.0)
-    return 1.5 * u - 0.5 * u**3
-
-
-def _spherical_formula(s, key):
-    u = _m("clamp", _m("sqrt", s), _c(0.0), _c(1.0))
-    return _m("sub", _m("mul", _c(1.5), u), _m("mul", _c(0.5), _m("pow", u, attrs=(3,))))
+    def gamma(self, params, h) -> np.ndarray:
+        """The variogram with its nugget, PyKrige's ``variogram_function(params, h)``
+        (``gamma(params, 0) = nugget``, as in PyKrige)."""
+        amplitude, length, key = self.split(params)
+        nugget = float(params[self.names.index("nugget")])
+        return amplitude * self.shape_numpy(np.asarray(h, dtype=np.float64) / length, key) + nugget
 
 
 VARIOGRAM_MODELS: dict[str, VariogramModel] = {
     v.name: v
     for v in (
+        VariogramModel("linear", ("slope", "nugget"), lambda p: (float(p[0]), 1.0, None)),
         VariogramModel(
-            "linear",
-            ("slope", "nugget"),
-            _gamma_linear,
-            lambda p: (float(p[0]), 1.0, None),
-            lambda t, k: t,
-            lambda s, k: _m("sqrt", s),
-        ),
-        VariogramModel(
-            "power",
-            ("scale", "exponent", "nugget"),
-            _gamma_power,
-            lambda p: (float(p[0]), 1.0, float(p[1])),
-            lambda t, k: t**k,
-            lambda s, k: _m("powf", s, _c(k / 2.0)),
+            "power", ("scale", "exponent", "nugget"), lambda p: (float(p[0]), 1.0, float(p[1]))
         ),
         VariogramModel(
             "gaussian",
             ("psill", "range", "nugget"),
-            _gamma_gaussian,
             lambda p: (float(p[0]), float(p[1]) * 4.0 / 7.0, None),
-            lambda t, k: 1.0 - np.exp(-(t**2)),
-            lambda s, k: _one_minus_exp(s),
         ),
         VariogramModel(
             "exponential",
             ("psill", "range", "nugget"),
-            _gamma_exponential,
             lambda p: (float(p[0]), float(p[1]) / 3.0, None),
-            lambda t, k: 1.0 - np.exp(-t),
-            lambda s, k: _one_minus_exp(_m("sqrt", s)),
         ),
         VariogramModel(
-            "spherical",
-            ("psill", "range", "nugget"),
-            _gamma_spherical,
-            lambda p: (float(p[0]), float(p[1]), None),
-            _spherical_shape,
-            _spherical_formula,
+            "spherical", ("psill", "range", "nugget"), lambda p: (float(p[0]), float(p[1]), None)
         ),
         VariogramModel(
             "matern",
             ("psill", "range", "nugget", "nu"),
-            _gamma_matern,
             lambda p: (float(p[0]), float(p[1]), float(p[3])),
-            _matern_shape,
-            _matern_formula,
         ),
     )
 }
@@ -492,11 +397,9 @@ class Variogram:
     def kernel(self) -> RadialKernel:
         """``phi(s) = -g(sqrt(s))``: the normalized kernel ``-gamma_c / amplitude`` of
         ``s = (h / length)^2``."""
-        model, key = self.model, self.key
-        return RadialKernel(
-            f"-{model.name} variogram",
-            lambda s: _m("neg", model.shape_formula(s, key)),
-            lambda s: -model.shape_numpy(np.sqrt(s), key),
+        shape = self.model.shape
+        return RadialKernel.of(
+            f"-{self.model.name} variogram", lambda m, s, key: -shape(m, s, key), self.key
         )
 
 
@@ -603,7 +506,7 @@ def fit_variogram(lags, semivariance, variogram_model, weight: bool = False, nu:
         nu = float(nu)
 
         def gamma(p, d):
-            return _gamma_matern([p[0], p[1], p[2], nu], d)
+            return model.gamma([p[0], p[1], p[2], nu], d)
 
     res = least_squares(
         _residuals, x0, bounds=bnds, loss="soft_l1", args=(lags, sv, gamma, weight)
@@ -770,10 +673,10 @@ class _CGBackend:
         self.v, self.rtol, self.maxiter, self.verbose = v, rtol, maxiter, verbose
         self.alpha = v.nugget / v.amplitude
         self.yn = np.ascontiguousarray(xy / v.length)
-        model, key = v.model, v.key
-        s = ir.make("sqdist", ir.var(0, ir.I, 2), ir.var(1, ir.J, 2))
-        self.formula = _m("sub", _c(1.0), model.shape_formula(s, key))
-        self.numpy = lambda s2: 1.0 - model.shape_numpy(np.sqrt(s2), key)
+        shape = v.model.shape
+        cov = RadialKernel.of("covariance", lambda m, s, key: 1 - shape(m, s, key), v.key)
+        self.formula = kernel_formula(cov.formula, 2, 1.0)
+        self.numpy = cov.numpy
         self.op = KernelOperator(self.formula, (self.yn, self.yn), (ir.I, ir.J))
         t0 = time.perf_counter()
         self.M = precond_mod.make(self.op, self.alpha, "rpcholesky", rank, verbose=verbose)
@@ -801,7 +704,7 @@ class _CGBackend:
 
     def predict(self, xy):
         xn = np.ascontiguousarray(xy / self.v.length)
-        f = _m("mul", self.formula, ir.var(2, ir.J, 1))
+        f = ir.make("mul", self.formula, ir.var(2, ir.J, 1))
         out = autograd.reduce(f, "sum", (xn, self.yn, self.c), (ir.I, ir.J, ir.J))
         return out[:, 0] + self.basis(xn) @ self.w[:, 0]
 
