@@ -1,0 +1,199 @@
+"""The three ways :mod:`.kriging` solves the kriging system for the data and for the
+kriging variances: closed form (pure nugget), GMRES on the saddle-point system
+(any variogram) and batched CG on the covariance (bounded models with a nugget).
+
+Each solver takes the (anisotropy-adjusted) points, the :class:`~.variogram.Variogram`,
+the drift monomials and the data, solves at construction, and offers
+``predict(xy)``, ``variance(xy)`` and the record ``info``. Why each works, and
+when ``solver="auto"`` picks which, is in ``docs/kriging.md``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import scipy.linalg
+
+from .. import autograd
+from ..engine import ir
+from . import precond as precond_mod
+from .cg import cg
+from .operator import KernelOperator
+from .radial import RadialKernel, kernel_formula
+from .saddle import SaddleInfo, SaddleSolver, polynomial_matrix
+from .variogram import Variogram
+
+__all__ = ["DriftBasis", "NuggetSolver", "SaddleKrigingSolver", "CovarianceCGSolver"]
+
+
+class DriftBasis:
+    """The drift monomials in coordinates centred and scaled to [-1, 1]."""
+
+    def __init__(self, xy: np.ndarray, powers: np.ndarray, shift=None, scale=None):
+        lo, hi = xy.min(0), xy.max(0)
+        self.shift = (lo + hi) / 2 if shift is None else shift
+        self.scale = np.where(hi > lo, (hi - lo) / 2, 1.0) if scale is None else scale
+        self.powers = powers
+        self.P = self(xy)
+
+    def __call__(self, xy: np.ndarray) -> np.ndarray:
+        return polynomial_matrix((xy - self.shift) / self.scale, self.powers)
+
+
+_SADDLE_BLOCK = 16  # right-hand sides per saddle solve (GMRES runs them one by one)
+_CG_BLOCK = 64  # right-hand sides per batched CG solve (one product serves them all)
+
+
+def _padded_chunks(k: int, size: int):
+    """Slices of ``range(k)`` of length ``size`` (the last one padded by the caller with
+    zero columns): a fixed number of columns keeps one compiled reduction."""
+    for a in range(0, k, size):
+        yield slice(a, min(k, a + size))
+
+
+def _pad(V: np.ndarray, size: int) -> np.ndarray:
+    """Zero columns up to ``size``: both solvers skip them at no cost."""
+    if V.shape[1] == size:
+        return V
+    return np.concatenate([V, np.zeros((V.shape[0], size - V.shape[1]))], axis=1)
+
+
+class NuggetSolver:
+    """Pure nugget (``gamma_c = 0``): ``A = nugget I``, the drift is a least-squares fit,
+    ``sigmasq = nugget (1 + p0^T (P^T P)^-1 p0)``."""
+
+    def __init__(self, xy, v: Variogram, powers, z):
+        self.v = v
+        self.basis = DriftBasis(xy, powers)
+        self.Q, self.R = np.linalg.qr(self.basis.P)
+        self.w = scipy.linalg.solve_triangular(self.R, self.Q.T @ z)
+        self.info = SaddleInfo()
+
+    def predict(self, xy):
+        return self.basis(xy) @ self.w
+
+    def variance(self, xy):
+        r = scipy.linalg.solve_triangular(self.R, self.basis(xy).T, trans="T")
+        return self.v.nugget * (1.0 + (r**2).sum(0))
+
+
+class SaddleKrigingSolver:
+    """The saddle-point solver with the normalized kernel ``-g`` (any variogram)."""
+
+    def __init__(
+        self, xy, v: Variogram, powers, z, *, neighbors, coarse, seed, rtol, maxiter, verbose
+    ):
+        self.v, self.rtol, self.maxiter = v, rtol, maxiter
+        self.yn = np.ascontiguousarray(xy / v.length)
+        n = len(xy)
+        self.s = SaddleSolver(
+            self.yn,
+            v.kernel(),
+            1.0,
+            np.full(n, v.nugget / v.amplitude),
+            powers,
+            neighbors=neighbors,
+            coarse=coarse,
+            seed=seed,
+            verbose=verbose,
+        )
+        self.basis = DriftBasis(self.yn, powers, self.s.shift, self.s.scale)
+        self.c, self.w, self.info = self.s.solve(z[:, None].copy(), rtol=rtol, maxiter=maxiter)
+        self._drift = None
+
+    def predict(self, xy):
+        xn = np.ascontiguousarray(xy / self.v.length)
+        return self.s.evaluate(xn, self.c, self.w)[:, 0]
+
+    def drift_basis(self):
+        """``S [0; I]``: weights and multipliers of the polynomial part of a right-hand side."""
+        if self._drift is None:
+            s = self.s
+            m = s.Q.shape[1]
+            L = s.Q @ scipy.linalg.solve_triangular(s.R, np.eye(m), trans="T")
+            L = _pad(L, _SADDLE_BLOCK)  # zero columns: the same compiled product as below
+            c, w, _ = s.solve(-s.A(L), rtol=self.rtol, maxiter=self.maxiter)
+            self._drift = ((L + c)[:, :m], w[:, :m])
+        return self._drift
+
+    def variance(self, xy):
+        v, s = self.v, self.s
+        xn = xy / v.length
+        p0 = self.basis(xn)  # (k, m)
+        lam_b, nu_b = self.drift_basis()
+        phi0 = float(s.phi.numpy(np.zeros(1))[0])
+        out = np.empty(len(xy))
+        size = _SADDLE_BLOCK
+        for sl in _padded_chunks(len(xy), size):
+            k0 = s.phi.numpy(((self.yn[:, None, :] - xn[None, sl, :]) ** 2).sum(-1))
+            c, w, _ = s.solve(_pad(k0, size), rtol=self.rtol, maxiter=self.maxiter)
+            k = k0.shape[1]
+            lam = c[:, :k] + lam_b @ p0[sl].T
+            nu = w[:, :k] + nu_b @ p0[sl].T
+            quad = (k0 * lam).sum(0) + (nu * p0[sl].T).sum(0)
+            out[sl] = v.amplitude * (v.nugget / v.amplitude + phi0 - quad)
+        return out
+
+
+class CovarianceCGSolver:
+    """Bounded variograms with a nugget: the covariance ``psill (1 - g)`` plus the nugget
+    is positive definite, so ``(K + alpha I) [a, B] = [z, P]`` by batched CG with a
+    randomly pivoted Cholesky preconditioner, and the constraint by the Schur
+    complement: ``w = (P^T B)^-1 P^T a``, ``c = a - B w``."""
+
+    def __init__(self, xy, v: Variogram, powers, z, *, rank, rtol, maxiter, verbose):
+        self.v, self.rtol, self.maxiter, self.verbose = v, rtol, maxiter, verbose
+        self.alpha = v.nugget / v.amplitude
+        self.yn = np.ascontiguousarray(xy / v.length)
+        shape = v.model.shape
+        cov = RadialKernel.of("covariance", lambda m, s, key: 1 - shape(m, s, key), v.key)
+        self.formula = kernel_formula(cov.formula, 2, 1.0)
+        self.numpy = cov.numpy
+        self.op = KernelOperator(self.formula, (self.yn, self.yn), (ir.I, ir.J))
+        t0 = time.perf_counter()
+        self.M = precond_mod.make(self.op, self.alpha, "rpcholesky", rank, verbose=verbose)
+        self.basis = DriftBasis(self.yn, powers)
+        P = self.basis.P
+        m = P.shape[1]
+        sol, cg_info = self._solve(_pad(np.column_stack([z, P]), 4))  # OK and UK: one kernel
+        a, self.B = sol[:, :1], sol[:, 1 : m + 1]
+        self.G = P.T @ self.B  # P^T (K + alpha I)^-1 P, symmetric positive definite
+        self.w = np.linalg.solve(self.G, P.T @ a)
+        self.c = a - self.B @ self.w
+        self.info = SaddleInfo(
+            products=cg_info.iterations,
+            residual=list(np.atleast_1d(cg_info.residual)),
+            converged=bool(cg_info.converged),
+            setup_seconds=float(getattr(self.M, "setup_seconds", 0.0)),
+            solve_seconds=time.perf_counter() - t0,
+        )
+
+    def _solve(self, B):
+        def A(V):
+            return self.op.matmat(V) + self.alpha * V
+
+        return cg(A, B, rtol=self.rtol, maxiter=self.maxiter, M=self.M, verbose=self.verbose)
+
+    def predict(self, xy):
+        xn = np.ascontiguousarray(xy / self.v.length)
+        f = ir.make("mul", self.formula, ir.var(2, ir.J, 1))
+        out = autograd.reduce(f, "sum", (xn, self.yn, self.c), (ir.I, ir.J, ir.J))
+        return out[:, 0] + self.basis(xn) @ self.w[:, 0]
+
+    def variance(self, xy):
+        v = self.v
+        xn = xy / v.length
+        p0 = self.basis(xn)
+        P = self.basis.P
+        out = np.empty(len(xy))
+        size = _CG_BLOCK
+        for sl in _padded_chunks(len(xy), size):
+            k0 = self.numpy(((self.yn[:, None, :] - xn[None, sl, :]) ** 2).sum(-1))
+            k = k0.shape[1]
+            a0 = self._solve(_pad(k0, size))[0][:, :k]
+            nu = np.linalg.solve(self.G, P.T @ a0 - p0[sl].T)
+            lam = a0 - self.B @ nu
+            quad = (k0 * lam).sum(0) + (nu * p0[sl].T).sum(0)
+            out[sl] = v.amplitude * (self.alpha + 1.0 - quad)
+        return out
