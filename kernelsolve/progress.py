@@ -79,7 +79,7 @@ class Progress:
     enabled : bool
         False: every method does nothing (a solver's ``verbose=False``).
     unit : str
-        tqdm's unit of the counter.
+        tqdm's unit of the counter; "" for a bar of weights (no counts or rate shown).
 
     Example
     -------
@@ -129,6 +129,7 @@ class Progress:
                 leave=False,
                 dynamic_ncols=True,
                 unit=unit,
+                bar_format=None if unit else "{l_bar}{bar}| [{elapsed}{postfix}]",
             )
             if refresh:
                 self._thread = threading.Thread(target=self._tick, args=(refresh,), daemon=True)
