@@ -115,30 +115,35 @@ class Progress:
         self._status = ""
         self._shown = True  # the current status has been printed (or there is none)
         self._last_line = -float("inf")
-        self._bar = None
+        self._bar = None  # drawn at the first update: a display that only writes has none
         self._stop = threading.Event()
         self._thread = None
-        if not enabled:
-            return
-        tqdm = _tqdm() if (_isatty(self.stream) if tty is None else tty) else None
-        if tqdm is not None:
-            self._bar = tqdm(
-                total=total,
-                desc=desc,
-                file=self.stream,
-                leave=False,
-                dynamic_ncols=True,
-                unit=unit,
-                bar_format=None if unit else "{l_bar}{bar}| [{elapsed}{postfix}]",
-            )
-            if refresh:
-                self._thread = threading.Thread(target=self._tick, args=(refresh,), daemon=True)
-                self._thread.start()
+        tqdm = _tqdm() if enabled and (_isatty(self.stream) if tty is None else tty) else None
+        self._tqdm = tqdm
+        self._bar_options = dict(
+            total=total,
+            file=self.stream,
+            leave=False,
+            dynamic_ncols=True,
+            unit=unit,
+            bar_format=None if unit else "{l_bar}{bar}| [{elapsed}{postfix}]",
+        )
+        self._refresh = refresh
 
     @property
     def is_bar(self) -> bool:
-        """True when a tqdm bar is drawn (a terminal with tqdm installed)."""
-        return self._bar is not None
+        """True when updates draw a tqdm bar (a terminal with tqdm installed)."""
+        return self._tqdm is not None
+
+    def _draw_bar(self):
+        if self._bar is None:
+            self._bar = self._tqdm(desc=self.desc, **self._bar_options)
+            if self._refresh:
+                self._thread = threading.Thread(
+                    target=self._tick, args=(self._refresh,), daemon=True
+                )
+                self._thread.start()
+        return self._bar
 
     @property
     def elapsed(self) -> float:
@@ -172,10 +177,11 @@ class Progress:
             return
         if status is not None:
             self._status, self._shown = status, False
-        if self._bar is not None:
+        if self._tqdm is not None:
+            bar = self._draw_bar()
             if status is not None:
-                self._bar.set_postfix_str(status, refresh=False)
-            self._bar.update(n)
+                bar.set_postfix_str(status, refresh=False)
+            bar.update(n)
             return
         if self.interval is None or self._shown:
             return
@@ -188,7 +194,7 @@ class Progress:
         if not self.enabled:
             return
         if self._bar is not None:
-            self._bar.write(self._line(message), file=self.stream)
+            self._tqdm.write(self._line(message), file=self.stream)
         else:
             self._print(message)
 
@@ -203,7 +209,7 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        elif self.interval is not None and not self._shown:
+        elif self._tqdm is None and self.interval is not None and not self._shown:
             self._print(self._status)
         self._shown = True
         self.enabled = False

@@ -93,6 +93,7 @@ def test_clock_prefix_and_disabled_display(monkeypatch):
 def test_refresh_thread_stops_on_close():
     pytest.importorskip("tqdm", reason="the bar needs tqdm (the demo extra)")
     bar = Progress("tick", total=1, stream=FakeTerminal(), refresh=0.01)
+    bar.update(0)  # the bar (and its refresh thread) start at the first update
     assert bar._thread is not None and bar._thread.is_alive()
     thread = bar._thread
     bar.close()
@@ -106,3 +107,13 @@ def test_imports_nothing_from_kernelsolve():
             assert node.level == 0 and not (node.module or "").startswith("kernelsolve")
         elif isinstance(node, ast.Import):
             assert not any(a.name.startswith("kernelsolve") for a in node.names)
+
+
+def test_a_display_that_only_writes_draws_no_bar():
+    """Solvers log setup messages through a display: no bar until something advances."""
+    pytest.importorskip("tqdm", reason="the bar needs tqdm (the demo extra)")
+    stream = FakeTerminal()
+    with Progress("saddle", stream=stream) as log:
+        assert log.is_bar
+        log.write("coarse level of 200 points")
+    assert stream.getvalue() == "saddle: coarse level of 200 points\n"

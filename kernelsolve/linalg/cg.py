@@ -14,8 +14,6 @@ The signature follows ``scipy.sparse.linalg.cg``: ``A``, ``B``, ``x0``,
 from __future__ import annotations
 
 import math
-import sys
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..engine import arrays
+from ..progress import Progress
 
 __all__ = ["cg", "CGInfo", "ConvergenceWarning", "NotPositiveDefiniteError"]
 
@@ -98,8 +97,9 @@ def cg(
     callback : callable, optional
         ``callback(X)`` after every iteration.
     verbose : bool
-        Print the iteration and the worst relative residual to stderr,
-        at most once per second.
+        Report the iteration and the worst relative residual on stderr
+        (:class:`kernelsolve.progress.Progress`: a bar on a terminal, else a line
+        at most once per second and one at the end).
 
     Returns
     -------
@@ -148,13 +148,33 @@ def cg(
     bnorm = _colnorm(Bm)
     target = _maximum(bnorm * rtol, atol)
     scale = bnorm + (bnorm == 0)  # relative residuals of zero columns are absolute
+    with Progress("cg", enabled=verbose) as report:
+        X, R, active, it, history = _iterate(
+            matmat, M, Bm, X, R, target, scale, maxiter, callback, report, vector
+        )
+    rel = arrays.to_host(_colnorm(R) / scale)
+    done = ~arrays.to_host(active)
+    info = CGInfo(it, rel, bool(done.all()), done, history)
+    if not info.converged:
+        warnings.warn(
+            f"cg: {int((~done).sum())} of {done.size} column(s) did not reach rtol={rtol:g} "
+            f"in {maxiter} iterations (worst relative residual {float(rel.max()):.3e}); "
+            "raise maxiter or use a preconditioner",
+            ConvergenceWarning,
+            stacklevel=2,
+        )
+    return (X[:, 0] if vector else X), info
+
+
+def _iterate(matmat, M, Bm, X, R, target, scale, maxiter, callback, report, vector):
+    """The CG loop from ``(X, R)``: returns ``X, R``, the still-active columns, the
+    iterations and the history of the worst relative residual."""
     active = _colnorm(R) > target
     Z = R if M is None else _product(M, R, Bm)
     rz = _coldot(R, Z)
     P = Z * 1
     history = [_worst(_colnorm(R) / scale)]
     it = 0
-    last_print = time.perf_counter()
     while it < maxiter and bool(active.any()):
         Q = _product(matmat, P, Bm)
         pq = _coldot(P, Q)
@@ -179,9 +199,8 @@ def cg(
         history.append(_worst(rnorm / scale))
         if callback is not None:
             callback(X[:, 0] if vector else X)
-        if verbose and (time.perf_counter() - last_print > 1.0 or not bool(active.any())):
-            print(f"cg: iteration {it}, max relative residual {history[-1]:.3e}", file=sys.stderr)
-            last_print = time.perf_counter()
+        # at most one line a second off a terminal, and the last one
+        report.update(1, f"iteration {it}, max relative residual {history[-1]:.3e}")
         if not bool(active.any()):
             break
         Z = R if M is None else _product(M, R, Bm)
@@ -193,19 +212,7 @@ def cg(
         beta = (rz_new / (rz + (rz == 0))) * active
         P = Z + P * beta[..., None, :]
         rz = rz_new
-
-    rel = arrays.to_host(_colnorm(R) / scale)
-    done = ~arrays.to_host(active)
-    info = CGInfo(it, rel, bool(done.all()), done, history)
-    if not info.converged:
-        warnings.warn(
-            f"cg: {int((~done).sum())} of {done.size} column(s) did not reach rtol={rtol:g} "
-            f"in {maxiter} iterations (worst relative residual {float(rel.max()):.3e}); "
-            "raise maxiter or use a preconditioner",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
-    return (X[:, 0] if vector else X), info
+    return X, R, active, it, history
 
 
 def _product(f, X, like):

@@ -19,12 +19,11 @@ from :mod:`.variogram`.
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 
 from .. import autograd
 from ..engine import ir
+from ..progress import Progress
 from .kriging_solvers import CovarianceCGSolver, NuggetSolver, SaddleKrigingSolver
 from .saddle import monomial_powers, polynomial_matrix
 from .variogram import (
@@ -236,7 +235,7 @@ class _Kriging:
             raise ValueError(
                 f"the fitted variogram is degenerate ({exc}); give variogram_parameters"
             ) from None
-        self._log(f"kriging: fitted {fitted}")
+        Progress("kriging", enabled=self.verbose).write(f"fitted {fitted}")
         return p
 
     def _exact_variance_max(self, exact_variance_max: int | None) -> int:
@@ -258,10 +257,6 @@ class _Kriging:
         )
 
     # ------------------------------------------------------------------
-    def _log(self, msg: str) -> None:
-        if self.verbose:
-            print(msg, file=sys.stderr)
-
     @staticmethod
     def _variance_mode(variance):
         if variance is False or variance is None:

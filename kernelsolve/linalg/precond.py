@@ -24,13 +24,13 @@ diagonal varies (it is constant for stationary kernels).
 from __future__ import annotations
 
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ..engine import arrays
+from ..progress import Progress
 
 __all__ = ["Preconditioner", "rpcholesky", "jacobi", "make", "AUTO_RPCHOLESKY_MIN_N"]
 
@@ -144,7 +144,8 @@ def rpcholesky(
     seed : int or None
         Seed of the pivot sampling (results are reproducible by default).
     verbose : bool
-        Print the rank and residual trace to stderr as the factor grows.
+        Report the rank and residual trace on stderr as the factor grows
+        (:class:`kernelsolve.progress.Progress`).
 
     Returns
     -------
@@ -177,7 +178,7 @@ def rpcholesky(
     d = diag.copy()
     F = np.zeros((n, target_rank))
     r = 0
-    last = time.perf_counter()
+    report = Progress("rpcholesky", target_rank, enabled=verbose, unit="pivots")
     while r < target_rank:
         total = float(d.sum())
         if total <= 0 or (rank is None and total <= tol * n):
@@ -201,12 +202,8 @@ def rpcholesky(
         d = np.maximum(d - (new[:, :take] ** 2).sum(1), 0.0)
         if take == new.shape[1]:
             d[S] = 0.0  # the pivots are now interpolated exactly
-        if verbose and (time.perf_counter() - last > 1.0 or r >= target_rank):
-            print(
-                f"rpcholesky: rank {r}, residual trace {d.sum() / trace0:.2e} of trace(K)",
-                file=sys.stderr,
-            )
-            last = time.perf_counter()
+        report.update(take, f"rank {r}, residual trace {d.sum() / trace0:.2e} of trace(K)")
+    report.close()
     F = F[:, :r]
     L = np.linalg.cholesky(alpha * np.eye(r) + F.T @ F)
     W = np.linalg.solve(L, F.T).T  # F L^-T

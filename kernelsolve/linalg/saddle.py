@@ -62,7 +62,6 @@ about 200 pairs per point) and the dense coarse system.
 from __future__ import annotations
 
 import math
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -76,6 +75,7 @@ from scipy.spatial import cKDTree
 
 from .. import autograd
 from ..engine import ir
+from ..progress import Progress
 from .cg import ConvergenceWarning
 from .fmm2d import TPSFMM2D, fmm_worthwhile
 from .radial import RadialKernel, kernel_formula
@@ -228,18 +228,17 @@ class SaddleSolver:
             if self.coarse_idx is None and far_default:  # singular: one level after all
                 far = int(min(30, n - q))
         self._log(
-            f"saddle: {n} points (reach {self.reach:.2f}), {q} neighbours + {far} far points "
+            f"{n} points (reach {self.reach:.2f}), {q} neighbours + {far} far points "
             f"per cardinal function, products by {self.product}"
         )
         sets, centre = self._local_sets(q, far, np.random.default_rng(seed))
         self.C = self._cardinal(sets, centre)
         self.setup_seconds = time.perf_counter() - t0
-        self._log(f"saddle: preconditioner ready in {self.setup_seconds:.1f} s")
+        self._log(f"preconditioner ready in {self.setup_seconds:.1f} s")
 
     # ------------------------------------------------------------------
     def _log(self, msg: str) -> None:
-        if self.verbose:
-            print(msg, file=sys.stderr, flush=True)
+        Progress("saddle", enabled=self.verbose).write(msg)
 
     def _check_distinct(self) -> None:
         if self.n < 2:
@@ -268,7 +267,7 @@ class SaddleSolver:
         t = time.perf_counter()
         fmm = TPSFMM2D(self.y, self.epsilon)
         self._log(
-            f"saddle: FMM with {fmm.level} levels, {fmm.near_pairs / self.n:.0f} near "
+            f"FMM with {fmm.level} levels, {fmm.near_pairs / self.n:.0f} near "
             f"pairs per point, ready in {time.perf_counter() - t:.1f} s"
         )
         return fmm
@@ -419,12 +418,10 @@ class SaddleSolver:
             lu = scipy.linalg.lu_factor(S, overwrite_a=True, check_finite=False)
         diag = np.abs(np.diag(lu[0]))
         if not np.all(np.isfinite(diag)) or diag.min() <= 1e-13 * diag.max():
-            self._log("saddle: coarse system singular to working precision: one level only")
+            self._log("coarse system singular to working precision: one level only")
             return
         self.coarse_idx, self.coarse_lu = idx, lu
-        self._log(
-            f"saddle: coarse level of {mc} points, factorized in {time.perf_counter() - t:.1f} s"
-        )
+        self._log(f"coarse level of {mc} points, factorized in {time.perf_counter() - t:.1f} s")
 
     # ------------------------------------------------------------------
     def kernel_matmat(self, V: np.ndarray) -> np.ndarray:
@@ -481,7 +478,10 @@ class SaddleSolver:
             if norm <= 1e-12 * float(np.linalg.norm(d[:, k])) or self.powers.shape[0] >= n:
                 info.residual.append(0.0)
                 continue
-            ck, Ack, res, ok = self._gmres(rhs, norm, k, rtol, maxiter, min(restart, n), info)
+            with Progress("saddle GMRES", enabled=self.verbose) as report:
+                ck, Ack, res, ok = self._gmres(
+                    rhs, norm, k, rtol, maxiter, min(restart, n), info, report
+                )
             c[:, k], Ac[:, k] = ck, Ack
             info.residual.append(res)
             if not ok:
@@ -501,7 +501,7 @@ class SaddleSolver:
         info.solve_seconds = time.perf_counter() - t0
         return c, w, info
 
-    def _gmres(self, rhs, norm, col, rtol, maxiter, restart, info):
+    def _gmres(self, rhs, norm, col, rtol, maxiter, restart, info, report: Progress):
         """Right-preconditioned restarted GMRES on ``Pi A M u = rhs``.
 
         Arnoldi with classical Gram-Schmidt, repeated once (stable, and two matrix-vector
@@ -546,8 +546,7 @@ class SaddleSolver:
                 g[j] *= cs[j]
                 j += 1
                 est = abs(g[j]) / norm
-                if self.verbose and its % 10 == 0:
-                    self._log(f"saddle: column {col}, iteration {its}, residual {est:.2e}")
+                report.update(1, f"column {col}, iteration {its}, residual {est:.2e}")
                 if est <= rtol or hn <= 1e-14 * rnorm:
                     break
                 V[j] = wv / hn
@@ -564,10 +563,7 @@ class SaddleSolver:
             ok = res <= max(rtol, 1e-14)
             if res <= rtol or its >= maxiter or j == 0:
                 return c, Ac, res, ok
-            if self.verbose:
-                self._log(
-                    f"saddle: column {col}, restart after {its} iterations, residual {res:.2e}"
-                )
+            report.write(f"column {col}, restart after {its} iterations, residual {res:.2e}")
 
     # ------------------------------------------------------------------
     def evaluate(self, x: np.ndarray, c: np.ndarray, w: np.ndarray) -> np.ndarray:

@@ -633,3 +633,15 @@ def test_coarse_option_is_passed_and_checked():
         assert_matches(ok.execute("points", xt, yt), ref.execute("points", xt, yt))
     for bad in (-1, "yes", 2.5, True):
         _bad("coarse", coarse=bad)
+
+
+def test_verbose_reports_the_fit_and_the_solver(capsys):
+    """verbose=True: the fitted variogram, the saddle solver's setup and its GMRES
+    iterations on stderr, as plain lines off a terminal (kernelsolve.progress)."""
+    rng = np.random.default_rng(7)
+    x, y = rng.random(1200), rng.random(1200)
+    OrdinaryKriging(x, y, np.sin(4 * x) + y, "exponential", verbose=True)
+    err = capsys.readouterr().err
+    assert "kriging: fitted Variogram('exponential'" in err
+    assert "saddle: preconditioner ready" in err and "saddle GMRES: column 0" in err
+    assert "\r" not in err
