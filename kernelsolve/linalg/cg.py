@@ -22,6 +22,7 @@ import numpy as np
 
 from ..engine import arrays
 from ..progress import Progress
+from .tolerance import check_tolerances, keywords
 
 __all__ = ["cg", "CGInfo", "ConvergenceWarning", "NotPositiveDefiniteError"]
 
@@ -64,6 +65,7 @@ class CGInfo:
     history: list
 
 
+@keywords(renamed={"tol": "rtol"}, refused={"eps": "rtol"})
 def cg(
     A: Callable,
     B,
@@ -88,7 +90,10 @@ def cg(
     x0 : array like ``B``, optional
         Starting point (default zero, which saves one product with ``A``).
     rtol, atol : float
-        Column ``b`` has converged when ``||b - A x|| <= max(rtol ||b||, atol)``.
+        Relative residual and absolute floor: column ``b`` has converged when
+        ``||b - A x|| <= max(rtol ||b||, atol)`` (defaults 1e-6, pykeops' tolerance,
+        and 0; see :mod:`.tolerance`). ``tol=``, scipy's old name of ``rtol``,
+        works with a DeprecationWarning.
     maxiter : int, optional
         Most iterations (default 1000). CG warns (:class:`ConvergenceWarning`)
         if a column has not converged by then.
@@ -111,7 +116,8 @@ def cg(
     NotPositiveDefiniteError
         On a search direction ``p`` with ``p.A p <= 0`` (or ``r.M r <= 0``).
     ValueError
-        If ``B`` (or ``x0``) holds NaN or inf, or the shapes disagree.
+        If ``B`` (or ``x0``) holds NaN or inf, the shapes disagree, or ``rtol``,
+        ``atol`` or ``maxiter`` is negative (the message names it).
 
     Example
     -------
@@ -127,12 +133,9 @@ def cg(
         raise ValueError("B must have at least one dimension (n,), got a scalar")
     Bm = B[:, None] if vector else B
     _check_finite(Bm, "B")
-    if not (rtol >= 0 and atol >= 0):  # also rejects NaN
-        raise ValueError(f"rtol and atol must be >= 0, got rtol={rtol}, atol={atol}")
+    check_tolerances(rtol, atol, maxiter)
     if maxiter is None:
         maxiter = DEFAULT_MAXITER
-    if maxiter < 0:
-        raise ValueError(f"maxiter must be >= 0, got {maxiter}")
 
     if x0 is None:
         X = Bm * 0

@@ -31,6 +31,7 @@ from ..engine import ir
 from . import kernels
 from .operator import KernelOperator
 from .solve import SolveInfo, solve
+from .tolerance import keywords
 
 __all__ = [
     "fit_gp_hyperparameters",
@@ -91,6 +92,7 @@ def _kernel_formula(nu: float, dim: int) -> ir.Node:
     return kernels.engine_formula(_matern(nu), s)
 
 
+@keywords(refused={"tol": "rtol", "eps": "rtol"})
 def gp_posterior_mean(
     X,
     y,
@@ -127,8 +129,10 @@ def gp_posterior_mean(
     rank : int
         Rank of the RPCholesky preconditioner (at most ``n``).
     rtol : float
-        CG stops when ``||r|| <= rtol ||b||`` (relative residual; default 1e-3:
-        the posterior mean is then far more accurate than the model's error).
+        Relative residual: CG stops when ``||r|| <= rtol ||b||`` (see
+        :mod:`.tolerance`). The default 1e-3 is looser than the CG solvers' 1e-6
+        because the posterior mean is then already far more accurate than the
+        model's own error.
     maxiter : int
         Most CG iterations (a ConvergenceWarning beyond).
     callback : callable, optional

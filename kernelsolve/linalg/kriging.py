@@ -26,6 +26,7 @@ from ..engine import ir
 from ..progress import Progress
 from .kriging_solvers import CovarianceCGSolver, NuggetSolver, SaddleKrigingSolver
 from .saddle import monomial_powers, polynomial_matrix
+from .tolerance import check_tolerances, keywords
 from .variogram import (
     BOUNDED_MODELS,
     MATERN_NU,
@@ -99,6 +100,7 @@ class _Kriging:
 
     _degree = 0  # of the drift polynomial: 0 ordinary, 1 universal (regional linear)
 
+    @keywords(refused={"tol": "rtol", "eps": "rtol"})
     def __init__(
         self,
         x,
@@ -131,9 +133,11 @@ class _Kriging:
         self._read_options(
             exact_values, variance, solver, coarse, variance_neighbors, variance_check, seed
         )
+        check_tolerances(rtol, 0.0, maxiter)
+        if rtol == 0 or maxiter == 0:  # GMRES would only ever stop at maxiter
+            name, value = ("rtol", rtol) if rtol == 0 else ("maxiter", maxiter)
+            raise ValueError(f"{name} must be > 0, got {value}")
         self.rtol, self.maxiter = float(rtol), int(maxiter)
-        if not (self.rtol > 0 and self.maxiter >= 1):
-            raise ValueError(f"rtol must be > 0 and maxiter >= 1, got {rtol} and {maxiter}")
         self._adjust_coordinates(anisotropy_scaling, anisotropy_angle)
         self._check_distinct()
         self._set_variogram(variogram_model, variogram_parameters, nlags, weight, max_pairs)
@@ -491,8 +495,15 @@ class OrdinaryKriging(_Kriging):
         ("nugget" for a pure-nugget model, solved in closed form).
     rank : int, optional
         Rank of the RPCholesky preconditioner of the CG solver (automatic).
-    rtol, maxiter : float, int
-        Relative residual and iteration cap of GMRES or CG.
+    rtol : float
+        Relative residual: GMRES (or CG) stops when ``||r|| <= rtol ||b||`` (see
+        :mod:`.tolerance`). The default 1e-10 is tighter than the CG solvers' 1e-6
+        because PyKrige, whose drop-in this is, solves directly and the kriging
+        variance is a difference of nearly equal terms: at 1e-10 predictions and
+        variances agree with PyKrige's to about 1e-6 (a prediction alone needs far
+        less: the demo uses 1e-6). ``tol=`` and ``eps=`` are TypeErrors naming ``rtol``.
+    maxiter : int
+        Most iterations of GMRES or CG (default 1000).
     neighbors : int
         Points per approximate cardinal function of the saddle-point solver.
     coarse : int or "auto"
@@ -539,10 +550,17 @@ class OrdinaryKriging(_Kriging):
 class UniversalKriging(_Kriging):
     """Universal kriging with a regional linear drift (PyKrige's ``UniversalKriging``).
 
-    The same parameters as :class:`OrdinaryKriging`, plus ``drift_terms``:
-    ``("regional_linear",)`` (the default here; PyKrige's default is no drift)
-    or ``[]``/None for none, which is ordinary kriging. Other PyKrige drifts
-    (point_log, external_Z, specified, functional) are not supported.
+    The parameters of :class:`OrdinaryKriging` (documented there), plus ``drift_terms``.
+
+    Parameters
+    ----------
+    drift_terms : sequence of str or None
+        ``("regional_linear",)`` (the default here; PyKrige's default is no drift)
+        or ``[]``/None for none, which is ordinary kriging. Other PyKrige drifts
+        (point_log, external_Z, specified, functional) are not supported.
+    rtol : float
+        Relative residual: the solver stops when ``||r|| <= rtol ||b||`` (default
+        1e-10, for the reason :class:`OrdinaryKriging` gives).
 
     Example
     -------
@@ -557,6 +575,8 @@ class UniversalKriging(_Kriging):
     True
     """
 
+    @keywords(refused={"tol": "rtol", "eps": "rtol"})
+    @keywords(refused={"tol": "rtol", "eps": "rtol"})
     def __init__(
         self,
         x,

@@ -31,6 +31,7 @@ import numpy as np
 
 from ..engine import arrays
 from ..progress import Progress
+from .tolerance import keywords
 
 __all__ = ["Preconditioner", "rpcholesky", "jacobi", "make", "AUTO_RPCHOLESKY_MIN_N"]
 
@@ -114,6 +115,7 @@ def jacobi(diagonal, alpha: float) -> Preconditioner:
     return Preconditioner("jacobi", apply, 0, time.perf_counter() - t0)
 
 
+@keywords(renamed={"tol": "trace_tol"})
 def rpcholesky(
     K,
     alpha: float,
@@ -121,7 +123,7 @@ def rpcholesky(
     *,
     max_rank: int = DEFAULT_MAX_RANK,
     block: int = 64,
-    tol: float | None = None,
+    trace_tol: float | None = None,
     seed: int | None = 0,
     verbose: bool = False,
 ) -> Preconditioner:
@@ -135,12 +137,15 @@ def rpcholesky(
         The shift of the system, > 0.
     rank : int, optional
         Exact rank to build. By default the rank grows (up to ``max_rank``)
-        until ``trace(K - F F^T) <= tol * n``, with ``tol = alpha``: the
-        residual is then, on average over the diagonal, below the shift.
+        until ``trace(K - F F^T) <= trace_tol * n``.
     max_rank : int
         Cap of the automatic rank (memory ``8 n max_rank`` bytes).
     block : int
         Pivots drawn per engine call.
+    trace_tol : float, optional
+        Where the automatic rank stops (default ``alpha``: the residual is then,
+        on average over the diagonal, below the shift). Not a residual tolerance
+        (see :mod:`.tolerance`); its old name ``tol=`` works with a DeprecationWarning.
     seed : int or None
         Seed of the pivot sampling (results are reproducible by default).
     verbose : bool
@@ -169,7 +174,7 @@ def rpcholesky(
     target_rank = min(rank if rank is not None else max_rank, n)
     if target_rank < 0:
         raise ValueError(f"rpcholesky: rank must be >= 0, got {rank}")
-    tol = alpha if tol is None else tol
+    trace_tol = alpha if trace_tol is None else trace_tol
     rng = np.random.default_rng(seed)
     diag = arrays.to_host(K.diagonal()).astype(np.float64)
     if not np.all(np.isfinite(diag)) or np.any(diag < 0):
@@ -181,7 +186,7 @@ def rpcholesky(
     report = Progress("rpcholesky", target_rank, enabled=verbose, unit="pivots")
     while r < target_rank:
         total = float(d.sum())
-        if total <= 0 or (rank is None and total <= tol * n):
+        if total <= 0 or (rank is None and total <= trace_tol * n):
             break
         b = min(block, target_rank - r)
         S = np.unique(rng.choice(n, size=b, replace=True, p=d / total))

@@ -79,6 +79,7 @@ from ..progress import Progress
 from .cg import ConvergenceWarning
 from .fmm2d import TPSFMM2D, fmm_worthwhile
 from .radial import RadialKernel, kernel_formula
+from .tolerance import check_tolerances, keywords
 
 __all__ = ["monomial_powers", "polynomial_matrix", "SaddleSolver", "SaddleInfo"]
 
@@ -463,8 +464,17 @@ class SaddleSolver:
         g, Ag = self._coarse_step(u, info)
         return g + self.C @ (u - Ag)
 
+    @keywords(refused={"tol": "rtol", "eps": "rtol"})
     def solve(self, d: np.ndarray, rtol: float = 1e-10, maxiter: int = 500, restart: int = 100):
-        """Coefficients ``(c, w)`` for data ``d`` of shape ``(n, k)``; and a SaddleInfo."""
+        """Coefficients ``(c, w)`` for data ``d`` of shape ``(n, k)``; and a SaddleInfo.
+
+        GMRES runs column by column and stops a column when the relative residual of
+        the system projected on ``P^T c = 0`` (recomputed with a true product) is
+        ``||r|| <= rtol ||b||`` (see :mod:`.tolerance`), or after ``maxiter`` iterations
+        (a ConvergenceWarning); it restarts every ``restart`` iterations. The default
+        1e-10 is for direct use; the interpolator and kriging pass their own.
+        """
+        check_tolerances(rtol, 0.0, maxiter)
         t0 = time.perf_counter()
         n = self.n
         info = SaddleInfo(setup_seconds=self.setup_seconds, product=self.product)
