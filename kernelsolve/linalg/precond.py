@@ -10,9 +10,10 @@ being sampled. It reads ``K`` only through its diagonal and a few columns
 columns of a whole block.
 
 The preconditioner applies ``(alpha I + F F^T)^-1`` by the Woodbury identity,
-written as ``(v - W W^T v) / alpha`` with ``W = F L^-T`` and
-``L L^T = alpha I + F^T F``: two thin products per application, done in
-float64 (the subtraction cancels when ``alpha`` is small).
+``(v - F (alpha I + F^T F)^-1 F^T v) / alpha`` with one Cholesky factor of the
+small ``r x r`` matrix: two thin products with ``F`` and two triangular solves
+per application, done in float64 (the subtraction cancels when ``alpha`` is
+small). ``F^T F`` is one syrk; no other ``n x r`` matrix is formed.
 
 :func:`jacobi` divides by ``alpha + diag(K)``; it helps only when the
 diagonal varies (it is constant for stationary kernels).
@@ -28,6 +29,8 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.linalg
+import scipy.linalg.blas
 
 from ..engine import arrays
 from ..progress import Progress
@@ -175,18 +178,31 @@ def rpcholesky(
     if target_rank < 0:
         raise ValueError(f"rpcholesky: rank must be >= 0, got {rank}")
     trace_tol = alpha if trace_tol is None else trace_tol
-    rng = np.random.default_rng(seed)
     diag = arrays.to_host(K.diagonal()).astype(np.float64)
     if not np.all(np.isfinite(diag)) or np.any(diag < 0):
         raise ValueError("rpcholesky: the diagonal of K must be finite and >= 0")
     trace0 = float(diag.sum())
+    stop = 0.0 if rank is not None else trace_tol * n
+    with Progress("rpcholesky", target_rank, enabled=verbose, unit="pivots") as report:
+        F, d = _pivoted_factor(K, diag, target_rank, stop, block, seed, report)
+    rel = float(d.sum()) / trace0 if trace0 > 0 else 0.0
+    return Preconditioner(
+        "rpcholesky", _woodbury(F, alpha), F.shape[1], time.perf_counter() - t0, rel
+    )
+
+
+def _pivoted_factor(K, diag: np.ndarray, target_rank: int, stop: float, block, seed, report):
+    """``F`` (n, r) with ``K ~ F F^T`` by randomly pivoted block Cholesky, and the
+    diagonal of ``K - F F^T``; stops at ``target_rank`` or when its trace is <= ``stop``."""
+    n = K.n
+    rng = np.random.default_rng(seed)
+    trace0 = float(diag.sum())
     d = diag.copy()
     F = np.zeros((n, target_rank))
     r = 0
-    report = Progress("rpcholesky", target_rank, enabled=verbose, unit="pivots")
     while r < target_rank:
         total = float(d.sum())
-        if total <= 0 or (rank is None and total <= trace_tol * n):
+        if total <= 0 or total <= stop:
             break
         b = min(block, target_rank - r)
         S = np.unique(rng.choice(n, size=b, replace=True, p=d / total))
@@ -208,22 +224,34 @@ def rpcholesky(
         if take == new.shape[1]:
             d[S] = 0.0  # the pivots are now interpolated exactly
         report.update(take, f"rank {r}, residual trace {d.sum() / trace0:.2e} of trace(K)")
-    report.close()
-    F = F[:, :r]
-    L = np.linalg.cholesky(alpha * np.eye(r) + F.T @ F)
-    W = np.linalg.solve(L, F.T).T  # F L^-T
+    return (F if r == target_rank else np.ascontiguousarray(F[:, :r])), d
+
+
+def _woodbury(F: np.ndarray, alpha: float):
+    """``R -> (alpha I + F F^T)^-1 R = (R - F (alpha I + F^T F)^-1 F^T R) / alpha``.
+
+    One Cholesky factor of the small ``r x r`` matrix; each application is two thin
+    products with ``F`` and two triangular solves, in float64 (the subtraction
+    cancels when ``alpha`` is small) and in the library and on the device of ``R``
+    (the ``r x k`` solves on the host)."""
+    if F.shape[1] == 0:
+        return lambda R: R / alpha
+    # F^T F by syrk (half of a general product; F.T is F-contiguous: no copy)
+    G = scipy.linalg.blas.dsyrk(1.0, F.T, lower=False)
+    G[np.diag_indices_from(G)] += alpha
+    factor = (scipy.linalg.cholesky(G, lower=False, overwrite_a=True, check_finite=False), False)
     cache = {}
 
     def apply(R):
         R64, back = _to64(R)
         key = (arrays.library(R), arrays.device(R))
         if key not in cache:
-            cache[key] = (_like(W, R), _like(np.ascontiguousarray(W.T), R))
-        Wd, WTd = cache[key]
-        return back((R64 - Wd @ (WTd @ R64)) / alpha)
+            cache[key] = _like(F, R)
+        Fd = cache[key]
+        y = scipy.linalg.cho_solve(factor, arrays.to_host(Fd.T @ R64), check_finite=False)
+        return back((R64 - Fd @ _like(y, R)) / alpha)
 
-    rel = float(d.sum()) / trace0 if trace0 > 0 else 0.0
-    return Preconditioner("rpcholesky", apply, r, time.perf_counter() - t0, rel)
+    return apply
 
 
 def make(
