@@ -20,15 +20,20 @@ from :mod:`.variogram`.
 from __future__ import annotations
 
 import numpy as np
+from scipy.spatial import cKDTree
 
-from .. import autograd
-from ..engine import ir
 from ..progress import Progress
-from .kriging_solvers import CovarianceCGSolver, NuggetSolver, SaddleKrigingSolver
+from .kriging_inputs import adjust_for_anisotropy, drift_term_list, variance_mode, vector
+from .kriging_solvers import (
+    CovarianceCGSolver,
+    NuggetSolver,
+    SaddleKrigingSolver,
+    choose_solver,
+    local_variance,
+)
 from .saddle import monomial_powers, polynomial_matrix
 from .tolerance import check_tolerances, keywords
 from .variogram import (
-    BOUNDED_MODELS,
     MATERN_NU,
     VARIOGRAM_MODELS,
     Variogram,
@@ -54,47 +59,11 @@ __all__ = [
 ]
 
 EPS = 1.0e-10  # PyKrige's cutoff: a target this close to a datum coincides with it
-CG_MAX_CELLS = 150.0  # solver="auto": CG when the data span at most this many length scales^2
-CG_MIN_NUGGET = 1e-6  # ... and the nugget is at least this fraction of the partial sill
 
 
 # ----------------------------------------------------------------------
 # Kriging
 # ----------------------------------------------------------------------
-def _knn(x: np.ndarray, pts: np.ndarray, k: int):
-    """``k`` nearest of ``pts`` for every row of ``x``: squared distances, indices."""
-    ndim = pts.shape[1]
-    f = ir.make("sqdist", ir.var(0, ir.I, ndim), ir.var(1, ir.J, ndim))
-    d2, idx = autograd.reduce(f, "kmin_argkmin", (x, pts), (ir.I, ir.J), K=k)
-    return d2.reshape(len(x), k), idx.reshape(len(x), k)
-
-
-def _vector(a, name: str) -> np.ndarray:
-    arr = np.asarray(a)
-    if np.iscomplexobj(arr):
-        raise ValueError(f"{name}: complex values are not supported")
-    try:
-        arr = np.atleast_1d(np.squeeze(np.array(arr, dtype=np.float64)))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must hold numbers ({exc})") from None
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (after squeezing), got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)):
-        bad = int(np.argmax(~np.isfinite(arr)))
-        raise ValueError(f"{name} holds NaN or inf (first at index {bad}); expected finite")
-    return arr
-
-
-def _adjust_for_anisotropy(X, center, scaling, angle):
-    """PyKrige's 2-D anisotropy transform (rotate by -angle about center, stretch y)."""
-    X = X - np.asarray(center)[None, :]
-    a = angle * np.pi / 180
-    stretch = np.array([[1, 0], [0, scaling]])
-    rot = np.array([[np.cos(-a), -np.sin(-a)], [np.sin(-a), np.cos(-a)]])
-    out = np.dot(stretch, np.dot(rot, X.T)).T
-    return out + np.asarray(center)[None, :]
-
-
 class _Kriging:
     """PyKrige's kriging classes; :class:`OrdinaryKriging` documents the parameters."""
 
@@ -142,7 +111,7 @@ class _Kriging:
         self._check_distinct()
         self._set_variogram(variogram_model, variogram_parameters, nlags, weight, max_pairs)
         self._check_drift()
-        self.solver = self._solver_kind(solver)
+        self.solver = choose_solver(self.variogram, self._xy, solver)
         self.exact_variance_max = self._exact_variance_max(exact_variance_max)
         self._backend = self._make_solver(rank, neighbors, coarse)
         self.info = self._backend.info
@@ -151,9 +120,9 @@ class _Kriging:
     # The steps of __init__
     # ------------------------------------------------------------------
     def _read_data(self, x, y, z) -> None:
-        self.X_ORIG = _vector(x, "x")
-        self.Y_ORIG = _vector(y, "y")
-        self.Z = _vector(z, "z")
+        self.X_ORIG = vector(x, "x")
+        self.Y_ORIG = vector(y, "y")
+        self.Z = vector(z, "z")
         n = self.X_ORIG.size
         if self.Y_ORIG.size != n or self.Z.size != n:
             raise ValueError(
@@ -171,7 +140,7 @@ class _Kriging:
         if not isinstance(exact_values, bool):
             raise ValueError("exact_values must be True or False")
         self.exact_values = exact_values
-        self.variance = self._variance_mode(variance)
+        self.variance = variance_mode(variance)
         if solver not in ("auto", "saddle", "cg"):
             raise ValueError(f"solver={solver!r}: expected 'auto', 'saddle' or 'cg'")
         if isinstance(coarse, str) and coarse != "auto":
@@ -198,7 +167,7 @@ class _Kriging:
         self.anisotropy_scaling, self.anisotropy_angle = scaling, angle
         self.XCENTER = (np.amax(self.X_ORIG) + np.amin(self.X_ORIG)) / 2.0
         self.YCENTER = (np.amax(self.Y_ORIG) + np.amin(self.Y_ORIG)) / 2.0
-        xy = _adjust_for_anisotropy(
+        xy = adjust_for_anisotropy(
             np.column_stack([self.X_ORIG, self.Y_ORIG]),
             [self.XCENTER, self.YCENTER],
             scaling,
@@ -209,22 +178,41 @@ class _Kriging:
 
     def _set_variogram(self, variogram_model, variogram_parameters, nlags, weight, max_pairs):
         """The variogram: the given parameters, or PyKrige's fit to the experimental
-        semivariogram (computed in both cases, as PyKrige does: ``lags``,
-        ``semivariance``)."""
+        semivariogram (``lags``, ``semivariance``: computed here for a fit, else
+        when first read)."""
         self.variogram_model = as_model(variogram_model).name
         model = VARIOGRAM_MODELS[self.variogram_model]
         p = variogram_parameter_list(self.variogram_model, variogram_parameters)
         nlags = int(nlags)
         if nlags < 1:
             raise ValueError(f"nlags must be >= 1, got {nlags}")
-        self.lags, self.semivariance = experimental_variogram(
-            self._xy, self.Z, nlags, max_pairs=int(max_pairs), seed=self.seed
-        )
+        self._experimental_args = (nlags, int(max_pairs))
+        self._experimental = None
         if p is None:
             p = self._fit(model, variogram_parameters, bool(weight))
         self.variogram = Variogram(model, p)
         self.variogram_model_parameters = p
         self.variogram_function = model.gamma
+
+    @property
+    def lags(self) -> np.ndarray:
+        """Mean distance of each non-empty bin of the experimental semivariogram."""
+        return self._experimental_variogram()[0]
+
+    @property
+    def semivariance(self) -> np.ndarray:
+        """Mean semivariance of each non-empty bin of the experimental semivariogram."""
+        return self._experimental_variogram()[1]
+
+    def _experimental_variogram(self) -> tuple[np.ndarray, np.ndarray]:
+        # PyKrige always computes it; with given parameters nothing here needs it,
+        # so it waits until read (0.7 s of 20 in the demo's kriging)
+        if self._experimental is None:
+            nlags, max_pairs = self._experimental_args
+            self._experimental = experimental_variogram(
+                self._xy, self.Z, nlags, max_pairs=max_pairs, seed=self.seed
+            )
+        return self._experimental
 
     def _fit(self, model, variogram_parameters, weight: bool) -> np.ndarray:
         nu = 1.5
@@ -261,17 +249,11 @@ class _Kriging:
         )
 
     # ------------------------------------------------------------------
-    @staticmethod
-    def _variance_mode(variance):
-        if variance is False or variance is None:
-            return False
-        if variance not in ("exact", "local", "auto"):
-            raise ValueError(f"variance={variance!r}: expected 'exact', 'local', 'auto' or False")
-        return variance
-
     def _check_distinct(self) -> None:
-        d2, idx = _knn(self._xy, self._xy, 2)
-        dup = np.flatnonzero(d2[:, 1] == 0)
+        # a k-d tree: O(n log n), where the engine's argKmin compares all n^2 pairs
+        self._tree = cKDTree(self._xy)
+        d, idx = self._tree.query(self._xy, 2)
+        dup = np.flatnonzero(d[:, 1] == 0)
         if dup.size:
             i = int(dup[0])
             j = int(idx[i, 1]) if idx[i, 1] != i else int(idx[i, 0])
@@ -292,56 +274,6 @@ class _Kriging:
                 "use OrdinaryKriging"
             )
 
-    def _solver_kind(self, solver) -> str:
-        v = self.variogram
-        if v.amplitude == 0:
-            return "nugget"  # Phi = 0: closed form
-        bounded = v.model.name in BOUNDED_MODELS
-        if solver == "cg" and not (bounded and v.nugget > 0):
-            raise ValueError(
-                "solver='cg' needs a bounded variogram model (a covariance) with a nugget > 0, "
-                f"got {v}"
-            )
-        if solver == "auto":
-            smooth = v.model.name == "gaussian" or (v.model.name == "matern" and v.key > 1)
-            extent = (self._xy.max(0) - self._xy.min(0)) / v.length
-            cells = float(np.prod(np.maximum(extent, 1.0)))
-            low_rank = cells <= CG_MAX_CELLS
-            shifted = v.nugget >= CG_MIN_NUGGET * v.amplitude
-            return "cg" if bounded and shifted and smooth and low_rank else "saddle"
-        return solver
-
-    def _local_variance(self, xy: np.ndarray) -> np.ndarray:
-        v, n = self.variogram, self._xy.shape[0]
-        q = min(self.variance_neighbors, n)
-        d2, idx = _knn(xy, self._xy, q)
-        m = self._powers.shape[0]
-        out = np.empty(len(xy))
-        chunk = max(1, (1 << 24) // (8 * (q + m) ** 2))
-        ar = np.arange(q)
-        for a in range(0, len(xy), chunk):
-            sl = slice(a, min(len(xy), a + chunk))
-            pts = self._xy[idx[sl]]  # (b, q, 2)
-            rel = pts - xy[sl, None, :]
-            b = rel.shape[0]
-            D = np.sqrt(((pts[:, :, None, :] - pts[:, None, :, :]) ** 2).sum(-1))
-            M = np.zeros((b, q + m, q + m))
-            M[:, :q, :q] = -v.gamma_continuous(D)
-            M[:, ar, ar] += v.nugget
-            h = np.sqrt((rel**2).sum(-1).max(1))[:, None, None]
-            Pl = np.prod((rel / np.where(h > 0, h, 1.0))[:, :, None, :] ** self._powers, axis=-1)
-            M[:, :q, q:] = Pl
-            M[:, q:, :q] = Pl.transpose(0, 2, 1)
-            rhs = np.zeros((b, q + m))
-            rhs[:, :q] = -v.gamma_continuous(np.sqrt(np.maximum(d2[sl], 0.0)))
-            rhs[:, q:] = polynomial_matrix(np.zeros((1, 2)), self._powers)[0]
-            try:
-                sol = np.linalg.solve(M, rhs[:, :, None])[:, :, 0]
-            except np.linalg.LinAlgError:
-                sol = np.stack([np.linalg.lstsq(Mk, rk, rcond=None)[0] for Mk, rk in zip(M, rhs)])
-            out[sl] = v.nugget - (sol * rhs).sum(1)
-        return out
-
     def _variance(self, xy: np.ndarray, mode) -> np.ndarray:
         k = len(xy)
         if mode == "auto":
@@ -351,7 +283,9 @@ class _Kriging:
         if mode == "exact" or self.solver == "nugget":
             self.variance_info = {"method": "exact", "targets": k}
             return self._backend.variance(xy)
-        out = self._local_variance(xy)
+        out = local_variance(
+            self._xy, self.variogram, self._powers, xy, min(self.variance_neighbors, self.Z.size)
+        )
         q = min(self.variance_neighbors, self._xy.shape[0])
         info = {"method": "local", "targets": k, "neighbors": q}
         check = min(self.variance_check, k, self.exact_variance_max)
@@ -394,9 +328,9 @@ class _Kriging:
         """
         if style not in ("grid", "points", "masked"):
             raise ValueError(f"style={style!r}: expected 'grid', 'points' or 'masked'")
-        mode = self.variance if variance is None else self._variance_mode(variance)
-        xpts = _vector(xpoints, "xpoints")
-        ypts = _vector(ypoints, "ypoints")
+        mode = self.variance if variance is None else variance_mode(variance)
+        xpts = vector(xpoints, "xpoints")
+        ypts = vector(ypoints, "ypoints")
         nx, ny = xpts.size, ypts.size
         if style == "points":
             if nx != ny:
@@ -418,7 +352,7 @@ class _Kriging:
                 if mask.shape != (ny, nx):
                     raise ValueError(f"mask must have shape ({ny}, {nx}), got {mask.shape}")
                 keep = ~mask.ravel()
-        xy = _adjust_for_anisotropy(
+        xy = adjust_for_anisotropy(
             np.column_stack([xpts, ypts]),
             [self.XCENTER, self.YCENTER],
             self.anisotropy_scaling,
@@ -432,9 +366,9 @@ class _Kriging:
             if sk is not None:
                 sk = self._variance(xy, mode)
             if self.exact_values:
-                d2, idx = _knn(xy, self._xy, 1)
-                hit = np.sqrt(np.maximum(d2[:, 0], 0.0)) <= EPS
-                zk[hit] = self.Z[idx[hit, 0]]
+                dist, idx = self._tree.query(xy, 1, distance_upper_bound=2 * EPS)
+                hit = dist <= EPS
+                zk[hit] = self.Z[idx[hit]]
                 if sk is not None:
                     sk[hit] = 0.0
         z = np.zeros(keep.size)
@@ -523,7 +457,8 @@ class OrdinaryKriging(_Kriging):
     variogram_model_parameters : ndarray
         PyKrige's internal list (partial sill first).
     lags, semivariance : ndarray
-        The experimental semivariogram.
+        The experimental semivariogram (computed when first read if
+        ``variogram_parameters`` were given).
     info : SaddleInfo
         The solve for the data (CG: iterations in ``products``).
     variance_info : dict
@@ -605,7 +540,7 @@ class UniversalKriging(_Kriging):
         seed: int = 0,
         verbose: bool = False,
     ):
-        self.drift_terms = _drift_terms(drift_terms)
+        self.drift_terms = drift_term_list(drift_terms)
         self._degree = 1 if self.drift_terms else 0
         super().__init__(
             x,
@@ -632,14 +567,3 @@ class UniversalKriging(_Kriging):
             seed=seed,
             verbose=verbose,
         )
-
-
-def _drift_terms(drift_terms) -> list[str]:
-    if drift_terms is None:
-        return []
-    if isinstance(drift_terms, str):
-        drift_terms = [drift_terms]
-    bad = [t for t in drift_terms if t != "regional_linear"]
-    if bad:
-        raise ValueError(f"drift_terms={list(drift_terms)!r}: only 'regional_linear' is supported")
-    return list(drift_terms)

@@ -22,9 +22,83 @@ from .cg import cg
 from .operator import KernelOperator
 from .radial import RadialKernel, kernel_formula
 from .saddle import SaddleInfo, SaddleSolver, polynomial_matrix
-from .variogram import Variogram
+from .variogram import BOUNDED_MODELS, Variogram
 
-__all__ = ["DriftBasis", "NuggetSolver", "SaddleKrigingSolver", "CovarianceCGSolver"]
+__all__ = [
+    "DriftBasis",
+    "NuggetSolver",
+    "SaddleKrigingSolver",
+    "CovarianceCGSolver",
+    "choose_solver",
+    "local_variance",
+]
+
+CG_MAX_CELLS = 150.0  # solver="auto": CG when the data span at most this many length scales^2
+CG_MIN_NUGGET = 1e-6  # ... and the nugget is at least this fraction of the partial sill
+
+
+def choose_solver(v: Variogram, xy: np.ndarray, solver: str) -> str:
+    """The solver of ``solver="auto"`` (or a check of the one asked for): "nugget"
+    for a pure nugget (closed form), "cg" for smooth bounded models with a nugget
+    over few length scales, "saddle" otherwise (``docs/kriging.md``)."""
+    if v.amplitude == 0:
+        return "nugget"  # Phi = 0: closed form
+    bounded = v.model.name in BOUNDED_MODELS
+    if solver == "cg" and not (bounded and v.nugget > 0):
+        raise ValueError(
+            "solver='cg' needs a bounded variogram model (a covariance) with a nugget > 0, "
+            f"got {v}"
+        )
+    if solver == "auto":
+        smooth = v.model.name == "gaussian" or (v.model.name == "matern" and v.key > 1)
+        extent = (xy.max(0) - xy.min(0)) / v.length
+        cells = float(np.prod(np.maximum(extent, 1.0)))
+        low_rank = cells <= CG_MAX_CELLS
+        shifted = v.nugget >= CG_MIN_NUGGET * v.amplitude
+        return "cg" if bounded and shifted and smooth and low_rank else "saddle"
+    return solver
+
+
+def _knn(x: np.ndarray, pts: np.ndarray, k: int):
+    """``k`` nearest of ``pts`` for every row of ``x``: squared distances, indices."""
+    ndim = pts.shape[1]
+    f = ir.make("sqdist", ir.var(0, ir.I, ndim), ir.var(1, ir.J, ndim))
+    d2, idx = autograd.reduce(f, "kmin_argkmin", (x, pts), (ir.I, ir.J), K=k)
+    return d2.reshape(len(x), k), idx.reshape(len(x), k)
+
+
+def local_variance(
+    data: np.ndarray, v: Variogram, powers: np.ndarray, xy: np.ndarray, q: int
+) -> np.ndarray:
+    """Kriging variances at ``xy`` from the dense kriging system on each target's ``q``
+    nearest data points: an upper bound of the exact variance (``docs/kriging.md``)."""
+    d2, idx = _knn(xy, data, q)
+    m = powers.shape[0]
+    out = np.empty(len(xy))
+    chunk = max(1, (1 << 24) // (8 * (q + m) ** 2))
+    ar = np.arange(q)
+    for a in range(0, len(xy), chunk):
+        sl = slice(a, min(len(xy), a + chunk))
+        pts = data[idx[sl]]  # (b, q, 2)
+        rel = pts - xy[sl, None, :]
+        b = rel.shape[0]
+        D = np.sqrt(((pts[:, :, None, :] - pts[:, None, :, :]) ** 2).sum(-1))
+        M = np.zeros((b, q + m, q + m))
+        M[:, :q, :q] = -v.gamma_continuous(D)
+        M[:, ar, ar] += v.nugget
+        h = np.sqrt((rel**2).sum(-1).max(1))[:, None, None]
+        Pl = np.prod((rel / np.where(h > 0, h, 1.0))[:, :, None, :] ** powers, axis=-1)
+        M[:, :q, q:] = Pl
+        M[:, q:, :q] = Pl.transpose(0, 2, 1)
+        rhs = np.zeros((b, q + m))
+        rhs[:, :q] = -v.gamma_continuous(np.sqrt(np.maximum(d2[sl], 0.0)))
+        rhs[:, q:] = polynomial_matrix(np.zeros((1, 2)), powers)[0]
+        try:
+            sol = np.linalg.solve(M, rhs[:, :, None])[:, :, 0]
+        except np.linalg.LinAlgError:
+            sol = np.stack([np.linalg.lstsq(Mk, rk, rcond=None)[0] for Mk, rk in zip(M, rhs)])
+        out[sl] = v.nugget - (sol * rhs).sum(1)
+    return out
 
 
 class DriftBasis:
