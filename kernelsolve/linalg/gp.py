@@ -26,10 +26,9 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .. import autograd
 from ..engine import ir
 from . import kernels
-from .operator import KernelOperator
+from .operator import KernelOperator, kernel_sum
 from .solve import SolveInfo, solve
 from .tolerance import keywords
 
@@ -169,8 +168,7 @@ def gp_posterior_mean(
         callback=callback,
         return_info=True,
     )
-    fq = ir.make("mul", f, ir.var(2, ir.J, 1))
-    mean = autograd.reduce(fq, "sum", (Xqs, Xs, a), (ir.I, ir.J, ir.J))[:, 0] + h["mean"]
+    mean = kernel_sum(f, Xqs, Xs, a)[:, 0] + h["mean"]
     return mean, info
 
 

@@ -304,7 +304,16 @@ class _Kriging:
         return out
 
     # ------------------------------------------------------------------
-    def execute(self, style: str, xpoints, ypoints, mask=None, *, variance=None):
+    def execute(
+        self,
+        style: str,
+        xpoints,
+        ypoints,
+        mask=None,
+        *,
+        variance: str | bool | None = None,
+        dtype: str = "float64",
+    ):
         """Kriged values and kriging variances.
 
         Parameters
@@ -319,6 +328,11 @@ class _Kriging:
         variance : {"exact", "local", "auto", False}, optional
             Overrides the ``variance`` given to the constructor; False skips
             the variances (``sigmasq`` is None).
+        dtype : {"float64", "float32"}
+            Precision of the kernel sums of the predictions (not PyKrige's: it
+            has none). "float32" is about twice as fast, with an error up to
+            about 1e-7 of ``sum_i |c_i phi(|x - x_i|)|`` (0.006 m on the demo's
+            DEM, whose RMSE is 11.6 m); the variances are always float64.
 
         Returns
         -------
@@ -328,6 +342,8 @@ class _Kriging:
         """
         if style not in ("grid", "points", "masked"):
             raise ValueError(f"style={style!r}: expected 'grid', 'points' or 'masked'")
+        if dtype not in ("float64", "float32"):
+            raise ValueError(f"dtype={dtype!r}: expected 'float64' or 'float32'")
         mode = self.variance if variance is None else variance_mode(variance)
         xpts = vector(xpoints, "xpoints")
         ypts = vector(ypoints, "ypoints")
@@ -362,7 +378,7 @@ class _Kriging:
         zk = np.zeros(len(xy))
         sk = None if mode is False else np.zeros(len(xy))
         if len(xy):
-            zk = self._backend.predict(xy)
+            zk = self._backend.predict(xy, None if dtype == "float64" else np.float32)
             if sk is not None:
                 sk = self._variance(xy, mode)
             if self.exact_values:

@@ -19,7 +19,7 @@ from .. import autograd
 from ..engine import ir
 from . import precond as precond_mod
 from .cg import cg
-from .operator import KernelOperator
+from .operator import KernelOperator, kernel_sum
 from .radial import RadialKernel, kernel_formula
 from .saddle import SaddleInfo, SaddleSolver, polynomial_matrix
 from .variogram import BOUNDED_MODELS, Variogram
@@ -144,7 +144,7 @@ class NuggetSolver:
         self.w = scipy.linalg.solve_triangular(self.R, self.Q.T @ z)
         self.info = SaddleInfo()
 
-    def predict(self, xy):
+    def predict(self, xy, dtype=None):
         return self.basis(xy) @ self.w
 
     def variance(self, xy):
@@ -176,9 +176,9 @@ class SaddleKrigingSolver:
         self.c, self.w, self.info = self.s.solve(z[:, None].copy(), rtol=rtol, maxiter=maxiter)
         self._drift = None
 
-    def predict(self, xy):
+    def predict(self, xy, dtype=None):
         xn = np.ascontiguousarray(xy / self.v.length)
-        return self.s.evaluate(xn, self.c, self.w)[:, 0]
+        return self.s.evaluate(xn, self.c, self.w, dtype)[:, 0]
 
     def drift_basis(self):
         """``S [0; I]``: weights and multipliers of the polynomial part of a right-hand side."""
@@ -249,10 +249,9 @@ class CovarianceCGSolver:
 
         return cg(A, B, rtol=self.rtol, maxiter=self.maxiter, M=self.M, verbose=self.verbose)
 
-    def predict(self, xy):
+    def predict(self, xy, dtype=None):
         xn = np.ascontiguousarray(xy / self.v.length)
-        f = ir.make("mul", self.formula, ir.var(2, ir.J, 1))
-        out = autograd.reduce(f, "sum", (xn, self.yn, self.c), (ir.I, ir.J, ir.J))
+        out = kernel_sum(self.formula, xn, self.yn, self.c, dtype=dtype)
         return out[:, 0] + self.basis(xn) @ self.w[:, 0]
 
     def variance(self, xy):

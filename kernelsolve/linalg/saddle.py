@@ -73,11 +73,10 @@ import scipy.sparse
 import scipy.spatial.distance
 from scipy.spatial import cKDTree
 
-from .. import autograd
-from ..engine import ir
 from ..progress import Progress
 from .cg import ConvergenceWarning
 from .fmm2d import TPSFMM2D, fmm_worthwhile
+from .operator import kernel_sum
 from .radial import RadialKernel, kernel_formula
 from .tolerance import check_tolerances, keywords
 
@@ -429,8 +428,7 @@ class SaddleSolver:
         """``Phi @ V`` (one engine reduction, or one FMM evaluation)."""
         if self.fmm is not None:
             return self.fmm.matmat(V)
-        f = ir.make("mul", self.formula, ir.var(2, ir.J, V.shape[1]))
-        return autograd.reduce(f, "sum", (self.y, self.y, V), (ir.I, ir.J, ir.J))
+        return kernel_sum(self.formula, self.y, self.y, V)
 
     def A(self, V: np.ndarray) -> np.ndarray:
         return self.kernel_matmat(V) + self.smoothing[:, None] * V
@@ -450,9 +448,8 @@ class SaddleSolver:
         if self.fmm is not None:
             Ag = self.fmm.matmat(g[:, None])
         else:  # only the coarse columns: n x mc kernel evaluations
-            f = ir.make("mul", self.formula, ir.var(2, ir.J, 1))
             yc = np.ascontiguousarray(self.y[idx])
-            Ag = autograd.reduce(f, "sum", (self.y, yc, gamma[:, None]), (ir.I, ir.J, ir.J))
+            Ag = kernel_sum(self.formula, self.y, yc, gamma[:, None])
         Ag[:, 0] += self.smoothing * g
         return g, self.project(Ag)[:, 0]
 
@@ -576,10 +573,10 @@ class SaddleSolver:
             report.write(f"column {col}, restart after {its} iterations, residual {res:.2e}")
 
     # ------------------------------------------------------------------
-    def evaluate(self, x: np.ndarray, c: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """The interpolant at points ``x`` (one reduction over the n centres)."""
-        f = ir.make("mul", self.formula, ir.var(2, ir.J, c.shape[1]))
-        out = autograd.reduce(f, "sum", (x, self.y, c), (ir.I, ir.J, ir.J))
+    def evaluate(self, x: np.ndarray, c: np.ndarray, w: np.ndarray, dtype=None) -> np.ndarray:
+        """The interpolant at points ``x`` (one reduction over the n centres, in
+        ``dtype`` if given: see :func:`.operator.kernel_sum`)."""
+        out = kernel_sum(self.formula, x, self.y, c, dtype=dtype)
         if self.Q is not None:
             out = out + polynomial_matrix((x - self.shift) / self.scale, self.powers) @ w
         return out
