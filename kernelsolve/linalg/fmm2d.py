@@ -30,16 +30,12 @@ dense engine reduction. The uniform tree suits quasi-uniform points;
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 
 import numpy as np
 import scipy.sparse
 from scipy.special import comb
 
-try:  # optional: keeps the many mid-sized GEMMs of a product on one BLAS thread
-    from threadpoolctl import threadpool_limits
-except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
-    threadpool_limits = None
+from .blas import one_blas_thread
 
 __all__ = ["TPSFMM2D", "fmm_worthwhile"]
 
@@ -293,8 +289,7 @@ class TPSFMM2D:
         out = np.empty_like(V)
         # Two BLAS threads made a product 3-10x slower than one on a loaded 2-core machine
         # (threads of OpenBLAS wait for each other between the small GEMMs).
-        limit = threadpool_limits(1, "blas") if threadpool_limits else nullcontext()
-        with limit:
+        with one_blas_thread():
             for k in range(0, V.shape[1], 2):
                 out[:, k : k + 2] = self._matmat(V[:, k : k + 2])
         return out[:, 0] if squeeze else out

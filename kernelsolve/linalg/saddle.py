@@ -74,6 +74,7 @@ import scipy.spatial.distance
 from scipy.spatial import cKDTree
 
 from ..progress import Progress
+from .blas import one_blas_thread
 from .cg import ConvergenceWarning
 from .fmm2d import TPSFMM2D, fmm_worthwhile
 from .operator import kernel_sum
@@ -224,7 +225,8 @@ class SaddleSolver:
         far = int(min(far_points, n - q))
         self.coarse_idx = self.coarse_lu = None
         if two_level:
-            self._make_coarse(n_coarse)
+            with one_blas_thread():  # see .blas
+                self._make_coarse(n_coarse)
             if self.coarse_idx is None and far_default:  # singular: one level after all
                 far = int(min(30, n - q))
         self._log(
@@ -232,7 +234,8 @@ class SaddleSolver:
             f"per cardinal function, products by {self.product}"
         )
         sets, centre = self._local_sets(q, far, np.random.default_rng(seed))
-        self.C = self._cardinal(sets, centre)
+        with one_blas_thread():
+            self.C = self._cardinal(sets, centre)
         self.setup_seconds = time.perf_counter() - t0
         self._log(f"preconditioner ready in {self.setup_seconds:.1f} s")
 
@@ -485,7 +488,8 @@ class SaddleSolver:
             if norm <= 1e-12 * float(np.linalg.norm(d[:, k])) or self.powers.shape[0] >= n:
                 info.residual.append(0.0)
                 continue
-            with Progress("saddle GMRES", enabled=self.verbose) as report:
+            # GMRES's Gram-Schmidt runs between the engine's products: one BLAS thread
+            with Progress("saddle GMRES", enabled=self.verbose) as report, one_blas_thread():
                 ck, Ack, res, ok = self._gmres(
                     rhs, norm, k, rtol, maxiter, min(restart, n), info, report
                 )
