@@ -79,7 +79,8 @@ def kriging(p: Problem, bar: Progress) -> tuple[np.ndarray, str]:
         seed=p.seed,
     )
     bar.update(0, f"evaluating at {len(p.Xt):,} points")
-    pred, _ = ok.execute("points", p.Xt[:, 0], p.Xt[:, 1], variance=False)
+    # float32 kernel sums: 2.4x faster, 0.006 m from float64's here (RMSE 11.6 m)
+    pred, _ = ok.execute("points", p.Xt[:, 0], p.Xt[:, 1], variance=False, dtype="float32")
     detail = (
         f"{model} variogram, range {length:.3g}, sill {psill + nugget:.3g} m^2, "
         f"nugget {nugget:.3g} m^2; {ok.solver} solver, {ok.info.products} products"
