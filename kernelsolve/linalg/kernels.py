@@ -44,6 +44,7 @@ from ..engine import ir
 
 __all__ = [
     "Expr",
+    "MathNamespace",
     "ENGINE",
     "ENGINE_DIFFERENTIABLE",
     "NUMPY",
@@ -133,8 +134,11 @@ def _make(op: str, *args) -> Expr:
     return Expr(ir.make(op, *(_node(a) for a in args)))
 
 
-class _Methods:
-    """The namespace of objects that carry the functions as methods (LazyTensor)."""
+class MathNamespace:
+    """The functions a kernel may call besides ``+ - * / **`` and unary minus.
+
+    This base class calls them as methods of the operand (what LazyTensors and
+    torch tensors offer); the other namespaces override what differs."""
 
     def exp(self, x):
         return x.exp()
@@ -169,7 +173,7 @@ class _Methods:
         return self.sqrt(s)
 
 
-class _Engine(_Methods):
+class _Engine(MathNamespace):
     def __init__(self, differentiable: bool):
         self.differentiable = differentiable
 
@@ -206,7 +210,7 @@ class _Engine(_Methods):
         return s * self.rsqrt(s) if self.differentiable else self.sqrt(s)
 
 
-class _Numpy(_Methods):
+class _Numpy(MathNamespace):
     def exp(self, x):
         return np.exp(x)
 
@@ -233,7 +237,7 @@ class _Numpy(_Methods):
         return np.clip(x, lo, hi)
 
 
-class _Torch(_Methods):
+class _Torch(MathNamespace):
     def inv(self, x):
         return x.reciprocal()
 
@@ -254,7 +258,7 @@ NUMPY = _Numpy()
 #: torch tensors (autograd).
 TORCH = _Torch()
 #: LazyTensors.
-LAZY = _Methods()
+LAZY = MathNamespace()
 
 
 def engine_formula(kernel: Callable, s: ir.Node, *args, differentiable: bool = False) -> ir.Node:
@@ -275,23 +279,23 @@ def engine_formula(kernel: Callable, s: ir.Node, *args, differentiable: bool = F
 # ---------------------------------------------------------------------------
 # Positive definite kernels of s = |x - y|^2 / l^2
 # ---------------------------------------------------------------------------
-def gaussian(m, s):
+def gaussian(m: MathNamespace, s):
     """``exp(-s)`` (GPyTorch's RBF kernel is ``gaussian(s / 2)``)."""
     return m.exp(-s)
 
 
-def exponential(m, s):
+def exponential(m: MathNamespace, s):
     """Matern 1/2: ``exp(-r)``."""
     return m.exp(-m.radius(s))
 
 
-def matern32(m, s):
+def matern32(m: MathNamespace, s):
     """Matern 3/2: ``(1 + u) exp(-u)``, ``u = sqrt(3) r``."""
     u = math.sqrt(3.0) * m.radius(s)
     return (1 + u) * m.exp(-u)
 
 
-def matern52(m, s):
+def matern52(m: MathNamespace, s):
     """Matern 5/2: ``(1 + u + u^2 / 3) exp(-u)``, ``u = sqrt(5) r``."""
     u = math.sqrt(5.0) * m.radius(s)
     return (1 + u + (5.0 / 3.0) * s) * m.exp(-u)
@@ -301,12 +305,12 @@ def matern52(m, s):
 MATERN: dict[float, Callable] = {0.5: exponential, 1.5: matern32, 2.5: matern52}
 
 
-def rational_quadratic(m, s, alpha):
+def rational_quadratic(m: MathNamespace, s, alpha):
     """``(1 + s / (2 alpha))^(-alpha)``."""
     return (1 + s / (2 * alpha)) ** (-alpha)
 
 
-def periodic(m, d, u, v):
+def periodic(m: MathNamespace, d, u, v):
     """``exp(-2 sum_k v_k sin^2(u_k d_k))`` of the difference ``d`` (GPyTorch's
     periodic kernel with ``u = pi / period`` and ``v = 1 / lengthscale``)."""
     return m.exp(-2 * m.sum(v * m.square(m.sin(u * d))))
@@ -315,37 +319,37 @@ def periodic(m, d, u, v):
 # ---------------------------------------------------------------------------
 # Radial basis functions of s = (epsilon r)^2, scipy's names and signs
 # ---------------------------------------------------------------------------
-def linear(m, s):
+def linear(m: MathNamespace, s):
     """``-r``."""
     return -m.sqrt(s)
 
 
-def thin_plate_spline(m, s):
+def thin_plate_spline(m: MathNamespace, s):
     """``r^2 log r = s log(s) / 2``."""
     return 0.5 * m.xlogx(s)
 
 
-def cubic(m, s):
+def cubic(m: MathNamespace, s):
     """``r^3``."""
     return s * m.sqrt(s)
 
 
-def quintic(m, s):
+def quintic(m: MathNamespace, s):
     """``-r^5``."""
     return -(m.square(s) * m.sqrt(s))
 
 
-def multiquadric(m, s):
+def multiquadric(m: MathNamespace, s):
     """``-sqrt(1 + r^2)``."""
     return -m.sqrt(s + 1)
 
 
-def inverse_multiquadric(m, s):
+def inverse_multiquadric(m: MathNamespace, s):
     """``1 / sqrt(1 + r^2)``."""
     return m.rsqrt(s + 1)
 
 
-def inverse_quadratic(m, s):
+def inverse_quadratic(m: MathNamespace, s):
     """``1 / (1 + r^2)``."""
     return m.inv(s + 1)
 
@@ -369,17 +373,17 @@ RADIAL_BASIS_FUNCTIONS: dict[str, Callable] = {
 # ---------------------------------------------------------------------------
 # Variogram shapes g(s), g(0) = 0, s = (h / length)^2
 # ---------------------------------------------------------------------------
-def spherical(m, s):
+def spherical(m: MathNamespace, s):
     """``1.5 u - 0.5 u^3`` with ``u = min(r, 1)``."""
     u = m.clamp(m.radius(s), 0.0, 1.0)
     return 1.5 * u - 0.5 * u**3
 
 
-def _power(m, s, exponent):
+def _power(m: MathNamespace, s, exponent):
     return s ** (exponent / 2.0)
 
 
-def _matern_variogram(m, s, nu):
+def _matern_variogram(m: MathNamespace, s, nu):
     return 1 - MATERN[nu](m, s)
 
 

@@ -14,14 +14,13 @@ bound: the error of ``x`` can be up to the condition number times larger.
 
 The defaults differ, each for a reason its docstring gives:
 
-=====================================  ======  ==================================================
-solver                                 rtol    why
-=====================================  ======  ==================================================
-cg, solve, LazyTensor.solve            1e-6    pykeops' tolerance (a port changes one import)
-KernelInterpolator                     1e-8    agrees with scipy's direct RBFInterpolator to ~1e-6
-OrdinaryKriging, UniversalKriging      1e-10   agrees with PyKrige's direct solve, variances too
-gp_posterior_mean                      1e-3    far below the model's own error
-=====================================  ======  ==================================================
+* ``cg``, ``solve``, ``LazyTensor.solve``: 1e-6, pykeops' tolerance (a port
+  changes one import);
+* ``KernelInterpolator``: 1e-8, so that it agrees with scipy's direct
+  ``RBFInterpolator`` to about 1e-6;
+* ``OrdinaryKriging``, ``UniversalKriging``: 1e-10, so that predictions and
+  variances agree with PyKrige's direct solve to about 1e-6;
+* ``gp_posterior_mean``: 1e-3, far below the model's own error.
 
 ``rpcholesky`` has no residual tolerance: its ``trace_tol`` stops the automatic
 rank when ``trace(K - F F^T) <= trace_tol * n``.
