@@ -35,6 +35,7 @@ import numpy as np
 import scipy.sparse
 from scipy.special import comb
 
+from . import kernels
 from .blas import one_blas_thread
 
 __all__ = ["TPSFMM2D", "fmm_worthwhile"]
@@ -266,12 +267,7 @@ class TPSFMM2D:
             dy = np.repeat(Y[lo:hi], per_row) - Y[cols]
             r2 = dx * dx
             r2 += dy * dy
-            val = values[a:b]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                np.log(r2, out=val)
-                val *= r2
-            val *= 0.5
-            val[r2 == 0] = 0.0  # phi(0) = 0 (the diagonal)
+            values[a:b] = kernels.thin_plate_spline(kernels.NUMPY, r2)  # 0 on the diagonal
             indices[a:b] = cols
         return scipy.sparse.csr_matrix((values, indices, indptr), shape=(n, n))
 
