@@ -164,7 +164,7 @@ def cg(
             f"in {maxiter} iterations (worst relative residual {float(rel.max()):.3e}); "
             "raise maxiter or use a preconditioner",
             ConvergenceWarning,
-            stacklevel=2,
+            stacklevel=3,  # the caller of cg (past tolerance.keywords' wrapper)
         )
     return (X[:, 0] if vector else X), info
 

@@ -164,7 +164,7 @@ class KernelInterpolator:
                 f"degree={degree} is below {min_degree}, the minimum for kernel={kernel!r}: "
                 "the system may be singular or indefinite",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,  # the caller (past tolerance.keywords' wrapper)
             )
         powers = monomial_powers(ndim, degree)
         if powers.shape[0] > n:

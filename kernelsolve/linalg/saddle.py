@@ -503,7 +503,7 @@ class SaddleSolver:
                 f"iterations (relative residuals {max(info.residual):.2e}); raise maxiter, "
                 "neighbors or coarse",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=5,  # KernelInterpolator's caller (past two keywords wrappers)
             )
         if self.Q is not None:
             w = scipy.linalg.solve_triangular(self.R, self.Q.T @ (d - Ac))

@@ -13,7 +13,7 @@ import pytest
 
 from kernelsolve import Vi, Vj
 from kernelsolve.linalg import gp, precond
-from kernelsolve.linalg.cg import cg
+from kernelsolve.linalg.cg import ConvergenceWarning, cg
 from kernelsolve.linalg.interpolate import KernelInterpolator
 from kernelsolve.linalg.kriging import OrdinaryKriging, UniversalKriging
 from kernelsolve.linalg.operator import KernelOperator
@@ -122,5 +122,19 @@ def test_kriging_needs_positive_rtol_and_maxiter():
             with pytest.raises(ValueError, match=f"{name} must be > 0"):
                 SOLVERS["OrdinaryKriging"](**kwargs)
     # the other solvers accept 0 (cg then runs to maxiter, or does nothing)
-    _, info = cg(lambda P: P, np.ones(3), maxiter=0)
+    with pytest.warns(ConvergenceWarning):
+        _, info = cg(lambda P: P, np.ones(3), maxiter=0)
     assert info.iterations == 0
+
+
+def test_warnings_point_at_the_callers_line():
+    """The keywords wrapper adds a frame: the solvers' warnings still name the caller."""
+    with pytest.warns(ConvergenceWarning) as caught:
+        cg(lambda P: P * np.arange(1.0, 4.0)[:, None], np.ones(3), maxiter=1)
+    assert caught[0].filename == __file__
+    with pytest.warns(ConvergenceWarning) as caught:
+        KernelInterpolator(X, Z, rtol=1e-14, maxiter=1)
+    assert caught[0].filename == __file__
+    with pytest.warns(UserWarning, match="below") as caught:
+        KernelInterpolator(X, Z, degree=0, rtol=1e-3)
+    assert caught[0].filename == __file__
