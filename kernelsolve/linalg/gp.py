@@ -251,15 +251,24 @@ def fit_gp_hyperparameters(
     )
 
     def closure():
-        opt.zero_grad()
-        ls, os_, noise = raw[0].exp(), raw[1].exp(), raw[2].exp() + NOISE_FLOOR
-        K = os_ * kernel(kernels.TORCH, D2 / ls**2) + noise * eye
-        loss, dK, dmean = _nll_and_gradient(K, ys - raw[3].detach(), n)
-        # the gradient through the elementwise kernel only: O(n^2), where autograd
-        # through the Cholesky factorisation costs several times its O(n^3)
-        (grad,) = torch.autograd.grad(K, raw, grad_outputs=dK)
-        grad[3] = dmean
-        raw.grad = grad
+        # The loss from one Cholesky factorisation, its gradient in K from one
+        # inverse (_nll_and_gradient), pulled back through the elementwise kernel by
+        # autograd of k(s) alone: O(n^2), where autograd through the factorisation
+        # costs several times its O(n^3).
+        theta = raw.detach()
+        os_, noise = float(theta[1].exp()), float(theta[2].exp()) + NOISE_FLOOR
+        s = (D2 * torch.exp(-2 * theta[0])).requires_grad_()  # (d / lengthscale)^2
+        k = kernel(kernels.TORCH, s)
+        loss, dK, dmean = _nll_and_gradient(os_ * k.detach() + noise * eye, ys - theta[3], n)
+        (dk_ds,) = torch.autograd.grad(k, s, grad_outputs=dK)  # dK * k'(s)
+        raw.grad = torch.stack(
+            [
+                -2 * os_ * (dk_ds * s.detach()).sum(),  # ds / dlog(lengthscale) = -2 s
+                os_ * (dK * k.detach()).sum(),
+                (noise - NOISE_FLOOR) * dK.diagonal().sum(),
+                dmean,
+            ]
+        )
         return loss
 
     threads = torch.get_num_threads()

@@ -185,11 +185,13 @@ def rpcholesky(
     trace0 = float(diag.sum())
     stop = 0.0 if rank is not None else trace_tol * n
     report = Progress("rpcholesky", target_rank, enabled=verbose, unit="pivots")
-    # the dense work between the engine's column reductions on one BLAS thread:
-    # 9.3 s -> 6.0 s for the demo's GP on a loaded 2-core machine (see .blas)
+    # the small and memory-bound dense work between the engine's column reductions on
+    # one BLAS thread (see .blas): the demo's GP loop 4.9 s -> 3.8 s here (9.3 s ->
+    # 6.0 s with the whole setup pinned on a loaded machine); the one large syrk of
+    # the Woodbury factor keeps every thread (0.9 s against 1.5 s on one)
     with report, one_blas_thread():
         F, d = _pivoted_factor(K, diag, target_rank, stop, block, seed, report)
-        apply = _woodbury(F, alpha)
+    apply = _woodbury(F, alpha)
     rel = float(d.sum()) / trace0 if trace0 > 0 else 0.0
     return Preconditioner("rpcholesky", apply, F.shape[1], time.perf_counter() - t0, rel)
 
