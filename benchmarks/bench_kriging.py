@@ -1,7 +1,7 @@
 """Ordinary kriging on the Jacksboro DEM: kernelsolve (one and two levels) vs PyKrige, one run.
 
 The demo's data and variogram: matplotlib's Jacksboro DEM, a random 20% of
-its points for training (``kernelsolve.demo.split``, seed 0), the variogram
+its points for training (``kernelsolve.demo.data.split``, seed 0), the variogram
 fitted to short lags of the first 3,000 training points. For every variogram
 model in ``--models`` and training size in ``--sizes``, the script fits
 ``kernelsolve.linalg.kriging.OrdinaryKriging`` (saddle-point GMRES,
@@ -32,9 +32,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_reductions import machine_info, print_report  # noqa: E402
 
-from kernelsolve import demo  # noqa: E402
+from kernelsolve.demo import settings  # noqa: E402
+from kernelsolve.demo.data import load_dem, split  # noqa: E402
 from kernelsolve.linalg.cg import ConvergenceWarning  # noqa: E402
-from kernelsolve.linalg.kriging import OrdinaryKriging, fit_variogram  # noqa: E402
+from kernelsolve.linalg.kriging import OrdinaryKriging  # noqa: E402
+from kernelsolve.linalg.variogram import fit_variogram, short_lag_variogram  # noqa: E402
 
 NU = 1.5  # smoothness of the matern model
 HELD_OUT = 20_000
@@ -43,10 +45,10 @@ HELD_OUT = 20_000
 def variogram(X, y, model: str) -> dict:
     """The demo's fit: short lags of the first VARIOGRAM_POINTS training points."""
     n = len(y)
-    m = min(demo.VARIOGRAM_POINTS, n)
+    m = min(settings.VARIOGRAM_POINTS, n)
     span = X.max(0) - X.min(0)
-    max_lag = demo.VARIOGRAM_LAG_SPACINGS * math.sqrt(float(np.prod(span)) / n)
-    lags, sv = demo.short_lag_variogram(X[:m], y[:m], max_lag, demo.VARIOGRAM_LAGS)
+    max_lag = settings.VARIOGRAM_LAG_SPACINGS * math.sqrt(float(np.prod(span)) / n)
+    lags, sv = short_lag_variogram(X[:m], y[:m], max_lag, settings.VARIOGRAM_LAGS)
     p = fit_variogram(lags, sv, model, nu=NU)
     params = {"psill": float(p[0]), "range": float(p[1]), "nugget": float(p[2])}
     if model == "matern":
@@ -65,8 +67,8 @@ def run_kernelsolve(X, y, Xt, model, params, coarse):
             model,
             params,
             variance=False,
-            rtol=demo.SOLVER_RTOL,
-            maxiter=demo.SOLVER_MAXITER,
+            rtol=settings.SOLVER_RTOL,
+            maxiter=settings.SOLVER_MAXITER,
             seed=0,
             coarse=coarse,
         )
@@ -105,8 +107,8 @@ def main(argv=None) -> int:
         pk_version = None
     info = machine_info(None)
     info["pykeops"] = f"not used (pykrige {pk_version or 'not installed'})"
-    terrain = demo.load_dem()
-    train, test = demo.split(len(terrain.values), 0)
+    terrain = load_dem()
+    train, test = split(len(terrain.values), 0)
     sub = np.sort(np.random.default_rng(1).choice(len(test), HELD_OUT, replace=False))
     Xt, yt = terrain.points[test[sub]], terrain.values[test[sub]]
     rows = []

@@ -183,15 +183,29 @@ SECTIONS: list[tuple[str, str, bool, list[str]]] = [
         "kernelsolve.linalg.kriging",
         "kernelsolve.linalg.kriging",
         True,
+        ["OrdinaryKriging", "UniversalKriging", "OrdinaryKriging.execute"],
+    ),
+    (
+        "kernelsolve.linalg.variogram",
+        "kernelsolve.linalg.variogram",
+        True,
         [
-            "OrdinaryKriging",
-            "UniversalKriging",
-            "OrdinaryKriging.execute",
             "Variogram",
+            "variogram_parameter_list",
             "experimental_variogram",
+            "short_lag_variogram",
             "fit_variogram",
         ],
     ),
+    (
+        "kernelsolve.linalg.gp",
+        "kernelsolve.linalg.gp",
+        True,
+        ["fit_gp_hyperparameters", "gp_posterior_mean", "matern_operator"],
+    ),
+    ("kernelsolve.linalg.kernels", "kernelsolve.linalg.kernels", True, ["Expr", "engine_formula"]),
+    ("kernelsolve.tolerance", "kernelsolve.tolerance", True, []),
+    ("kernelsolve.progress", "kernelsolve.progress", True, ["Progress"]),
     (
         "kernelsolve.integrations.scipy",
         "kernelsolve.integrations.scipy",
@@ -468,8 +482,11 @@ Contents: [LazyTensor](#kernelsolve-lazytensor-vi-vj-pm) ·
 [config](#kernelsolveconfig) · [clear_cache](#kernelsolveclear_cache) ·
 [solve](#kernelsolvelinalgsolve) · [cg](#kernelsolvelinalgcg) ·
 [precond](#kernelsolvelinalgprecond) · [interpolate](#kernelsolvelinalginterpolate) ·
-[kriging](#kernelsolvelinalgkriging) · [scipy](#kernelsolveintegrationsscipy) ·
-[gpytorch](#kernelsolveintegrationsgpytorch) · [command line](#command-line)
+[kriging](#kernelsolvelinalgkriging) · [variogram](#kernelsolvelinalgvariogram) ·
+[gp](#kernelsolvelinalggp) · [kernels](#kernelsolvelinalgkernels) ·
+[tolerance](#kernelsolvelinalgtolerance) · [progress](#kernelsolveprogress) ·
+[scipy](#kernelsolveintegrationsscipy) · [gpytorch](#kernelsolveintegrationsgpytorch) ·
+[command line](#command-line)
 """
 
 

@@ -1,8 +1,9 @@
 """The command line (``kernelsolve info | demo | bench``) and the demo's pieces.
 
 The demo's methods are checked against independent dense computations at
-small sizes (scipy's RBFInterpolator, a dense NumPy GP, a brute-force
-semivariogram); the end-to-end runs use ``--quick``.
+small sizes (scipy's RBFInterpolator here; the GP and the short-lag
+semivariogram, now library code, in tests/linalg); the end-to-end runs use
+``--quick``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import numpy as np
 import pytest
 
 from kernelsolve import cli, demo
+from kernelsolve.demo import methods
+from kernelsolve.progress import Progress
 
 torch = pytest.importorskip("torch", reason="the demo's GP and the bench need torch (test extra)")
 pytest.importorskip("matplotlib", reason="the demo's data and figure need matplotlib")
@@ -150,7 +153,7 @@ def _small_problem(n=300, q=2000, seed=0):
     train, test = demo.split(len(t.values), seed)
     X, y = t.points[train[:n]], t.values[train[:n]]
     sizes = dict(variogram_points=n, gp_fit_points=n, gp_rank=n)
-    return demo._Problem(
+    return methods.Problem(
         X, y, t.points[test[:q]], t.values[test[:q]], y.mean(), y.std(), seed, "cpu", sizes
     )
 
@@ -159,93 +162,11 @@ def test_spline_matches_scipy_rbfinterpolator():
     from scipy.interpolate import RBFInterpolator
 
     p = _small_problem()
-    prog = demo.Progress({}, stream=io.StringIO(), tty=False)
-    pred, details = demo._spline(p, prog, 0.0)
+    prog = Progress(stream=io.StringIO(), tty=False)
+    pred, details = methods.spline(p, prog, 0.0)
     ref = RBFInterpolator(p.X, p.y, kernel="thin_plate_spline")(p.Xt)
     assert np.abs(pred - ref).max() < 1e-4 * np.abs(ref).max()
     assert "kernel products" in details
-
-
-def test_gp_posterior_mean_matches_dense_numpy():
-    rng = np.random.default_rng(0)
-    X = rng.random((400, 2))
-    y = np.sin(5 * X[:, 0]) * np.cos(3 * X[:, 1]) + 0.05 * rng.standard_normal(400)
-    Xq = rng.random((50, 2))
-    h = dict(lengthscale=0.2, outputscale=0.8, noise=1e-2, mean=0.1)
-    mu, info = demo.gp_posterior_mean(
-        torch.tensor(X), torch.tensor(y), torch.tensor(Xq), h, rank=100, rtol=1e-10
-    )
-
-    def k(A, B):
-        r = math.sqrt(3) * np.linalg.norm(A[:, None] - B[None], axis=-1) / h["lengthscale"]
-        return h["outputscale"] * (1 + r) * np.exp(-r)
-
-    a = np.linalg.solve(k(X, X) + h["noise"] * np.eye(400), y - h["mean"])
-    dense = k(Xq, X) @ a + h["mean"]
-    assert info.converged
-    np.testing.assert_allclose(mu.numpy(), dense, rtol=0, atol=1e-7)
-
-
-def _nll(X, y, h):
-    r = math.sqrt(3) * np.linalg.norm(X[:, None] - X[None], axis=-1) / h["lengthscale"]
-    K = h["outputscale"] * (1 + r) * np.exp(-r) + h["noise"] * np.eye(len(y))
-    L = np.linalg.cholesky(K)
-    a = np.linalg.solve(K, y - h["mean"])
-    return 0.5 * (y - h["mean"]) @ a + np.log(np.diag(L)).sum()
-
-
-def test_gp_hyperparameters_maximise_the_likelihood():
-    rng = np.random.default_rng(1)
-    X = rng.random((300, 2))
-    y = np.sin(6 * X[:, 0]) + X[:, 1] + 0.1 * rng.standard_normal(300)
-    y = (y - y.mean()) / y.std()
-    h = demo.fit_gp_hyperparameters(X, y)
-    best = _nll(X, y, h)
-    # an independent NumPy likelihood: every 5 % move of one parameter is worse
-    for key in ("lengthscale", "outputscale", "noise"):
-        for f in (0.95, 1.05):
-            assert _nll(X, y, {**h, key: h[key] * f}) > best - 1e-6, key
-    for dm in (-0.05, 0.05):
-        assert _nll(X, y, {**h, "mean": h["mean"] + dm}) > best - 1e-6
-
-
-def test_short_lag_variogram_matches_brute_force():
-    rng = np.random.default_rng(2)
-    X = rng.random((400, 2))
-    z = np.sin(4 * X[:, 0]) + rng.standard_normal(400) * 0.1
-    lags, sv = demo.short_lag_variogram(X, z, 0.15, 6)
-    i, j = np.triu_indices(400, 1)
-    d = np.linalg.norm(X[i] - X[j], axis=1)
-    g = 0.5 * (z[i] - z[j]) ** 2
-    edges = np.linspace(0, 0.15, 7)
-    ref_l, ref_g = [], []
-    for lo, hi in zip(edges[:-1], edges[1:]):
-        sel = (d >= lo) & (d < hi)
-        ref_l.append(d[sel].mean())
-        ref_g.append(g[sel].mean())
-    np.testing.assert_allclose(lags, ref_l, rtol=1e-12)
-    np.testing.assert_allclose(sv, ref_g, rtol=1e-12)
-    with pytest.raises(ValueError, match="too few point pairs"):
-        demo.short_lag_variogram(X[:3], z[:3], 0.01, 6)
-
-
-def test_progress_lines_and_terminal_bar():
-    plain = io.StringIO()
-    p = demo.Progress({"a": 1.0, "b": 1.0}, stream=plain, tty=False)
-    p.start("stage a", "detail")
-    p.update("not printed off a terminal")
-    p.finish("a", "a done")
-    p.close()
-    text = plain.getvalue()
-    assert "\r" not in text and "stage a: detail" in text and "a done" in text
-    assert "not printed" not in text
-    bar = io.StringIO()
-    p = demo.Progress({"a": 1.0, "b": 1.0}, stream=bar, tty=True)
-    p.start("stage a")
-    p.finish("a", "a done")
-    p.update("half way")
-    p.close()
-    assert "\r[" in bar.getvalue() and "50%" in bar.getvalue()
 
 
 # ---------------------------------------------------------------------- bench

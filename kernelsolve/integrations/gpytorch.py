@@ -64,6 +64,7 @@ from linear_operator.operators import KernelLinearOperator
 from .. import autograd
 from ..engine import dispatch, ir
 from ..engine.request import ReductionRequest
+from ..linalg import kernels
 
 __all__ = [
     "DENSE_MAX_ENTRIES",
@@ -81,17 +82,10 @@ DENSE_MAX_ENTRIES = 800 * 800
 
 
 # ---------------------------------------------------------------------------
-# Kernel formulas: the same function of d = x_i - x_j, once as engine IR and
-# once as torch code (for single entries, diagonals and small blocks).
+# Kernel formulas: the kernels of kernelsolve.linalg.kernels as functions of the
+# difference d = x_i - x_j, once as engine IR and once as torch code (for
+# single entries, diagonals and small blocks).
 # ---------------------------------------------------------------------------
-
-
-def _m(op, *args, attrs=()):
-    return ir.make(op, *args, attrs=attrs)
-
-
-def _c(v):
-    return ir.const(float(v))
 
 
 @dataclass(frozen=True)
@@ -109,89 +103,43 @@ class Formula:
     torch: Callable[[torch.Tensor, dict], torch.Tensor]
 
 
-def _engine_sq(d, p):
-    return _m("weightedsqnorm", p["w"], d)
+# The engine's formulas are differentiated symbolically: r = s * rsqrt(s) keeps the
+# Matern gradients finite on the diagonal (kernelsolve.linalg.kernels.ENGINE_DIFFERENTIABLE).
+_IR = kernels.ENGINE_DIFFERENTIABLE
 
 
-def _torch_sq(d, p):
+def _engine_s(d, p) -> kernels.Expr:
+    """``s = sum_k w_k d_k^2`` (``w = 1 / lengthscale^2``) as an IR expression."""
+    return kernels.Expr(ir.make("weightedsqnorm", p["w"], d))
+
+
+def _torch_s(d, p) -> torch.Tensor:
     return (p["w"] * d.square()).sum(-1)
 
 
-def _engine_r(s):
-    # r = s * rsqrt(s): 0 at s = 0 with derivative 0 there (rsqrt(0) = 0 in the
-    # engine), which is the limit for Matern 3/2 and 5/2 and what GPyTorch's
-    # clamped distance gives; sqrt(s) would put 0 * inf = NaN on the diagonal.
-    return _m("mul", s, _m("rsqrt", s))
+def _of_scaled_distance(kernel: Callable, factor: float = 1.0) -> Formula:
+    """``kernel(factor * s)``."""
+    return Formula(
+        ("w",),
+        lambda d, p: kernel(_IR, factor * _engine_s(d, p)).node,
+        lambda d, p: kernel(kernels.TORCH, factor * _torch_s(d, p)),
+    )
 
 
-def _torch_r(s):
-    return s.clamp_min(1e-30).sqrt()
-
-
-def _matern(nu: float) -> Formula:
-    a = math.sqrt(2 * nu)
-
-    def poly_engine(r, s):
-        if nu == 0.5:
-            return None
-        if nu == 1.5:
-            return _m("add", _c(1), _m("mul", _c(a), r))
-        return _m("add", _m("add", _c(1), _m("mul", _c(a), r)), _m("mul", _c(5 / 3), s))
-
-    def engine(d, p):
-        s = _engine_sq(d, p)
-        r = _engine_r(s)
-        e = _m("exp", _m("mul", _c(-a), r))
-        poly = poly_engine(r, s)
-        return e if poly is None else _m("mul", poly, e)
-
-    def torch_(d, p):
-        s = _torch_sq(d, p)
-        r = _torch_r(s)
-        e = torch.exp(-a * r)
-        if nu == 0.5:
-            return e
-        if nu == 1.5:
-            return (1 + a * r) * e
-        return (1 + a * r + (5 / 3) * s) * e
-
-    return Formula(("w",), engine, torch_)
-
-
-RBF = Formula(
-    ("w",),
-    lambda d, p: _m("exp", _m("mul", _c(-0.5), _engine_sq(d, p))),
-    lambda d, p: torch.exp(-0.5 * _torch_sq(d, p)),
-)
-MATERN = {nu: _matern(nu) for nu in (0.5, 1.5, 2.5)}
-# (1 + s / (2 alpha))^(-alpha)
+RBF = _of_scaled_distance(kernels.gaussian, 0.5)
+MATERN = {nu: _of_scaled_distance(k) for nu, k in kernels.MATERN.items()}
 RQ = Formula(
     ("w", "alpha"),
-    lambda d, p: _m(
-        "powf",
-        _m("add", _c(1), _m("div", _engine_sq(d, p), _m("mul", _c(2), p["alpha"]))),
-        _m("neg", p["alpha"]),
-    ),
-    lambda d, p: (1 + _torch_sq(d, p) / (2 * p["alpha"][..., 0])).pow(-p["alpha"][..., 0]),
+    lambda d, p: kernels.rational_quadratic(_IR, _engine_s(d, p), kernels.Expr(p["alpha"])).node,
+    lambda d, p: kernels.rational_quadratic(kernels.TORCH, _torch_s(d, p), p["alpha"][..., 0]),
 )
-
-
-# exp(-2 sum_k v_k sin^2(u_k d_k)), u = pi / period, v = 1 / lengthscale
-def _sin2(d, p):
-    return _m("sum", _m("mul", p["v"], _m("square", _m("sin", _m("mul", p["u"], d)))))
-
-
+# u = pi / period, v = 1 / lengthscale
 PERIODIC = Formula(
     ("u", "v"),
-    lambda d, p: _m(
-        "exp",
-        _m(
-            "mul",
-            _c(-2),
-            _m("sum", _m("mul", p["v"], _m("square", _m("sin", _m("mul", p["u"], d))))),
-        ),
+    lambda d, p: (
+        kernels.periodic(_IR, kernels.Expr(d), kernels.Expr(p["u"]), kernels.Expr(p["v"])).node
     ),
-    lambda d, p: torch.exp(-2 * (p["v"] * torch.sin(p["u"] * d).square()).sum(-1)),
+    lambda d, p: kernels.periodic(kernels.TORCH, d, p["u"], p["v"]),
 )
 
 
@@ -237,17 +185,17 @@ class CovarFunction:
         return self.pairs(d, {k: v.unsqueeze(-2) for k, v in params.items()})
 
     def formula(self, xi: ir.Node, xj: ir.Node, params: dict[str, ir.Node]) -> ir.Node:
-        d = _m("sub", xi, xj)
+        d = ir.make("sub", xi, xj)
         out = None
         for f in self.factors:
             if f.dims is None:
                 df = d
             else:
-                df = _m("elem", d, attrs=(f.dims[0],))
+                df = ir.make("elem", d, attrs=(f.dims[0],))
                 for k in f.dims[1:]:
-                    df = _m("concat", df, _m("elem", d, attrs=(k,)))
+                    df = ir.make("concat", df, ir.make("elem", d, attrs=(k,)))
             v = f.formula.engine(df, {n: params[f.prefix + n] for n in f.formula.params})
-            out = v if out is None else _m("mul", out, v)
+            out = v if out is None else ir.make("mul", out, v)
         return out
 
 
@@ -290,7 +238,9 @@ class EngineKernelOperator(KernelLinearOperator):
         for chunk in _column_chunks(rhs):
             v = ir.var(len(leaves), ir.J, chunk.shape[-1])
             args, vcats = tuple(leaves) + (chunk.contiguous(),), tuple(cats) + (ir.J,)
-            outs.append(autograd.reduce(ReductionRequest(_m("mul", k, v), "sum", args, vcats)))
+            outs.append(
+                autograd.reduce(ReductionRequest(ir.make("mul", k, v), "sum", args, vcats))
+            )
         out = outs[0] if len(outs) == 1 else torch.cat(outs, -1)
         return out[..., 0] if vector else out
 
@@ -321,7 +271,7 @@ class EngineKernelOperator(KernelLinearOperator):
         leaves += [left.contiguous(), right.contiguous()]
         cats += [ir.I, ir.J]
         k = self.covar_func.formula(xi, xj, pvars)
-        weight = _m("scalprod", U, V)
+        weight = ir.make("scalprod", U, V)
         names = self.covar_func.names()
         grads: list = [None] * len(representation)
 
@@ -338,7 +288,7 @@ class EngineKernelOperator(KernelLinearOperator):
         if parts:
             joint = parts[0][1]
             for _, f in parts[1:]:
-                joint = _m("concat", joint, f)
+                joint = ir.make("concat", joint, f)
             total = dispatch.reduce(ReductionRequest(joint, "sum", tuple(leaves), tuple(cats)))
             start = 0
             for slot, f in parts:

@@ -16,6 +16,7 @@ import numpy as np
 from .. import autograd
 from ..engine import arrays, dispatch
 from ..engine.request import DEFAULT_OPTIONS, ReductionOptions, ReductionRequest, target_of
+from ..tolerance import keywords
 from .binding import is_int, join
 
 _IGNORED_KEYWORDS = (
@@ -369,6 +370,7 @@ class Reductions:
             Kv = dispatch.execute(plan, leaves)
         return Kv[..., 0] if v.ndim == 1 else Kv
 
+    @keywords(renamed={"tol": "rtol"}, refused={"eps": "rtol"}, name="LazyTensor.solve")
     def solve(
         self,
         b,

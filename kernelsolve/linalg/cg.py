@@ -14,8 +14,6 @@ The signature follows ``scipy.sparse.linalg.cg``: ``A``, ``B``, ``x0``,
 from __future__ import annotations
 
 import math
-import sys
-import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..engine import arrays
+from ..progress import Progress
+from ..tolerance import check_tolerances, keywords
 
 __all__ = ["cg", "CGInfo", "ConvergenceWarning", "NotPositiveDefiniteError"]
 
@@ -65,6 +65,7 @@ class CGInfo:
     history: list
 
 
+@keywords(renamed={"tol": "rtol"}, refused={"eps": "rtol"})
 def cg(
     A: Callable,
     B,
@@ -89,7 +90,10 @@ def cg(
     x0 : array like ``B``, optional
         Starting point (default zero, which saves one product with ``A``).
     rtol, atol : float
-        Column ``b`` has converged when ``||b - A x|| <= max(rtol ||b||, atol)``.
+        Relative residual and absolute floor: column ``b`` has converged when
+        ``||b - A x|| <= max(rtol ||b||, atol)`` (defaults 1e-6, pykeops' tolerance,
+        and 0; see :mod:`.tolerance`). ``tol=``, scipy's old name of ``rtol``,
+        works with a DeprecationWarning.
     maxiter : int, optional
         Most iterations (default 1000). CG warns (:class:`ConvergenceWarning`)
         if a column has not converged by then.
@@ -98,8 +102,9 @@ def cg(
     callback : callable, optional
         ``callback(X)`` after every iteration.
     verbose : bool
-        Print the iteration and the worst relative residual to stderr,
-        at most once per second.
+        Report the iteration and the worst relative residual on stderr
+        (:class:`kernelsolve.progress.Progress`: a bar on a terminal, else a line
+        at most once per second and one at the end).
 
     Returns
     -------
@@ -111,7 +116,8 @@ def cg(
     NotPositiveDefiniteError
         On a search direction ``p`` with ``p.A p <= 0`` (or ``r.M r <= 0``).
     ValueError
-        If ``B`` (or ``x0``) holds NaN or inf, or the shapes disagree.
+        If ``B`` (or ``x0``) holds NaN or inf, the shapes disagree, or ``rtol``,
+        ``atol`` or ``maxiter`` is negative (the message names it).
 
     Example
     -------
@@ -127,12 +133,9 @@ def cg(
         raise ValueError("B must have at least one dimension (n,), got a scalar")
     Bm = B[:, None] if vector else B
     _check_finite(Bm, "B")
-    if not (rtol >= 0 and atol >= 0):  # also rejects NaN
-        raise ValueError(f"rtol and atol must be >= 0, got rtol={rtol}, atol={atol}")
+    check_tolerances(rtol, atol, maxiter)
     if maxiter is None:
         maxiter = DEFAULT_MAXITER
-    if maxiter < 0:
-        raise ValueError(f"maxiter must be >= 0, got {maxiter}")
 
     if x0 is None:
         X = Bm * 0
@@ -148,13 +151,33 @@ def cg(
     bnorm = _colnorm(Bm)
     target = _maximum(bnorm * rtol, atol)
     scale = bnorm + (bnorm == 0)  # relative residuals of zero columns are absolute
+    with Progress("cg", enabled=verbose) as report:
+        X, R, active, it, history = _iterate(
+            matmat, M, Bm, X, R, target, scale, maxiter, callback, report, vector
+        )
+    rel = arrays.to_host(_colnorm(R) / scale)
+    done = ~arrays.to_host(active)
+    info = CGInfo(it, rel, bool(done.all()), done, history)
+    if not info.converged:
+        warnings.warn(
+            f"cg: {int((~done).sum())} of {done.size} column(s) did not reach rtol={rtol:g} "
+            f"in {maxiter} iterations (worst relative residual {float(rel.max()):.3e}); "
+            "raise maxiter or use a preconditioner",
+            ConvergenceWarning,
+            stacklevel=3,  # the caller of cg (past tolerance.keywords' wrapper)
+        )
+    return (X[:, 0] if vector else X), info
+
+
+def _iterate(matmat, M, Bm, X, R, target, scale, maxiter, callback, report, vector):
+    """The CG loop from ``(X, R)``: returns ``X, R``, the still-active columns, the
+    iterations and the history of the worst relative residual."""
     active = _colnorm(R) > target
     Z = R if M is None else _product(M, R, Bm)
     rz = _coldot(R, Z)
     P = Z * 1
     history = [_worst(_colnorm(R) / scale)]
     it = 0
-    last_print = time.perf_counter()
     while it < maxiter and bool(active.any()):
         Q = _product(matmat, P, Bm)
         pq = _coldot(P, Q)
@@ -179,9 +202,8 @@ def cg(
         history.append(_worst(rnorm / scale))
         if callback is not None:
             callback(X[:, 0] if vector else X)
-        if verbose and (time.perf_counter() - last_print > 1.0 or not bool(active.any())):
-            print(f"cg: iteration {it}, max relative residual {history[-1]:.3e}", file=sys.stderr)
-            last_print = time.perf_counter()
+        # at most one line a second off a terminal, and the last one
+        report.update(1, f"iteration {it}, max relative residual {history[-1]:.3e}")
         if not bool(active.any()):
             break
         Z = R if M is None else _product(M, R, Bm)
@@ -193,19 +215,7 @@ def cg(
         beta = (rz_new / (rz + (rz == 0))) * active
         P = Z + P * beta[..., None, :]
         rz = rz_new
-
-    rel = arrays.to_host(_colnorm(R) / scale)
-    done = ~arrays.to_host(active)
-    info = CGInfo(it, rel, bool(done.all()), done, history)
-    if not info.converged:
-        warnings.warn(
-            f"cg: {int((~done).sum())} of {done.size} column(s) did not reach rtol={rtol:g} "
-            f"in {maxiter} iterations (worst relative residual {float(rel.max()):.3e}); "
-            "raise maxiter or use a preconditioner",
-            ConvergenceWarning,
-            stacklevel=2,
-        )
-    return (X[:, 0] if vector else X), info
+    return X, R, active, it, history
 
 
 def _product(f, X, like):

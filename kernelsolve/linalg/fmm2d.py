@@ -30,16 +30,13 @@ dense engine reduction. The uniform tree suits quasi-uniform points;
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 
 import numpy as np
 import scipy.sparse
 from scipy.special import comb
 
-try:  # optional: keeps the many mid-sized GEMMs of a product on one BLAS thread
-    from threadpoolctl import threadpool_limits
-except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
-    threadpool_limits = None
+from . import kernels
+from .blas import one_blas_thread
 
 __all__ = ["TPSFMM2D", "fmm_worthwhile"]
 
@@ -270,12 +267,7 @@ class TPSFMM2D:
             dy = np.repeat(Y[lo:hi], per_row) - Y[cols]
             r2 = dx * dx
             r2 += dy * dy
-            val = values[a:b]
-            with np.errstate(divide="ignore", invalid="ignore"):
-                np.log(r2, out=val)
-                val *= r2
-            val *= 0.5
-            val[r2 == 0] = 0.0  # phi(0) = 0 (the diagonal)
+            values[a:b] = kernels.thin_plate_spline(kernels.NUMPY, r2)  # 0 on the diagonal
             indices[a:b] = cols
         return scipy.sparse.csr_matrix((values, indices, indptr), shape=(n, n))
 
@@ -293,8 +285,7 @@ class TPSFMM2D:
         out = np.empty_like(V)
         # Two BLAS threads made a product 3-10x slower than one on a loaded 2-core machine
         # (threads of OpenBLAS wait for each other between the small GEMMs).
-        limit = threadpool_limits(1, "blas") if threadpool_limits else nullcontext()
-        with limit:
+        with one_blas_thread():
             for k in range(0, V.shape[1], 2):
                 out[:, k : k + 2] = self._matmat(V[:, k : k + 2])
         return out[:, 0] if squeeze else out

@@ -14,6 +14,7 @@ import warnings
 
 import numpy as np
 
+from ..tolerance import check_tolerances, keywords
 from .radial import KERNELS, MIN_DEGREE, SCALE_INVARIANT
 from .saddle import SaddleInfo, SaddleSolver, monomial_powers
 
@@ -40,9 +41,13 @@ class KernelInterpolator:
         Degree of the polynomial tail (default: the kernel's minimum, at least 0;
         -1 for none).
     rtol : float
-        Relative residual at which GMRES stops (default 1e-8).
+        Relative residual: GMRES stops a data column when ``||r|| <= rtol ||b||``
+        (see :mod:`.tolerance` and the Notes). The default 1e-8 is tighter than
+        the CG solvers' 1e-6 because scipy's RBFInterpolator, whose drop-in this
+        is, solves directly: at 1e-8 the two interpolants agree to about 1e-6.
+        ``tol=`` and ``eps=`` are TypeErrors naming ``rtol``.
     maxiter : int
-        Most GMRES iterations per data column.
+        Most GMRES iterations per data column (default 1000).
     neighbors : int, optional
         Points per approximate cardinal function of the preconditioner (default 50;
         30 with the coarse level and FMM products, where the setup dominates).
@@ -92,6 +97,7 @@ class KernelInterpolator:
     True
     """
 
+    @keywords(refused={"tol": "rtol", "eps": "rtol"})
     def __init__(
         self,
         y,
@@ -108,6 +114,7 @@ class KernelInterpolator:
         products: str = "auto",
         verbose: bool = False,
     ):
+        check_tolerances(rtol, 0.0, maxiter)
         y = np.ascontiguousarray(y, dtype=np.float64)
         if y.ndim != 2:
             raise ValueError(f"y must be a 2-D array (n, ndim), got shape {y.shape}")
@@ -157,7 +164,7 @@ class KernelInterpolator:
                 f"degree={degree} is below {min_degree}, the minimum for kernel={kernel!r}: "
                 "the system may be singular or indefinite",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=3,  # the caller (past tolerance.keywords' wrapper)
             )
         powers = monomial_powers(ndim, degree)
         if powers.shape[0] > n:

@@ -27,7 +27,7 @@ from .. import autograd
 from ..engine import arrays, ir
 from ..engine.request import ReductionOptions, ReductionRequest, target_of
 
-__all__ = ["KernelOperator"]
+__all__ = ["KernelOperator", "kernel_sum"]
 
 
 class KernelOperator:
@@ -174,3 +174,28 @@ def _same(a, b) -> bool:
     if not (arrays.is_array(a) and arrays.is_array(b)) or tuple(a.shape) != tuple(b.shape):
         return False
     return bool((a == b).all())
+
+
+def kernel_sum(formula: ir.Node, x, y, V, *, dtype=None):
+    """``out_i = sum_j k(x_i, y_j) V_j``: one engine reduction, for a formula of
+    variable 0 (``x``, over i) and variable 1 (``y``, over j) only.
+
+    The arrays are NumPy or torch (all alike). ``dtype`` (NumPy arrays, e.g.
+    ``np.float32``): evaluate in that precision (``x``, ``y`` and ``V`` are cast;
+    the result comes back in the dtype of ``V``); None: as given.
+
+    Example
+    -------
+    >>> x, y = np.random.default_rng(0).random((5, 2)), np.random.default_rng(1).random((4, 2))
+    >>> s = ir.make("sqdist", ir.var(0, ir.I, 2), ir.var(1, ir.J, 2))
+    >>> f = ir.make("exp", ir.make("neg", s))
+    >>> dense = np.exp(-((x[:, None] - y[None]) ** 2).sum(-1))
+    >>> bool(np.allclose(kernel_sum(f, x, y, np.ones((4, 1)))[:, 0], dense.sum(1)))
+    True
+    """
+    f = ir.make("mul", formula, ir.var(2, ir.J, V.shape[1]))
+    if dtype is None or np.dtype(dtype) == V.dtype:
+        return autograd.reduce(ReductionRequest(f, "sum", (x, y, V), (ir.I, ir.J, ir.J)))
+    cast = tuple(np.ascontiguousarray(a, dtype=dtype) for a in (x, y, V))
+    out = autograd.reduce(ReductionRequest(f, "sum", cast, (ir.I, ir.J, ir.J)))
+    return out.astype(V.dtype)

@@ -1,10 +1,11 @@
-"""Radial kernels ``phi(r)``, as engine formulas and as NumPy functions.
+"""Radial kernels ``phi(s)`` as the saddle-point solver uses them: an engine
+formula and a NumPy function of ``s = r^2``.
 
-The names, signs and shape parameter follow ``scipy.interpolate.RBFInterpolator``
-(``r`` is ``epsilon * |x - y|``); each kernel is written in terms of
-``s = r^2`` so that the engine never takes a square root it does not need.
-``MIN_DEGREE`` is the lowest polynomial degree that makes the kernel
-conditionally positive definite (-1: positive definite).
+The kernels themselves are defined once in :mod:`kernelsolve.linalg.kernels` (names,
+signs and shape parameter of ``scipy.interpolate.RBFInterpolator``, ``r`` is
+``epsilon * |x - y|``); written in terms of ``s`` so that the engine never takes
+a square root it does not need. ``MIN_DEGREE`` is the lowest polynomial degree
+that makes the kernel conditionally positive definite (-1: positive definite).
 """
 
 from __future__ import annotations
@@ -15,16 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..engine import ir
+from . import kernels
 
 __all__ = ["RadialKernel", "KERNELS", "MIN_DEGREE", "SCALE_INVARIANT", "kernel_formula"]
-
-
-def _m(op, *args, attrs=()):
-    return ir.make(op, *args, attrs=attrs)
-
-
-def _c(v):
-    return ir.const(v)
 
 
 @dataclass(frozen=True)
@@ -35,44 +29,18 @@ class RadialKernel:
     formula: Callable[[ir.Node], ir.Node]
     numpy: Callable[[np.ndarray], np.ndarray]
 
-
-def _np_xlogx(s):
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(s > 0, s * np.log(np.where(s > 0, s, 1.0)), 0.0)
+    @classmethod
+    def of(cls, name: str, kernel: Callable, *args) -> RadialKernel:
+        """``phi(s) = kernel(s, *args)`` for a kernel of :mod:`kernelsolve.linalg.kernels`."""
+        return cls(
+            name,
+            lambda s: kernels.engine_formula(kernel, s, *args),
+            lambda s: kernel(kernels.NUMPY, s, *args),
+        )
 
 
 KERNELS: dict[str, RadialKernel] = {
-    k.name: k
-    for k in (
-        RadialKernel("linear", lambda s: _m("neg", _m("sqrt", s)), lambda s: -np.sqrt(s)),
-        RadialKernel(
-            "thin_plate_spline",
-            lambda s: _m("mul", _c(0.5), _m("xlogx", s)),  # r^2 log r = s log(s) / 2
-            lambda s: 0.5 * _np_xlogx(s),
-        ),
-        RadialKernel("cubic", lambda s: _m("mul", s, _m("sqrt", s)), lambda s: s * np.sqrt(s)),
-        RadialKernel(
-            "quintic",
-            lambda s: _m("neg", _m("mul", _m("square", s), _m("sqrt", s))),
-            lambda s: -(s**2) * np.sqrt(s),
-        ),
-        RadialKernel(
-            "multiquadric",
-            lambda s: _m("neg", _m("sqrt", _m("add", s, _c(1)))),
-            lambda s: -np.sqrt(s + 1),
-        ),
-        RadialKernel(
-            "inverse_multiquadric",
-            lambda s: _m("rsqrt", _m("add", s, _c(1))),
-            lambda s: 1 / np.sqrt(s + 1),
-        ),
-        RadialKernel(
-            "inverse_quadratic",
-            lambda s: _m("inv", _m("add", s, _c(1))),
-            lambda s: 1 / (s + 1),
-        ),
-        RadialKernel("gaussian", lambda s: _m("exp", _m("neg", s)), lambda s: np.exp(-s)),
-    )
+    name: RadialKernel.of(name, f) for name, f in kernels.RADIAL_BASIS_FUNCTIONS.items()
 }
 
 MIN_DEGREE = {"multiquadric": 0, "linear": 0, "thin_plate_spline": 1, "cubic": 1, "quintic": 2}
@@ -81,7 +49,7 @@ SCALE_INVARIANT = {"linear", "thin_plate_spline", "cubic", "quintic"}
 
 def kernel_formula(phi: Callable[[ir.Node], ir.Node], dim: int, epsilon: float) -> ir.Node:
     """``phi(epsilon^2 |x_i - y_j|^2)`` with ``x`` variable 0 (i) and ``y`` variable 1 (j)."""
-    s = _m("sqdist", ir.var(0, ir.I, dim), ir.var(1, ir.J, dim))
+    s = ir.make("sqdist", ir.var(0, ir.I, dim), ir.var(1, ir.J, dim))
     if epsilon != 1.0:
-        s = _m("mul", _c(float(epsilon) ** 2), s)
+        s = ir.make("mul", ir.const(float(epsilon) ** 2), s)
     return phi(s)

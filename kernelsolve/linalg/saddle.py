@@ -62,7 +62,6 @@ about 200 pairs per point) and the dense coarse system.
 from __future__ import annotations
 
 import math
-import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -74,11 +73,12 @@ import scipy.sparse
 import scipy.spatial.distance
 from scipy.spatial import cKDTree
 
-from .. import autograd
-from ..engine import ir
-from ..engine.request import ReductionRequest
+from ..progress import Progress
+from ..tolerance import check_tolerances, keywords
+from .blas import one_blas_thread
 from .cg import ConvergenceWarning
 from .fmm2d import TPSFMM2D, fmm_worthwhile
+from .operator import kernel_sum
 from .radial import RadialKernel, kernel_formula
 
 __all__ = ["monomial_powers", "polynomial_matrix", "SaddleSolver", "SaddleInfo"]
@@ -225,22 +225,23 @@ class SaddleSolver:
         far = int(min(far_points, n - q))
         self.coarse_idx = self.coarse_lu = None
         if two_level:
-            self._make_coarse(n_coarse)
+            with one_blas_thread():  # see .blas
+                self._make_coarse(n_coarse)
             if self.coarse_idx is None and far_default:  # singular: one level after all
                 far = int(min(30, n - q))
         self._log(
-            f"saddle: {n} points (reach {self.reach:.2f}), {q} neighbours + {far} far points "
+            f"{n} points (reach {self.reach:.2f}), {q} neighbours + {far} far points "
             f"per cardinal function, products by {self.product}"
         )
         sets, centre = self._local_sets(q, far, np.random.default_rng(seed))
-        self.C = self._cardinal(sets, centre)
+        with one_blas_thread():
+            self.C = self._cardinal(sets, centre)
         self.setup_seconds = time.perf_counter() - t0
-        self._log(f"saddle: preconditioner ready in {self.setup_seconds:.1f} s")
+        self._log(f"preconditioner ready in {self.setup_seconds:.1f} s")
 
     # ------------------------------------------------------------------
     def _log(self, msg: str) -> None:
-        if self.verbose:
-            print(msg, file=sys.stderr, flush=True)
+        Progress("saddle", enabled=self.verbose).write(msg)
 
     def _check_distinct(self) -> None:
         if self.n < 2:
@@ -269,7 +270,7 @@ class SaddleSolver:
         t = time.perf_counter()
         fmm = TPSFMM2D(self.y, self.epsilon)
         self._log(
-            f"saddle: FMM with {fmm.level} levels, {fmm.near_pairs / self.n:.0f} near "
+            f"FMM with {fmm.level} levels, {fmm.near_pairs / self.n:.0f} near "
             f"pairs per point, ready in {time.perf_counter() - t:.1f} s"
         )
         return fmm
@@ -420,20 +421,17 @@ class SaddleSolver:
             lu = scipy.linalg.lu_factor(S, overwrite_a=True, check_finite=False)
         diag = np.abs(np.diag(lu[0]))
         if not np.all(np.isfinite(diag)) or diag.min() <= 1e-13 * diag.max():
-            self._log("saddle: coarse system singular to working precision: one level only")
+            self._log("coarse system singular to working precision: one level only")
             return
         self.coarse_idx, self.coarse_lu = idx, lu
-        self._log(
-            f"saddle: coarse level of {mc} points, factorized in {time.perf_counter() - t:.1f} s"
-        )
+        self._log(f"coarse level of {mc} points, factorized in {time.perf_counter() - t:.1f} s")
 
     # ------------------------------------------------------------------
     def kernel_matmat(self, V: np.ndarray) -> np.ndarray:
         """``Phi @ V`` (one engine reduction, or one FMM evaluation)."""
         if self.fmm is not None:
             return self.fmm.matmat(V)
-        f = ir.make("mul", self.formula, ir.var(2, ir.J, V.shape[1]))
-        return autograd.reduce(ReductionRequest(f, "sum", (self.y, self.y, V), (ir.I, ir.J, ir.J)))
+        return kernel_sum(self.formula, self.y, self.y, V)
 
     def A(self, V: np.ndarray) -> np.ndarray:
         return self.kernel_matmat(V) + self.smoothing[:, None] * V
@@ -453,10 +451,8 @@ class SaddleSolver:
         if self.fmm is not None:
             Ag = self.fmm.matmat(g[:, None])
         else:  # only the coarse columns: n x mc kernel evaluations
-            f = ir.make("mul", self.formula, ir.var(2, ir.J, 1))
             yc = np.ascontiguousarray(self.y[idx])
-            args = (self.y, yc, gamma[:, None])
-            Ag = autograd.reduce(ReductionRequest(f, "sum", args, (ir.I, ir.J, ir.J)))
+            Ag = kernel_sum(self.formula, self.y, yc, gamma[:, None])
         Ag[:, 0] += self.smoothing * g
         return g, self.project(Ag)[:, 0]
 
@@ -468,8 +464,17 @@ class SaddleSolver:
         g, Ag = self._coarse_step(u, info)
         return g + self.C @ (u - Ag)
 
+    @keywords(refused={"tol": "rtol", "eps": "rtol"})
     def solve(self, d: np.ndarray, rtol: float = 1e-10, maxiter: int = 500, restart: int = 100):
-        """Coefficients ``(c, w)`` for data ``d`` of shape ``(n, k)``; and a SaddleInfo."""
+        """Coefficients ``(c, w)`` for data ``d`` of shape ``(n, k)``; and a SaddleInfo.
+
+        GMRES runs column by column and stops a column when the relative residual of
+        the system projected on ``P^T c = 0`` (recomputed with a true product) is
+        ``||r|| <= rtol ||b||`` (see :mod:`.tolerance`), or after ``maxiter`` iterations
+        (a ConvergenceWarning); it restarts every ``restart`` iterations. The default
+        1e-10 is for direct use; the interpolator and kriging pass their own.
+        """
+        check_tolerances(rtol, 0.0, maxiter)
         t0 = time.perf_counter()
         n = self.n
         info = SaddleInfo(setup_seconds=self.setup_seconds, product=self.product)
@@ -483,7 +488,11 @@ class SaddleSolver:
             if norm <= 1e-12 * float(np.linalg.norm(d[:, k])) or self.powers.shape[0] >= n:
                 info.residual.append(0.0)
                 continue
-            ck, Ack, res, ok = self._gmres(rhs, norm, k, rtol, maxiter, min(restart, n), info)
+            # GMRES's Gram-Schmidt runs between the engine's products: one BLAS thread
+            with Progress("saddle GMRES", enabled=self.verbose) as report, one_blas_thread():
+                ck, Ack, res, ok = self._gmres(
+                    rhs, norm, k, rtol, maxiter, min(restart, n), info, report
+                )
             c[:, k], Ac[:, k] = ck, Ack
             info.residual.append(res)
             if not ok:
@@ -494,7 +503,7 @@ class SaddleSolver:
                 f"iterations (relative residuals {max(info.residual):.2e}); raise maxiter, "
                 "neighbors or coarse",
                 ConvergenceWarning,
-                stacklevel=3,
+                stacklevel=5,  # KernelInterpolator's caller (past two keywords wrappers)
             )
         if self.Q is not None:
             w = scipy.linalg.solve_triangular(self.R, self.Q.T @ (d - Ac))
@@ -503,7 +512,7 @@ class SaddleSolver:
         info.solve_seconds = time.perf_counter() - t0
         return c, w, info
 
-    def _gmres(self, rhs, norm, col, rtol, maxiter, restart, info):
+    def _gmres(self, rhs, norm, col, rtol, maxiter, restart, info, report: Progress):
         """Right-preconditioned restarted GMRES on ``Pi A M u = rhs``.
 
         Arnoldi with classical Gram-Schmidt, repeated once (stable, and two matrix-vector
@@ -548,8 +557,7 @@ class SaddleSolver:
                 g[j] *= cs[j]
                 j += 1
                 est = abs(g[j]) / norm
-                if self.verbose and its % 10 == 0:
-                    self._log(f"saddle: column {col}, iteration {its}, residual {est:.2e}")
+                report.update(1, f"column {col}, iteration {its}, residual {est:.2e}")
                 if est <= rtol or hn <= 1e-14 * rnorm:
                     break
                 V[j] = wv / hn
@@ -566,16 +574,13 @@ class SaddleSolver:
             ok = res <= max(rtol, 1e-14)
             if res <= rtol or its >= maxiter or j == 0:
                 return c, Ac, res, ok
-            if self.verbose:
-                self._log(
-                    f"saddle: column {col}, restart after {its} iterations, residual {res:.2e}"
-                )
+            report.write(f"column {col}, restart after {its} iterations, residual {res:.2e}")
 
     # ------------------------------------------------------------------
-    def evaluate(self, x: np.ndarray, c: np.ndarray, w: np.ndarray) -> np.ndarray:
-        """The interpolant at points ``x`` (one reduction over the n centres)."""
-        f = ir.make("mul", self.formula, ir.var(2, ir.J, c.shape[1]))
-        out = autograd.reduce(ReductionRequest(f, "sum", (x, self.y, c), (ir.I, ir.J, ir.J)))
+    def evaluate(self, x: np.ndarray, c: np.ndarray, w: np.ndarray, dtype=None) -> np.ndarray:
+        """The interpolant at points ``x`` (one reduction over the n centres, in
+        ``dtype`` if given: see :func:`.operator.kernel_sum`)."""
+        out = kernel_sum(self.formula, x, self.y, c, dtype=dtype)
         if self.Q is not None:
             out = out + polynomial_matrix((x - self.shift) / self.scale, self.powers) @ w
         return out

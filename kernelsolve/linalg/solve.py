@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..engine import arrays, ir
+from ..tolerance import check_tolerances, keywords
 from . import precond as precond_mod
 from .cg import CGInfo, cg
 from .operator import KernelOperator
@@ -40,6 +41,7 @@ class SolveInfo:
         return self.cg.converged
 
 
+@keywords(renamed={"tol": "rtol"}, refused={"eps": "rtol"})
 def solve(
     K,
     b,
@@ -68,7 +70,17 @@ def solve(
     alpha : float or 0-d tensor
         The shift, >= 0 (default 1e-10, pykeops' default). A torch tensor
         that requires grad gets a gradient.
-    x0, rtol, atol, maxiter, callback, verbose
+    x0 : array like ``b``, optional
+        Starting point of CG (default zero).
+    rtol, atol : float
+        Relative residual and absolute floor: a column ``b`` has converged when
+        ``||b - (alpha I + K) a|| <= max(rtol ||b||, atol)`` (defaults 1e-6,
+        pykeops' tolerance, and 0; see :mod:`.tolerance`). ``tol=``, scipy's old
+        name of ``rtol``, works with a DeprecationWarning; pykeops' ``eps=`` is a
+        TypeError naming ``rtol``.
+    maxiter : int, optional
+        Most CG iterations (default 1000; a ConvergenceWarning beyond).
+    callback, verbose
         As in :func:`kernelsolve.linalg.cg.cg`.
     precond : "auto", "rpcholesky", "jacobi", None or callable
         Preconditioner (see :mod:`kernelsolve.linalg.precond`); "auto" uses
@@ -95,6 +107,7 @@ def solve(
     >>> bool(np.abs(K @ a + 1e-2 * a - b).max() < 1e-6)
     True
     """
+    check_tolerances(rtol, atol, maxiter)  # before the preconditioner's setup
     op = K if isinstance(K, KernelOperator) else KernelOperator.from_lazy(K, backend=backend)
     b = _rhs(b)
     _check_inputs(op, b, alpha)
@@ -140,8 +153,7 @@ def _forward(op: KernelOperator, b, alpha: float, options: dict, info: SolveInfo
         kind = options["precond"]
         if alpha == 0 and kind == "auto":
             kind = "jacobi"  # the low-rank Woodbury form needs alpha > 0
-        extra = {"verbose": options["verbose"]} if kind in ("auto", "rpcholesky") else {}
-        M = precond_mod.make(op, alpha, kind, options["rank"], **extra)
+        M = precond_mod.make(op, alpha, kind, options["rank"], verbose=options["verbose"])
         info.preconditioner = M
 
     def A(P):

@@ -475,3 +475,19 @@ def test_property_random_spd_matches_dense_solve(n, k, log_cond, seed):
     err = np.abs(X - ref).max() / max(np.abs(ref).max(), 1e-300)
     assert err <= cond * 1e-10 + 1e-12
     assert info.iterations <= 10 * n + 50
+
+
+# ----------------------------------------------------------------------
+# Old spellings of the tolerance (kernelsolve.tolerance)
+# ----------------------------------------------------------------------
+def test_tol_is_rtol_with_a_deprecation_warning_and_eps_is_refused():
+    A = spd(10, seed=3)
+    b = np.ones(10)
+    with pytest.warns(DeprecationWarning, match="rtol="):
+        x_old, info_old = cg(lambda P: A @ P, b, tol=1e-9)
+    x_new, info_new = cg(lambda P: A @ P, b, rtol=1e-9)
+    assert info_old.iterations == info_new.iterations and np.array_equal(x_old, x_new)
+    with pytest.raises(TypeError, match="eps= is not accepted.*rtol="):
+        cg(lambda P: A @ P, b, eps=1e-9)
+    with pytest.raises(TypeError, match="both tol= and rtol="):
+        cg(lambda P: A @ P, b, tol=1e-9, rtol=1e-9)

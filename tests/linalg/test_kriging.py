@@ -635,3 +635,33 @@ def test_coarse_option_is_passed_and_checked():
         assert_matches(ok.execute("points", xt, yt), ref.execute("points", xt, yt))
     for bad in (-1, "yes", 2.5, True):
         _bad("coarse", coarse=bad)
+
+
+def test_verbose_reports_the_fit_and_the_solver(capsys):
+    """verbose=True: the fitted variogram, the saddle solver's setup and its GMRES
+    iterations on stderr, as plain lines off a terminal (kernelsolve.progress)."""
+    rng = np.random.default_rng(7)
+    x, y = rng.random(1200), rng.random(1200)
+    OrdinaryKriging(x, y, np.sin(4 * x) + y, "exponential", verbose=True)
+    err = capsys.readouterr().err
+    assert "kriging: fitted Variogram('exponential'" in err
+    assert "saddle: preconditioner ready" in err and "saddle GMRES: column 0" in err
+    assert "\r" not in err
+
+
+@pytest.mark.parametrize("model", ["exponential", "spherical", "gaussian"])
+def test_float32_predictions_agree_with_float64(model):
+    """execute(dtype="float32"): the kernel sums in float32 (the variances stay float64);
+    the predictions agree with float64's to float32 rounding of the sum."""
+    rng = np.random.default_rng(11)
+    x, y = rng.random(1500), rng.random(1500)
+    z = np.sin(5 * x) * np.cos(3 * y) + 0.01 * rng.standard_normal(1500)
+    ok = OrdinaryKriging(x, y, z, model, {"sill": 1.0, "range": 0.3, "nugget": 1e-3})
+    xt, yt = rng.random(500), rng.random(500)
+    z64, s64 = ok.execute("points", xt, yt)
+    z32, s32 = ok.execute("points", xt, yt, dtype="float32")
+    assert z32.dtype == np.float64 and np.array_equal(s32, s64)
+    scale = np.abs(z64).max()
+    assert 0 < np.abs(z32 - z64).max() < 1e-4 * scale
+    with pytest.raises(ValueError, match="dtype='float16'"):
+        ok.execute("points", xt, yt, dtype="float16")
