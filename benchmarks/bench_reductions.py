@@ -13,6 +13,8 @@ Cases (one table row each):
 
 * ``gauss``: ``K @ b`` with K_ij = exp(-|x_i - y_j|^2), D in {3, 16}, float32 and
   float64, b with 1 and 11 columns;
+* ``tps``: ``K @ b`` with the thin-plate spline K_ij = r^2 log r (D = 2,
+  float32 and float64, b of 1 column): the kernels' log path;
 * ``lse``: logsumexp over j of -|x_i - y_j|^2 (D = 3, float32);
 * ``argkmin``: argKmin(K=10) over j of |x_i - y_j|^2 (D = 3, float32).
 
@@ -79,7 +81,8 @@ import kernelsolve
 from kernelsolve import LazyTensor as KSLazyTensor
 from kernelsolve.engine.backends.cpu import cpu_model, find_compiler
 
-KINDS = ("gauss", "lse", "argkmin")
+KINDS = ("gauss", "tps", "lse", "argkmin")
+MATMUL_KINDS = ("gauss", "tps")  # the K @ b cases (a b of E columns)
 LIBS = ("kernelsolve", "pykeops", "torch")
 KNN = 10  # K of argKmin
 CHECK_ROWS = 100  # rows compared with the torch baseline
@@ -98,7 +101,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 @dataclass(frozen=True)
 class Case:
-    kind: str  # "gauss" | "lse" | "argkmin"
+    kind: str  # one of KINDS
     M: int  # rows (i)
     N: int  # columns (j), reduced over
     D: int
@@ -107,13 +110,16 @@ class Case:
 
     @property
     def name(self) -> str:
-        return {"gauss": "Gaussian K @ b", "lse": "logsumexp", "argkmin": f"argKmin(K={KNN})"}[
-            self.kind
-        ]
+        return {
+            "gauss": "Gaussian K @ b",
+            "tps": "thin-plate spline K @ b",
+            "lse": "logsumexp",
+            "argkmin": f"argKmin(K={KNN})",
+        }[self.kind]
 
     @property
     def label(self) -> str:
-        cols = f" E={self.E}" if self.kind == "gauss" else ""
+        cols = f" E={self.E}" if self.kind in MATMUL_KINDS else ""
         return f"{self.name} {self.M} x {self.N} D={self.D} {self.dtype}{cols}"
 
     @property
@@ -137,6 +143,9 @@ def build_cases(
                 for dtype in dtypes:
                     for e in columns:
                         cases.append(Case("gauss", m, n, d, dtype, e))
+        if only in (None, "tps"):
+            for dtype in dtypes:
+                cases.append(Case("tps", m, n, 2, dtype))
         if only in (None, "lse"):
             cases.append(Case("lse", m, n, 3, "float32"))
         if only in (None, "argkmin"):
@@ -156,7 +165,7 @@ def make_data(
         "x": torch.rand(M, case.D, generator=g, dtype=dt),
         "y": torch.rand(N, case.D, generator=g, dtype=dt),
     }
-    if case.kind == "gauss":
+    if case.kind in MATMUL_KINDS:
         data["b"] = torch.rand(N, case.E, generator=g, dtype=dt)
     return {k: v.to(device) for k, v in data.items()}
 
@@ -170,6 +179,11 @@ def lazy_gauss(LT, x, y, b):
     return K_ij @ b
 
 
+def lazy_tps(LT, x, y, b):
+    s = LT(x[:, None, :]).sqdist(LT(y[None, :, :]))
+    return (s * s.log() * 0.5) @ b  # r^2 log r: the log path of the kernels
+
+
 def lazy_lse(LT, x, y):
     x_i, y_j = LT(x[:, None, :]), LT(y[None, :, :])
     return (-((x_i - y_j) ** 2).sum(-1)).logsumexp(dim=1)
@@ -180,7 +194,7 @@ def lazy_argkmin(LT, x, y):
     return ((x_i - y_j) ** 2).sum(-1).argKmin(KNN, dim=1)
 
 
-LAZY = {"gauss": lazy_gauss, "lse": lazy_lse, "argkmin": lazy_argkmin}
+LAZY = {"gauss": lazy_gauss, "tps": lazy_tps, "lse": lazy_lse, "argkmin": lazy_argkmin}
 
 
 # ------------------------------------------------------------ torch baseline (tiled)
@@ -206,6 +220,15 @@ def torch_gauss(x, y, b):
     return out
 
 
+def torch_tps(x, y, b):
+    out = torch.empty(x.shape[0], b.shape[1], dtype=x.dtype, device=x.device)
+    step = row_chunk(y.shape[0], x.dtype)
+    for s in range(0, x.shape[0], step):
+        d = sqdist_tile(x[s : s + step], y)
+        torch.matmul(d * d.log() * 0.5, b, out=out[s : s + step])
+    return out
+
+
 def torch_lse(x, y):
     out = torch.empty(x.shape[0], 1, dtype=x.dtype, device=x.device)
     step = row_chunk(y.shape[0], x.dtype)
@@ -223,7 +246,7 @@ def torch_argkmin(x, y):
     return out
 
 
-TORCH = {"gauss": torch_gauss, "lse": torch_lse, "argkmin": torch_argkmin}
+TORCH = {"gauss": torch_gauss, "tps": torch_tps, "lse": torch_lse, "argkmin": torch_argkmin}
 
 
 # ------------------------------------------------------------------ library runners
@@ -490,7 +513,7 @@ def main_table(results: list[CaseResult], libs: list[str]) -> list[str]:
             f"{c.M} x {c.N}",
             str(c.D),
             c.dtype,
-            str(c.E) if c.kind == "gauss" else "-",
+            str(c.E) if c.kind in MATMUL_KINDS else "-",
         ]
         cells += [fmt3(r.libs[lib].seconds) for lib in libs]
         cells += [fmt3(r.libs[lib].pairs_per_s) for lib in libs]

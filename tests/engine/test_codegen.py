@@ -263,7 +263,7 @@ def test_gpu_template_spells_no_cuda_word_itself():
     src = codegen_cuda.render_cuda(spec_of(gaussian_sqdist(), "argkmin", 4))
     for field in dataclasses.fields(CUDA):
         value = getattr(CUDA, field.name)
-        if field.name != "half_preamble":
+        if field.name != "half_preamble" and value is not None:
             assert value.strip() in src, field.name
 
 

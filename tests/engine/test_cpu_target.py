@@ -656,6 +656,51 @@ def test_inline_exp_special_values(dtype):
         np.testing.assert_array_equal(np.isinf(compiled_exp(edge)), np.isinf(np.exp(edge)))
 
 
+def compiled_log(x: np.ndarray) -> np.ndarray:
+    """log(x) by the compiled kernel: sum over N = 1 of x_i.log()."""
+    out = Vi(x[:, None]).log().sum(dim=1, backend="CPU")
+    assert out.shape == (len(x), 1) and out.dtype == x.dtype
+    return out[:, 0]
+
+
+def log_grid(dtype):
+    rng = np.random.default_rng(11)
+    fi = np.finfo(dtype)
+    parts = [
+        np.linspace(0.5, 2.0, 200_001),  # around 1, where log is small
+        np.geomspace(float(fi.tiny), float(fi.max), 200_001),
+        rng.uniform(0, 1000, 100_000),
+        np.geomspace(float(np.nextafter(np.zeros(1, dtype), 1)[0]), float(fi.tiny), 20_001),
+        2.0 ** np.arange(np.log2(fi.tiny), np.log2(fi.max)),  # powers of 2: f = 0
+        np.sqrt(2.0) * np.array([1 - 1e-7, 1.0, 1 + 1e-7]),  # the reduction's threshold
+    ]
+    return np.concatenate(parts).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_inline_log_accuracy(dtype):
+    """ks_log vs the exact log (float64 NumPy of float32 inputs; float64: np.log):
+    within 1.5 units in the last place of the result, subnormal inputs included."""
+    x = log_grid(dtype)
+    got = compiled_log(x).astype(np.float64)
+    exact = np.log(x.astype(np.float64))
+    ulp = np.spacing(np.abs(exact).astype(dtype)).astype(np.float64)
+    err = np.abs(got - exact) / ulp
+    worst = int(np.argmax(err))
+    assert err.max() <= 1.5, f"log({x[worst]!r}) = {got[worst]!r}, exact {exact[worst]!r}"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_inline_log_special_values(dtype):
+    """log(+-0) = -inf, log(x < 0) = NaN (-inf included), log(+inf) = +inf,
+    log(NaN) = NaN, log(1) = 0 exactly."""
+    x = np.array([0.0, -0.0, -1.0, -np.inf, np.inf, np.nan, 1.0], dtype=dtype)
+    got = compiled_log(x)
+    assert got[0] == -np.inf and got[1] == -np.inf
+    assert np.isnan(got[2]) and np.isnan(got[3]) and np.isnan(got[5])
+    assert got[4] == np.inf and got[6] == 0
+
+
 # ----------------------------------------------------------------------------
 # 8. Threads
 # ----------------------------------------------------------------------------

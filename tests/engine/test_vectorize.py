@@ -1,7 +1,7 @@
 """The SIMD loops of the generated CPU kernels vectorize, on AVX2 and AVX-512.
 
 The engine's speed comes from GCC vectorizing the ``#pragma omp simd`` loops
-over j, ``ks_exp`` inlined. A formula or flag change that keeps them scalar
+over j, ``ks_exp`` and ``ks_log`` inlined. A formula or flag change that keeps them scalar
 still gives right answers, 4-7x slower: that happened once on AVX2, where
 GCC would not turn the selects of ``ks_exp`` into blends without
 ``-fno-trapping-math`` (AVX-512 has mask registers and hid it), and the
@@ -113,6 +113,7 @@ CASES = [
     ("gaussian logsumexp", gaussian, "logsumexp"),
     ("laplace K @ b (sqrt)", laplace, "matmul"),
     ("relu K @ b (select)", lambda x, y: (1 - x.sqdist(y)).relu(), "matmul"),
+    ("thin-plate spline K @ b (log)", lambda x, y: x.sqdist(y).xlogx(), "matmul"),
 ]
 
 

@@ -2,8 +2,8 @@
 
 The formula statements are the same text on every target; the templates
 around them read these attributes instead of spelling a target's words.
-A host target (:data:`CPU`) needs only the entry point's prefix and the name
-of ``exp``; a GPU target (:data:`CUDA`) also names its thread and block
+A host target (:data:`CPU`) needs only the entry point's prefix and the names
+of ``exp`` and ``log``; a GPU target (:data:`CUDA`) also names its thread and block
 indices, its barrier and its preambles, so that another GPU dialect (HIP,
 say) is one more row of this table, not another template.
 """
@@ -22,6 +22,7 @@ class Dialect:
 
     kernel_prefix: str  # before a kernel entry point
     exp: str  # exp of the formulas (CPU: vectorizable, keeps 0 / inf / NaN exact)
+    log: str | None  # log of the formulas (CPU: vectorizable); None: libm's (logf, log)
 
 
 @dataclass(frozen=True)
@@ -38,11 +39,12 @@ class GPUDialect(Dialect):
     half_preamble: str  # the float16 / bfloat16 types and conversions
 
 
-CPU = Dialect(kernel_prefix='extern "C"', exp="ks_exp")
+CPU = Dialect(kernel_prefix='extern "C"', exp="ks_exp", log="ks_log")
 
 CUDA = GPUDialect(
     kernel_prefix='extern "C" __global__',
     exp="exp",
+    log=None,
     thread_x="threadIdx.x",
     block_x="blockIdx.x",
     block_y="blockIdx.y",

@@ -43,6 +43,7 @@ class Emitter:
     ):
         self.T = T
         self.exp = dialect.exp
+        self.log = dialect.log or self.fn("log")
         self.leaf = leaf
         self.prefix = prefix
         self.lines: list[str] = []

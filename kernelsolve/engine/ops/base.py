@@ -45,7 +45,7 @@ class Op:
       the other ops, ``c(e, node, *args)`` gets each argument as the list of
       its coordinates and returns the output's (statements go through
       ``e.define``). ``e`` is the emitter: ``e.T`` (C type), ``e.fn(name)``
-      (libm name for ``e.T``), ``e.lit(value)``, ``e.exp`` (the target's exp),
+      (libm name for ``e.T``), ``e.lit(value)``, ``e.exp`` and ``e.log`` (the target's),
       ``e.define(exprs)``, ``e.sum(terms)``;
     * ``numpy(*arrays, *attrs)``: arrays whose last axis is the inner
       dimension (broadcasting like the formula), result likewise;
