@@ -109,6 +109,7 @@ def reduce(request: ReductionRequest):
     """
     if not needs_grad(request.arguments):
         return dispatch.reduce(request)
+    request = request._replace(cats=tuple(request.cats), arguments=tuple(request.arguments))
     request = request.over_j()  # every rule below reduces over j
     name = request.reduction
     if name in _SMOOTH or name in _INDEX_ONLY:

@@ -151,6 +151,12 @@ PACKAGES = (
         "kernelsolve.integrations.gpytorch",
         "pip install 'kernelsolve[gpytorch]'",
     ),
+    (
+        "tqdm",
+        "tqdm",
+        "progress bars on a terminal (plain lines without it)",
+        "pip install 'kernelsolve[demo]'",
+    ),
     ("pykeops", "pykeops", "kernelsolve bench comparisons (optional)", "pip install pykeops"),
     ("cupy", "cupy", "the CUDA target", CUDA_FIX),
 )

@@ -15,15 +15,17 @@ stops a right-hand side ``b`` when its residual ``r = b - A x`` satisfies
 ``ConvergenceWarning``. ``rtol`` is a *relative residual*, not an error
 bound: the error of ``x`` can be up to the condition number times larger.
 
-The defaults differ, each for a reason its docstring gives:
+The defaults differ, each for a reason its docstring gives; they are the
+constants below, which the signatures use:
 
-* ``cg``, ``solve``, ``LazyTensor.solve``: 1e-6, pykeops' tolerance (a port
-  changes one import);
-* ``KernelInterpolator``: 1e-8, so that it agrees with scipy's direct
-  ``RBFInterpolator`` to about 1e-6;
-* ``OrdinaryKriging``, ``UniversalKriging``: 1e-10, so that predictions and
-  variances agree with PyKrige's direct solve to about 1e-6;
-* ``gp_posterior_mean``: 1e-3, far below the model's own error.
+* ``cg``, ``solve``, ``LazyTensor.solve``: :data:`CG_RTOL` = 1e-6, pykeops'
+  tolerance (a port changes one import);
+* ``KernelInterpolator``: :data:`INTERPOLATOR_RTOL` = 1e-8, so that it agrees
+  with scipy's direct ``RBFInterpolator`` to about 1e-6;
+* ``OrdinaryKriging``, ``UniversalKriging``, ``SaddleSolver.solve``:
+  :data:`KRIGING_RTOL` = 1e-10, so that predictions and variances agree with
+  PyKrige's direct solve to about 1e-6;
+* ``gp_posterior_mean``: :data:`GP_RTOL` = 1e-3, far below the model's own error.
 
 ``rpcholesky`` has no residual tolerance: its ``trace_tol`` stops the automatic
 rank when ``trace(K - F F^T) <= trace_tol * n``.
@@ -41,7 +43,19 @@ import numbers
 import warnings
 from collections.abc import Callable
 
-__all__ = ["check_tolerances", "keywords"]
+__all__ = [
+    "CG_RTOL",
+    "GP_RTOL",
+    "INTERPOLATOR_RTOL",
+    "KRIGING_RTOL",
+    "check_tolerances",
+    "keywords",
+]
+
+CG_RTOL = 1e-6
+INTERPOLATOR_RTOL = 1e-8
+KRIGING_RTOL = 1e-10
+GP_RTOL = 1e-3
 
 
 def check_tolerances(rtol: float, atol: float = 0.0, maxiter: int | None = None) -> None:

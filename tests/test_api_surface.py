@@ -75,3 +75,17 @@ def test_reductions_show_their_options(name):
     for option in ("backend", "dtype_acc", "call", "out"):
         assert option in sig.parameters
     assert "backend" in getattr(LazyTensor, name).__doc__
+
+
+def test_universal_kriging_repeats_the_ordinary_signature():
+    """UniversalKriging lists its parameters explicitly (help() shows them), so it
+    repeats OrdinaryKriging's: same names, kinds and defaults, plus its own."""
+    from kernelsolve.linalg.kriging import OrdinaryKriging, UniversalKriging
+
+    ordinary = inspect.signature(OrdinaryKriging.__init__).parameters
+    universal = inspect.signature(UniversalKriging.__init__).parameters
+    shared = [name for name in universal if name in ordinary]
+    assert set(ordinary) - set(shared) == set(), set(ordinary) - set(shared)
+    for name in shared:
+        a, b = ordinary[name], universal[name]
+        assert (a.kind, a.default) == (b.kind, b.default), name

@@ -138,3 +138,24 @@ def test_warnings_point_at_the_callers_line():
     with pytest.warns(UserWarning, match="below") as caught:
         KernelInterpolator(X, Z, degree=0, rtol=1e-3)
     assert caught[0].filename == __file__
+
+
+def test_gp_keeps_its_old_calls():
+    """gp_posterior_mean(h=...) (the demo's old name) still works, deprecated; the
+    fit still takes the device positionally."""
+    torch = pytest.importorskip("torch", reason="the GP's dense fit runs in torch")
+    X = np.random.default_rng(0).random((120, 2))
+    y = np.sin(6 * X[:, 0])
+    h = gp.fit_gp_hyperparameters(X, y, "cpu", 10)
+    assert h["lengthscale"] > 0
+    Xt = torch.as_tensor(X)
+    with pytest.warns(DeprecationWarning, match="h= is deprecated; use hyperparameters="):
+        old, _ = gp.gp_posterior_mean(Xt, torch.as_tensor(y), Xt[:3], h=h, rank=50)
+    new, _ = gp.gp_posterior_mean(Xt, torch.as_tensor(y), Xt[:3], h, rank=50)
+    assert torch.equal(old, new)
+
+
+def test_precond_make_forwards_the_rpcholesky_options():
+    op = KernelOperator.from_lazy(gauss())
+    M = precond.make(op, 1e-3, "rpcholesky", max_rank=40, block=8, seed=3)
+    assert M.rank <= 40

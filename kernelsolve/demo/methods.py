@@ -7,6 +7,7 @@ of the run and returns ``(predictions at Problem.Xt, one line of details)``.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -89,6 +90,14 @@ def kriging(p: Problem, bar: Progress) -> tuple[np.ndarray, str]:
     return np.asarray(pred), detail
 
 
+def _oversubscribed() -> bool:
+    """More runnable processes than cores over the last minute."""
+    try:
+        return os.getloadavg()[0] > (os.cpu_count() or 1)
+    except (AttributeError, OSError):
+        return False
+
+
 def _gp_inputs(p: Problem, bar: Progress):
     """Hyperparameters fitted on a random subset, and the data as float32 tensors
     (whose kernel products are ~3x faster than float64's; the CG tolerance is far
@@ -98,7 +107,9 @@ def _gp_inputs(p: Problem, bar: Progress):
     m = min(p.sizes["gp_fit_points"], len(p.X))
     sub = np.random.default_rng(p.seed + 1).choice(len(p.X), size=m, replace=False)
     bar.update(0, f"marginal likelihood of {m:,} points (dense torch)")
-    h = fit_gp_hyperparameters(p.X[sub], yn[sub], device=p.device)
+    # one torch thread when other processes hold the cores (see num_threads)
+    threads = 1 if p.device == "cpu" and _oversubscribed() else None
+    h = fit_gp_hyperparameters(p.X[sub], yn[sub], device=p.device, num_threads=threads)
     dev = torch.device(p.device)
     X, Xt, y = (torch.as_tensor(a, dtype=torch.float32, device=dev) for a in (p.X, p.Xt, yn))
     desc = (

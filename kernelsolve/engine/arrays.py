@@ -219,12 +219,39 @@ def kind_of(x) -> ArrayKind:
     return kind
 
 
+_FIXES = {
+    "lib": "convert one of them",
+    "dtype": "cast one of them",
+    "device": "move one of them (kernelsolve never moves arrays itself)",
+}
+
+
+def check_same_kind(first: ArrayKind, other: ArrayKind, first_name: str, other_name: str):
+    """Raise ``TypeError`` if ``other`` (``other_name``'s arrays) differs from
+    ``first`` in library, dtype or device, naming both and the fix: one
+    library, one dtype and one device per formula.
+
+    >>> a, b = ArrayKind("numpy", "float64", "cpu"), ArrayKind("numpy", "float32", "cpu")
+    >>> check_same_kind(a, b, "x", "v")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    TypeError: cannot mix float64 and float32 arrays in one formula: v is float32, ...
+    """
+    for field, mine, theirs in zip(ArrayKind._fields, first, other):
+        if mine != theirs:
+            where = "on " if field == "device" else ""
+            raise TypeError(
+                f"cannot mix {mine} and {theirs} arrays in one formula: {other_name} is "
+                f"{where}{theirs}, {first_name} {where}{mine}; {_FIXES[field]}"
+            )
+
+
 def resolve_kind(leaves: Sequence, describe: Callable[[int], str] | None = None) -> ArrayKind:
     """The common library/dtype/device of the array leaves (numbers adapt).
 
     Raises ``TypeError`` naming the first two arguments that disagree (in
     library, dtype or device), as ``describe(k)`` words them (default:
-    ``"argument k"``).
+    ``"argument k"``), see :func:`check_same_kind`.
     """
     describe = describe or (lambda k: f"argument {k}")
     first, first_at = None, -1
@@ -234,13 +261,8 @@ def resolve_kind(leaves: Sequence, describe: Callable[[int], str] | None = None)
         kind = kind_of(x)
         if first is None:
             first, first_at = kind, k
-            continue
-        for what, mine, theirs in zip(("library", "dtype", "device"), kind, first):
-            if mine != theirs:
-                raise TypeError(
-                    f"mixed {what}s in one formula: {describe(k)} is {mine} but "
-                    f"{describe(first_at)} is {theirs}; convert one of them"
-                )
+        elif kind != first:
+            check_same_kind(first, kind, describe(first_at), describe(k))
     if first is None:
         raise ValueError(
             "cannot infer the array type: the formula holds only Python numbers; "

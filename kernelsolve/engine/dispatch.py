@@ -32,7 +32,7 @@ from .arrays import ArrayKind
 from .backends import cpu, reference
 from .cache import register_memo
 from .codegen.spec import KernelSpec
-from .request import ReductionRequest, target_of
+from .request import TARGETS, USER_NAMES, ReductionRequest, target_of
 
 __all__ = ["Plan", "context", "execute", "plan", "reduce"]
 
@@ -65,6 +65,8 @@ def plan(request: ReductionRequest) -> Plan:
     first call of a signature); :func:`execute` runs it on arrays of the same
     signature. A caller that repeats one call may keep the plan while
     :func:`context` is unchanged."""
+    if type(request.cats) is not tuple or type(request.arguments) is not tuple:
+        request = request._replace(cats=tuple(request.cats), arguments=tuple(request.arguments))
     opts = request.options
     target = opts.target or _configured_target()
     key = (request.formula, request.weight, request.reduction, request.K, request.axis)
@@ -81,13 +83,7 @@ def plan(request: ReductionRequest) -> Plan:
 
 def _configured_target() -> str:
     """The target of ``config.backend`` (the default of every reduction)."""
-    try:
-        return target_of(config.backend)
-    except ValueError:
-        raise ValueError(
-            f"kernelsolve.config.backend={config.backend!r} (or KERNELSOLVE_BACKEND): "
-            "expected one of 'auto', 'CPU', 'GPU', 'reference'"
-        ) from None
+    return target_of(config.backend, "kernelsolve.config.backend (KERNELSOLVE_BACKEND)")
 
 
 def context() -> tuple:
@@ -218,15 +214,21 @@ def _choose_target(target: str, kind: ArrayKind) -> str:
     """The target that runs: device arrays -> CUDA; host arrays -> the compiled
     CPU target, or the reference engine when asked or without a compiler.
     Host data never moves to a GPU and device data never to the host."""
+    if target not in TARGETS and target != "auto":
+        raise ValueError(
+            f"ReductionOptions(target={target!r}): expected one of {TARGETS} or 'auto' "
+            "(request.target_of maps the backend= names users pass)"
+        )
     on_device = kind.device != "cpu"
+    asked = USER_NAMES[target]  # as the user (or config.backend) named it
     if on_device and target in ("cpu", "reference"):
         raise ValueError(
-            f"backend={target!r} runs on the host but the arrays live on {kind.device}; "
+            f"backend={asked!r} runs on the host but the arrays live on {kind.device}; "
             "kernelsolve never moves data behind your back: call .cpu() first"
         )
     if target == "cuda" and not on_device:
         raise ValueError(
-            f"backend={target!r} with host arrays: kernelsolve never moves host data to "
+            f"backend={asked!r} with host arrays: kernelsolve never moves host data to "
             "the GPU behind your back; pass CuPy arrays or torch CUDA tensors"
         )
     if on_device:

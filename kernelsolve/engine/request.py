@@ -35,12 +35,13 @@ _BACKENDS = {
 }
 
 
-def target_of(backend) -> str | None:
+def target_of(backend, name: str = "backend") -> str | None:
     """The target selected by a user's ``backend=`` value.
 
     Accepts ``None`` (the configured default, ``config.backend``), ``"auto"``
     (where the data lives), ``"CPU"``, ``"GPU"`` (and pykeops' ``"gpu_1d"``,
-    ``"gpu_2d"``), ``"cuda"`` and ``"reference"``, in any case.
+    ``"gpu_2d"``), ``"cuda"`` and ``"reference"``, in any case. ``name`` words
+    the setting in the error (``backend``, ``kernelsolve.config.backend``).
 
     >>> target_of("GPU"), target_of("gpu_2d"), target_of("CPU"), target_of(None)
     ('cuda', 'cuda', 'cpu', None)
@@ -48,9 +49,13 @@ def target_of(backend) -> str | None:
     key = backend.lower() if isinstance(backend, str) else backend
     if key not in _BACKENDS:
         raise ValueError(
-            f"backend={backend!r}: expected one of 'auto', 'CPU', 'GPU', 'reference' (or None)"
+            f"{name}={backend!r}: expected one of 'auto', 'CPU', 'GPU', 'reference' (or None)"
         )
     return _BACKENDS[key]
+
+
+#: How errors name a target: the user's word for it (pykeops' names).
+USER_NAMES = {"cpu": "CPU", "cuda": "GPU", "reference": "reference", "auto": "auto"}
 
 
 class ReductionOptions(NamedTuple):

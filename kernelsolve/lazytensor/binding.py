@@ -175,22 +175,8 @@ def same_count(axis: str, a, b):
 
 def same_kind(a: ArrayKind | None, b: ArrayKind | None, name: str = "the other operand"):
     """The common kind of ``a`` (the formula so far) and ``b`` (the operand
-    ``name``), or an error naming that operand."""
+    ``name``), or a ``TypeError`` naming that operand."""
     if a is None or b is None:
         return a or b
-    if a.lib != b.lib:
-        raise TypeError(
-            f"cannot mix {a.lib} and {b.lib} arrays in one formula: {name} holds {b.lib} "
-            f"arrays, the rest of the formula {a.lib} arrays; convert one of them"
-        )
-    if a.dtype != b.dtype:
-        raise TypeError(
-            f"cannot mix {a.dtype} and {b.dtype} arrays in one formula: {name} is {b.dtype}, "
-            f"the rest of the formula {a.dtype}; cast one of them"
-        )
-    if a.device != b.device:
-        raise ValueError(
-            f"arrays on different devices in one formula: {a.device} and {b.device} "
-            f"({name} is on {b.device})"
-        )
+    arrays.check_same_kind(a, b, "the rest of the formula", name)
     return a

@@ -16,7 +16,7 @@ import numpy as np
 from .. import autograd
 from ..engine import arrays, dispatch
 from ..engine.request import DEFAULT_OPTIONS, ReductionOptions, ReductionRequest, target_of
-from ..tolerance import keywords
+from ..tolerance import CG_RTOL, keywords
 from .binding import is_int, join
 
 _IGNORED_KEYWORDS = (
@@ -132,6 +132,16 @@ class ReductionCall:
 
     def __init__(self, request: ReductionRequest):
         self.request = request
+
+    # What the reduction is (read-only; pykeops-era code read these fields).
+    formula = property(lambda self: self.request.formula)
+    reduction = property(lambda self: self.request.reduction)
+    variables = property(lambda self: self.request.arguments)
+    cats = property(lambda self: self.request.cats)
+    axis = property(lambda self: self.request.axis)
+    weight = property(lambda self: self.request.weight)
+    K = property(lambda self: self.request.K)
+    options = property(lambda self: self.request.options)
 
     def __call__(self, *args, **kwargs):
         request = self.request
@@ -377,7 +387,7 @@ class Reductions:
         alpha: float = 1e-10,
         *,
         x0=None,
-        rtol: float = 1e-6,
+        rtol: float = CG_RTOL,
         atol: float = 0.0,
         maxiter: int | None = None,
         precond="auto",

@@ -22,7 +22,7 @@ import numpy as np
 
 from ..engine import arrays
 from ..progress import Progress
-from ..tolerance import check_tolerances, keywords
+from ..tolerance import CG_RTOL, check_tolerances, keywords
 
 __all__ = ["cg", "CGInfo", "ConvergenceWarning", "NotPositiveDefiniteError"]
 
@@ -71,7 +71,7 @@ def cg(
     B,
     x0=None,
     *,
-    rtol: float = 1e-6,
+    rtol: float = CG_RTOL,
     atol: float = 0.0,
     maxiter: int | None = None,
     M: Callable | None = None,

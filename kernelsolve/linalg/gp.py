@@ -21,13 +21,12 @@ Hyperparameters are a dict with the keys ``lengthscale``, ``outputscale``,
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 
 import numpy as np
 
 from ..engine import ir
-from ..tolerance import keywords
+from ..tolerance import GP_RTOL, keywords
 from . import kernels
 from .operator import KernelOperator, kernel_sum
 from .solve import SolveInfo, solve
@@ -91,7 +90,7 @@ def _kernel_formula(nu: float, dim: int) -> ir.Node:
     return kernels.engine_formula(_matern(nu), s)
 
 
-@keywords(refused={"tol": "rtol", "eps": "rtol"})
+@keywords(renamed={"h": "hyperparameters"}, refused={"tol": "rtol", "eps": "rtol"})
 def gp_posterior_mean(
     X,
     y,
@@ -100,7 +99,7 @@ def gp_posterior_mean(
     *,
     nu: float = 1.5,
     rank: int = 2000,
-    rtol: float = 1e-3,
+    rtol: float = GP_RTOL,
     maxiter: int = 500,
     callback: Callable | None = None,
 ) -> tuple[object, SolveInfo]:
@@ -183,16 +182,14 @@ def _check_hyperparameters(h: dict) -> dict:
     return out
 
 
-def _oversubscribed() -> bool:
-    """More runnable processes than cores over the last minute."""
-    try:
-        return os.getloadavg()[0] > (os.cpu_count() or 1)
-    except (AttributeError, OSError):
-        return False
-
-
 def fit_gp_hyperparameters(
-    X, y, *, nu: float = 1.5, device: str = "cpu", max_iter: int = 25
+    X,
+    y,
+    device: str = "cpu",
+    max_iter: int = 25,
+    *,
+    nu: float = 1.5,
+    num_threads: int | None = None,
 ) -> dict:
     """Matern + noise + constant mean by exact marginal likelihood (dense torch, L-BFGS).
 
@@ -214,6 +211,11 @@ def fit_gp_hyperparameters(
         torch device of the dense computation.
     max_iter : int
         Most L-BFGS iterations.
+    num_threads : int, optional
+        torch threads of the fit on the CPU, restored after it (None: torch's
+        setting). One thread is faster when other processes hold the cores:
+        torch's threads spin-wait for each other (measured 2x at n = 1500, 7x
+        at n = 300).
 
     Returns
     -------
@@ -272,10 +274,8 @@ def fit_gp_hyperparameters(
         return loss
 
     threads = torch.get_num_threads()
-    if device == "cpu" and _oversubscribed():
-        # torch's OpenMP threads spin-wait for each other when other processes hold
-        # the cores: measured 2x (n = 1500) to 7x (n = 300) slower than one thread
-        torch.set_num_threads(1)
+    if num_threads is not None:
+        torch.set_num_threads(int(num_threads))
     try:
         opt.step(closure)
     finally:

@@ -14,7 +14,7 @@ import warnings
 
 import numpy as np
 
-from ..tolerance import check_tolerances, keywords
+from ..tolerance import INTERPOLATOR_RTOL, check_tolerances, keywords
 from .radial import KERNELS, MIN_DEGREE, SCALE_INVARIANT
 from .saddle import SaddleInfo, SaddleSolver, monomial_powers
 
@@ -107,7 +107,7 @@ class KernelInterpolator:
         epsilon: float | None = None,
         degree: int | None = None,
         *,
-        rtol: float = 1e-8,
+        rtol: float = INTERPOLATOR_RTOL,
         maxiter: int = 1000,
         neighbors: int | None = None,
         coarse: int | str = "auto",

@@ -23,7 +23,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ..progress import Progress
-from ..tolerance import check_tolerances, keywords
+from ..tolerance import KRIGING_RTOL, check_tolerances, keywords
 from .kriging_inputs import adjust_for_anisotropy, drift_term_list, variance_mode, vector
 from .kriging_solvers import (
     CovarianceCGSolver,
@@ -90,7 +90,7 @@ class _Kriging:
         max_pairs: int = 1 << 22,
         solver: str = "auto",
         rank: int | None = None,
-        rtol: float = 1e-10,
+        rtol: float = KRIGING_RTOL,
         maxiter: int = 1000,
         neighbors: int = 50,
         coarse: int | str = "auto",
@@ -549,7 +549,7 @@ class UniversalKriging(_Kriging):
         max_pairs: int = 1 << 22,
         solver: str = "auto",
         rank: int | None = None,
-        rtol: float = 1e-10,
+        rtol: float = KRIGING_RTOL,
         maxiter: int = 1000,
         neighbors: int = 50,
         coarse: int | str = "auto",

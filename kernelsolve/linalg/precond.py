@@ -267,14 +267,24 @@ def _woodbury(F: np.ndarray, alpha: float):
 
 
 def make(
-    K, alpha: float, precond="auto", rank: int | None = None, *, verbose: bool = False
+    K,
+    alpha: float,
+    precond="auto",
+    rank: int | None = None,
+    *,
+    max_rank: int = DEFAULT_MAX_RANK,
+    block: int = 64,
+    trace_tol: float | None = None,
+    seed: int | None = 0,
+    verbose: bool = False,
 ) -> Preconditioner | None:
     """The preconditioner named by ``precond`` for ``alpha I + K``.
 
     ``precond``: "auto" (RPCholesky above :data:`AUTO_RPCHOLESKY_MIN_N` points
     or when ``rank`` is given, Jacobi below), "rpcholesky", "jacobi", None or
-    "none" (no preconditioner), or a callable used as is. ``rank`` and
-    ``verbose`` go to :func:`rpcholesky`.
+    "none" (no preconditioner), or a callable used as is. ``rank``,
+    ``max_rank``, ``block``, ``trace_tol``, ``seed`` and ``verbose`` go to
+    :func:`rpcholesky`.
 
     Example
     -------
@@ -293,7 +303,16 @@ def make(
     if precond == "auto":
         precond = "rpcholesky" if K.n > AUTO_RPCHOLESKY_MIN_N or rank else "jacobi"
     if precond == "rpcholesky":
-        return rpcholesky(K, alpha, rank, verbose=verbose)
+        return rpcholesky(
+            K,
+            alpha,
+            rank,
+            max_rank=max_rank,
+            block=block,
+            trace_tol=trace_tol,
+            seed=seed,
+            verbose=verbose,
+        )
     if precond == "jacobi":
         return jacobi(K.diagonal(), alpha)
     raise ValueError(

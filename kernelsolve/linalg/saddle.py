@@ -74,7 +74,7 @@ import scipy.spatial.distance
 from scipy.spatial import cKDTree
 
 from ..progress import Progress
-from ..tolerance import check_tolerances, keywords
+from ..tolerance import KRIGING_RTOL, check_tolerances, keywords
 from .blas import one_blas_thread
 from .cg import ConvergenceWarning
 from .fmm2d import TPSFMM2D, fmm_worthwhile
@@ -465,7 +465,9 @@ class SaddleSolver:
         return g + self.C @ (u - Ag)
 
     @keywords(refused={"tol": "rtol", "eps": "rtol"})
-    def solve(self, d: np.ndarray, rtol: float = 1e-10, maxiter: int = 500, restart: int = 100):
+    def solve(
+        self, d: np.ndarray, rtol: float = KRIGING_RTOL, maxiter: int = 500, restart: int = 100
+    ):
         """Coefficients ``(c, w)`` for data ``d`` of shape ``(n, k)``; and a SaddleInfo.
 
         GMRES runs column by column and stops a column when the relative residual of

@@ -15,7 +15,8 @@ import math
 from dataclasses import dataclass, field
 
 from ..engine import arrays, ir
-from ..tolerance import check_tolerances, keywords
+from ..engine.cache import memoized
+from ..tolerance import CG_RTOL, check_tolerances, keywords
 from . import precond as precond_mod
 from .cg import CGInfo, cg
 from .operator import KernelOperator
@@ -48,7 +49,7 @@ def solve(
     alpha: float = 1e-10,
     *,
     x0=None,
-    rtol: float = 1e-6,
+    rtol: float = CG_RTOL,
     atol: float = 0.0,
     maxiter: int | None = None,
     precond="auto",
@@ -173,12 +174,10 @@ def _forward(op: KernelOperator, b, alpha: float, options: dict, info: SolveInfo
     return a
 
 
+@memoized("solve.function", maxsize=1)
 def _solve_function():
+    """The torch autograd.Function of a solve, built on first use (torch is optional)."""
     import torch
-
-    global _SOLVE
-    if _SOLVE is not None:
-        return _SOLVE
 
     class Solve(torch.autograd.Function):
         @staticmethod
@@ -226,11 +225,7 @@ def _solve_function():
                     grads[k] = gk
             return (None, grad_b, grad_alpha, *grads)
 
-    _SOLVE = Solve
     return Solve
-
-
-_SOLVE = None
 
 
 def _rhs(b):

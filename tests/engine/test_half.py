@@ -26,6 +26,7 @@ from kernelsolve.engine.backends import cuda, emulation, reference
 from kernelsolve.engine.backends.cpu import compile_shared, find_compiler
 from kernelsolve.engine.codegen import cuda as codegen_cuda
 from kernelsolve.engine.codegen import spec as codegen_spec
+from kernelsolve.engine.codegen.dialect import CUDA
 
 torch = pytest.importorskip("torch", reason="bfloat16 data comes from torch (test extra)")
 
@@ -163,9 +164,9 @@ def test_half_source_compiles_with_nvrtc(dtype, name):
     """The float16 / bfloat16 source includes CUDA's headers, takes __half /
     __nv_bfloat16 pointers, converts on load and compiles to PTX."""
     src = codegen_cuda.render_cuda(half_spec(dtype, name))
-    stype = codegen_spec.STORAGE_TYPES[dtype]
+    stype, load = {d: (s, f) for d, s, f in CUDA.half_types}[dtype]
     assert "#include <cuda_fp16.h>" in src and "#include <cuda_bf16.h>" in src
-    assert f"const {stype}* arg0" in src and f"{codegen_spec.LOAD_FUNCTIONS[dtype]}(" in src
+    assert f"const {stype}* arg0" in src and f"{load}(" in src
     ptx = cuda.nvrtc_compile(src)
     assert ".entry ks_main" in ptx and ".entry ks_merge" in ptx
     assert ("cvt.f32.f16" if dtype == "float16" else ".b16") in ptx

@@ -110,7 +110,7 @@ def cpu_block_j(spec: KernelSpec) -> int:
     """Columns per block: 512, fewer for wide formulas so that the block
     buffers (``D`` and ``E`` values per column) stay small on any thread stack;
     :data:`CPU_FACTORED_BLOCK_J` for a factored sum (one value per column)."""
-    if spec.reduction.name == "sum" and factor_scalar(spec.formula) is not None:
+    if spec.reduction.plain_sum and factor_scalar(spec.formula) is not None:
         return CPU_FACTORED_BLOCK_J
     bj = min(CPU_BLOCK_J, CPU_BLOCK_FLOATS // max(spec.D, spec.E, 1))
     if bj >= CPU_VECTOR_J:  # whole vectors (see CPU_VECTOR_J)
@@ -394,7 +394,7 @@ def _plain_fold(row: _Row) -> _Body:
 
 def _strategy(row: _Row) -> _Body:
     spec = row.spec
-    if spec.reduction.name == "sum":
+    if spec.reduction.plain_sum:
         factored = factor_scalar(spec.formula)
         return _fused_sum(row) if factored is None else _factored_sum(row, *factored)
     if spec.reduction.c_block:

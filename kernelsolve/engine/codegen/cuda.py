@@ -7,10 +7,11 @@ kernel. Every word that is CUDA's comes from the :class:`.dialect.GPUDialect`
 from __future__ import annotations
 
 from .. import ir
+from ..arrays import HALF_DTYPES
 from ..reductions import INDEX
 from .dialect import CUDA, GPUDialect
 from .formula import param_and_i_loads, render_formula
-from .spec import HALF_DTYPES, KernelSpec
+from .spec import KernelSpec
 
 
 def cuda_param_list(spec: KernelSpec) -> list[tuple[str, str]]:

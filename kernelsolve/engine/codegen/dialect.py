@@ -37,6 +37,10 @@ class GPUDialect(Dialect):
     barrier: str  # block-wide barrier statement
     preamble: str  # integer types, INFINITY / NAN, the dynamic shared-memory macro
     half_preamble: str  # the float16 / bfloat16 types and conversions
+    # (dtype, C storage type, conversion to float) of the dtypes stored narrower
+    # than they are computed (only GPU targets store them: the host targets get
+    # float32 copies)
+    half_types: tuple[tuple[str, str, str], ...]
 
 
 CPU = Dialect(kernel_prefix='extern "C"', exp="ks_exp", log="ks_log")
@@ -53,4 +57,8 @@ CUDA = GPUDialect(
     barrier="__syncthreads();",
     preamble=(_HERE / "cuda_preamble.h").read_text(),
     half_preamble=(_HERE / "cuda_half.h").read_text(),
+    half_types=(
+        ("float16", "__half", "__half2float"),
+        ("bfloat16", "__nv_bfloat16", "__bfloat162float"),
+    ),
 )

@@ -5,7 +5,7 @@ Every node of the hash-consed DAG becomes one scalar per inner coordinate
 unrolled. Each op's text comes from its declaration's ``c`` rule
 (:mod:`..ops`); the CPU template (:mod:`.cpu`) and the CUDA template
 (:mod:`.cuda`) wrap the very same statements, and only the :mod:`.dialect`
-(the name of ``exp``) differs between them.
+(the names of ``exp`` and ``log``) differs between them.
 """
 
 from __future__ import annotations

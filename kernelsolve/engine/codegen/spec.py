@@ -18,16 +18,15 @@ from dataclasses import dataclass
 
 from .. import ir
 from ..reductions import INDEX, Reduction
+from .dialect import CUDA
 
 # Compute type of each dtype: float16 / bfloat16 are computed and accumulated
 # in float (the CUDA target loads and converts them; the CPU target is handed
 # float32 copies by dispatch and never sees them).
 C_TYPES = {"float32": "float", "float64": "double", "float16": "float", "bfloat16": "float"}
-HALF_DTYPES = ("float16", "bfloat16")
-# Storage type in memory (arguments, outputs) and its conversion to the compute
-# type, for the dtypes stored narrower than they are computed.
-STORAGE_TYPES = {"float16": "__half", "bfloat16": "__nv_bfloat16"}
-LOAD_FUNCTIONS = {"float16": "__half2float", "bfloat16": "__bfloat162float"}
+# dtype -> (C storage type, conversion to the compute type), for the dtypes
+# stored narrower than they are computed: the GPU dialect's table
+_HALF = {dtype: (storage, load) for dtype, storage, load in CUDA.half_types}
 
 
 @dataclass(frozen=True)
@@ -60,12 +59,13 @@ class KernelSpec:
     @property
     def S(self) -> str:
         """C type of the arrays in memory (arguments and value outputs)."""
-        return STORAGE_TYPES.get(self.dtype, self.T)
+        half = _HALF.get(self.dtype)
+        return half[0] if half else self.T
 
     def load(self, expr: str) -> str:
         """``expr`` (an element of an argument) as the compute type."""
-        fn = LOAD_FUNCTIONS.get(self.dtype)
-        return f"{fn}({expr})" if fn else expr
+        half = _HALF.get(self.dtype)
+        return f"{half[1]}({expr})" if half else expr
 
     @property
     def ACC(self) -> str:

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..ir import const, make
 from . import dims
-from .base import Op, declare, no_gradient
+from .base import OPS, Op, declare, no_gradient
 from .derivatives import place
 
 
@@ -66,15 +66,14 @@ def _np_arg(pick):
 
 
 def _c_normalize(e, n, a):
+    # x * rsqrt(|x|^2), with rsqrt's own rule (0 at 0: normalize(0) = 0)
     (s,) = e.define([e.sum(_squares(a))])
-    (r,) = e.define([f"({s} == 0 ? ({e.T})0 : ({e.T})1 / {e.fn('sqrt')}({s}))"])
+    (r,) = e.define([OPS["rsqrt"].c(e, s)])
     return e.define([f"{x} * {r}" for x in a])
 
 
-def _np_rsqrt_sqnorm(a):
-    s = (a * a).sum(axis=-1, keepdims=True)
-    safe = np.where(s == 0, 1, s)
-    return np.where(s == 0, 0, 1 / np.sqrt(safe))
+def _np_normalize(a):
+    return a * OPS["rsqrt"].numpy((a * a).sum(axis=-1, keepdims=True))
 
 
 def _vjp_normalize(node, g, x):
@@ -135,7 +134,7 @@ _vector(
     1,
     dims.keep,
     c=_c_normalize,
-    numpy=lambda a: a * _np_rsqrt_sqnorm(a),
+    numpy=_np_normalize,
     vjp=_vjp_normalize,
     doc="``x / |x|``, and 0 for the zero vector.",
 )

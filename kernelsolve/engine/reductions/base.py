@@ -60,6 +60,9 @@ class Reduction:
 
     name: str = ""
     uses_weight = False  # needs a second formula (weights), e.g. logsumexp(weight=)
+    # The accumulator is the plain sum of the values (one VALUE field of D
+    # entries): the CPU template then folds inside the SIMD loop itself.
+    plain_sum = False
     uses_k = False  # takes the integer K (Kmin family)
     differentiable_outputs = True
     c_preamble = ""

@@ -7,6 +7,7 @@ from .base import VALUE, Field, Output, Reduction
 
 class SumReduction(Reduction):
     name = "sum"
+    plain_sum = True
     c_init = "for (int k = 0; k < $D; k++) $acc[k] = 0;"
     c_fold = "for (int k = 0; k < $D; k++) $acc[k] += $val[k];"
     c_merge = "for (int k = 0; k < $D; k++) $acc[k] += $acc_b[k];"
