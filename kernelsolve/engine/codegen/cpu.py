@@ -34,6 +34,8 @@ from .spec import KernelSpec
 # compiler assume no inf/NaN, which logsumexp's -inf start and min's +inf
 # start need). See the comments in the header.
 CPU_MATH = (Path(__file__).parent / "cpu_math.h").read_text()
+# The C library functions the kernels call, declared (see the header's comment).
+CPU_LIBM = (Path(__file__).parent / "cpu_libm.h").read_text()
 
 CPU_BLOCK_J = 512  # j per block: the formula of a block is evaluated in one SIMD loop
 CPU_BLOCK_FLOATS = 4096  # cap on the per-thread block buffer (it lives on the stack)
@@ -439,8 +441,7 @@ def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
     outs = {f"out{k}": f"out{k}" for k in range(2)}
     src = [
         "#include <stdint.h>",
-        "#include <math.h>",
-        "#include <string.h>",
+        CPU_LIBM,
         CPU_MATH,
         spec.reduction.c_preamble,
         f"{CPU.kernel_prefix} int {entry}(int64_t nbatch, int64_t M, int64_t N,",
