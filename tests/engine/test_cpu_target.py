@@ -580,11 +580,15 @@ def test_random_formulas_compiled_vs_reference(data):
 # ----------------------------------------------------------------------------
 
 
-def compiled_exp(x: np.ndarray) -> np.ndarray:
-    """exp(x) by the compiled kernel: sum over N = 1 of x_i.exp()."""
-    out = Vi(x[:, None]).exp().sum(dim=1, backend="CPU")
+def compiled_unary(x: np.ndarray, op: str) -> np.ndarray:
+    """``x_i.<op>()`` by the compiled kernel: a sum over N = 1."""
+    out = getattr(Vi(x[:, None]), op)().sum(dim=1, backend="CPU")
     assert out.shape == (len(x), 1) and out.dtype == x.dtype
     return out[:, 0]
+
+
+def compiled_exp(x: np.ndarray) -> np.ndarray:
+    return compiled_unary(x, "exp")
 
 
 def exp_grid(dtype):
@@ -657,10 +661,7 @@ def test_inline_exp_special_values(dtype):
 
 
 def compiled_log(x: np.ndarray) -> np.ndarray:
-    """log(x) by the compiled kernel: sum over N = 1 of x_i.log()."""
-    out = Vi(x[:, None]).log().sum(dim=1, backend="CPU")
-    assert out.shape == (len(x), 1) and out.dtype == x.dtype
-    return out[:, 0]
+    return compiled_unary(x, "log")
 
 
 def log_grid(dtype):
