@@ -13,6 +13,19 @@ import os
 from dataclasses import dataclass, field
 
 
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name}={raw!r}: expected a number") from None
+    if not 0 < value <= 1:
+        raise ValueError(f"environment variable {name}={raw!r}: expected a number in (0, 1]")
+    return value
+
+
 def _env_int(name: str, default: int) -> int:
     raw = os.environ.get(name)
     if raw is None or raw == "":
@@ -46,6 +59,19 @@ class Config:
     #: "auto" (compiled when possible), "CPU", "GPU" or "reference"
     #: (``KERNELSOLVE_BACKEND``).
     backend: str = field(default_factory=lambda: os.environ.get("KERNELSOLVE_BACKEND", "auto"))
+
+    #: Bytes a solver may spend on a dense kernel block that it builds once and
+    #: reuses for many products (``KERNELSOLVE_DENSE_MEMORY``); None: the share
+    #: ``dense_memory_fraction`` of the memory available when the block is built.
+    dense_memory_limit: int | None = field(
+        default_factory=lambda: _env_int("KERNELSOLVE_DENSE_MEMORY", 0) or None
+    )
+
+    #: Share of the available memory a dense block may take when
+    #: ``dense_memory_limit`` is None (``KERNELSOLVE_DENSE_FRACTION``).
+    dense_memory_fraction: float = field(
+        default_factory=lambda: _env_float("KERNELSOLVE_DENSE_FRACTION", 0.25)
+    )
 
 
 config = Config()

@@ -167,6 +167,12 @@ class KernelOperator:
         out = autograd.reduce(request)
         return out[..., 0].T  # (len(index), n) -> (n, len(index))
 
+    def dense(self):
+        """The whole ``n x n`` matrix, built by the engine (see :mod:`.dense` for
+        when that pays: ``dense.dense_pays``)."""
+        out = self.columns(np.arange(self.n))
+        return np.ascontiguousarray(out) if self.lib == "numpy" else out.contiguous()
+
 
 def _same(a, b) -> bool:
     if a is b:
