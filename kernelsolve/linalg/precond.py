@@ -18,8 +18,17 @@ small). ``F^T F`` is one syrk; no other ``n x r`` matrix is formed.
 :func:`jacobi` divides by ``alpha + diag(K)``; it helps only when the
 diagonal varies (it is constant for stationary kernels).
 
-:func:`make` picks: ``"auto"`` means RPCholesky when ``n`` is above
-:data:`AUTO_RPCHOLESKY_MIN_N`, else Jacobi.
+:func:`make` picks: ``"auto"`` means Jacobi only when ``n`` is at most
+:data:`AUTO_RPCHOLESKY_MIN_N` *and* the diagonal varies (its spread
+``(max - min) / max`` above :data:`JACOBI_MIN_SPREAD`); RPCholesky otherwise.
+A stationary kernel has a constant diagonal, where Jacobi is the identity
+times a number: measured on 1,999 Gaussian points it took 765 iterations
+(32.7 s) against RPCholesky's 9 (1.4 s).
+
+A :class:`Preconditioner` pickles (its action is a small class, not a closure)
+and :meth:`Preconditioner.aslinearoperator` hands it to scipy, e.g. as ``M`` of
+``scipy.sparse.linalg.cg``; :func:`rpcholesky` takes a symmetric kernel
+:class:`~kernelsolve.LazyTensor` as well as a :class:`.operator.KernelOperator`.
 """
 
 from __future__ import annotations
@@ -37,9 +46,19 @@ from ..progress import Progress
 from ..tolerance import keywords
 from .blas import one_blas_thread
 
-__all__ = ["Preconditioner", "rpcholesky", "jacobi", "make", "AUTO_RPCHOLESKY_MIN_N"]
+__all__ = [
+    "Preconditioner",
+    "rpcholesky",
+    "jacobi",
+    "make",
+    "AUTO_RPCHOLESKY_MIN_N",
+    "JACOBI_MIN_SPREAD",
+]
 
 AUTO_RPCHOLESKY_MIN_N = 2000
+#: "auto" uses Jacobi (small ``n``) only when ``(max - min) / max`` of the diagonal
+#: exceeds this: below it Jacobi is nearly a multiple of the identity.
+JACOBI_MIN_SPREAD = 0.1
 DEFAULT_MAX_RANK = 500
 
 
@@ -58,6 +77,9 @@ class Preconditioner:
     residual_trace : float
         ``trace(K - F F^T)`` after the last pivot (RPCholesky), relative to
         ``trace(K)``.
+    top_eigenvalue : float
+        Largest eigenvalue of the low-rank part ``F F^T`` (RPCholesky; a lower
+        bound of that of ``K``), or the largest ``diag(K)`` (Jacobi).
     """
 
     name: str
@@ -65,9 +87,65 @@ class Preconditioner:
     rank: int = 0
     setup_seconds: float = 0.0
     residual_trace: float = float("nan")
+    top_eigenvalue: float = float("nan")
 
     def __call__(self, R):
         return self.apply(R)
+
+    def aslinearoperator(self):
+        """This preconditioner as a ``scipy.sparse.linalg.LinearOperator`` on NumPy
+        float64 vectors and ``(n, k)`` blocks, e.g. the ``M`` of
+        ``scipy.sparse.linalg.cg``.
+
+        Example
+        -------
+        >>> import numpy as np, scipy.sparse.linalg as sla
+        >>> from kernelsolve import Vi, Vj
+        >>> x = np.random.default_rng(0).random((400, 2))
+        >>> K = (-Vi(x).sqdist(Vj(x)) * 10.0).exp()
+        >>> P = rpcholesky(K, alpha=1e-3)
+        >>> A = sla.LinearOperator((400, 400), lambda v: K @ v + 1e-3 * v, dtype=float)
+        >>> a, status = sla.cg(A, np.ones(400), M=P.aslinearoperator())
+        >>> status
+        0
+        """
+        import scipy.sparse.linalg
+
+        n = self.apply.n
+        return scipy.sparse.linalg.LinearOperator(
+            (n, n), matvec=_HostApply(self.apply), matmat=_HostApply(self.apply), dtype=np.float64
+        )
+
+
+class _HostApply:
+    """``v -> M(v)`` on host float64 vectors or blocks (for scipy)."""
+
+    def __init__(self, apply):
+        self.apply = apply
+
+    def __call__(self, v):
+        v = np.asarray(v, dtype=np.float64)
+        out = self.apply(v.reshape(v.shape[0], -1))
+        return out.reshape(v.shape)
+
+
+class _Cached:
+    """Host float64 arrays moved once to each (library, device) they are applied
+    on; the moved copies are not pickled."""
+
+    n: int
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_cache"] = {}
+        return state
+
+    def _on(self, name: str, R):
+        cache = self.__dict__.setdefault("_cache", {})
+        key = (name, arrays.library(R), arrays.device(R))
+        if key not in cache:
+            cache[key] = _like(getattr(self, name), R)
+        return cache[key]
 
 
 def _to64(R):
@@ -103,20 +181,24 @@ def jacobi(diagonal, alpha: float) -> Preconditioner:
     array([0.5 , 0.25])
     """
     t0 = time.perf_counter()
+    diag = arrays.to_host(diagonal).astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
-        inv = 1.0 / (arrays.to_host(diagonal).astype(np.float64) + alpha)
+        inv = 1.0 / (diag + alpha)
     if not np.all(np.isfinite(inv)) or np.any(inv <= 0):
         raise ValueError("jacobi: alpha + diag(K) must be positive and finite")
-    cache = {}
+    top = float(diag.max()) if diag.size else 0.0
+    return Preconditioner("jacobi", _Jacobi(inv), 0, time.perf_counter() - t0, top_eigenvalue=top)
 
-    def apply(R):
+
+class _Jacobi(_Cached):
+    """``R -> R / (alpha + diag(K))`` (``inv`` holds the reciprocals, float64)."""
+
+    def __init__(self, inv: np.ndarray):
+        self.inv, self.n = inv[:, None], inv.shape[0]
+
+    def __call__(self, R):
         R64, back = _to64(R)
-        key = (arrays.library(R), arrays.device(R))
-        if key not in cache:
-            cache[key] = _like(inv, R)[:, None]
-        return back(R64 * cache[key])
-
-    return Preconditioner("jacobi", apply, 0, time.perf_counter() - t0)
+        return back(R64 * self._on("inv", R))
 
 
 @keywords(renamed={"tol": "trace_tol"})
@@ -135,8 +217,10 @@ def rpcholesky(
 
     Parameters
     ----------
-    K : KernelOperator
-        Needs ``K.n``, ``K.diagonal()`` and ``K.columns(index)``.
+    K : KernelOperator or LazyTensor
+        Needs ``K.n``, ``K.diagonal()`` and ``K.columns(index)``; a LazyTensor
+        (a symmetric scalar kernel, as ``K.solve`` takes) is wrapped in a
+        :class:`.operator.KernelOperator`.
     alpha : float
         The shift of the system, > 0.
     rank : int, optional
@@ -174,6 +258,7 @@ def rpcholesky(
     if not alpha > 0 or not math.isfinite(alpha):
         raise ValueError(f"rpcholesky: alpha must be positive and finite, got {alpha}")
     t0 = time.perf_counter()
+    K = _operator(K)
     n = K.n
     target_rank = min(rank if rank is not None else max_rank, n)
     if target_rank < 0:
@@ -191,9 +276,24 @@ def rpcholesky(
     # the Woodbury factor keeps every thread (0.9 s against 1.5 s on one)
     with report, one_blas_thread():
         F, d = _pivoted_factor(K, diag, target_rank, stop, block, seed, report)
-    apply = _woodbury(F, alpha)
+    apply = _Woodbury(F, alpha)
     rel = float(d.sum()) / trace0 if trace0 > 0 else 0.0
-    return Preconditioner("rpcholesky", apply, F.shape[1], time.perf_counter() - t0, rel)
+    seconds = time.perf_counter() - t0
+    return Preconditioner("rpcholesky", apply, F.shape[1], seconds, rel, apply.top_eigenvalue)
+
+
+def _operator(K):
+    """``K`` itself when it offers ``n``, ``diagonal`` and ``columns``; else the
+    :class:`.operator.KernelOperator` of a LazyTensor."""
+    if all(hasattr(K, a) for a in ("n", "diagonal", "columns")):
+        return K
+    if hasattr(K, "formula") and hasattr(K, "variables"):
+        from .operator import KernelOperator
+
+        return KernelOperator.from_lazy(K)
+    raise TypeError(
+        f"K must be a KernelOperator or a symmetric kernel LazyTensor, got {type(K).__name__}"
+    )
 
 
 def _pivoted_factor(K, diag: np.ndarray, target_rank: int, stop: float, block, seed, report):
@@ -239,31 +339,36 @@ def _pivoted_factor(K, diag: np.ndarray, target_rank: int, stop: float, block, s
     return np.ascontiguousarray(F[:, :r], dtype=np.float64), d
 
 
-def _woodbury(F: np.ndarray, alpha: float):
+class _Woodbury(_Cached):
     """``R -> (alpha I + F F^T)^-1 R = (R - F (alpha I + F^T F)^-1 F^T R) / alpha``.
 
     One Cholesky factor of the small ``r x r`` matrix; each application is two thin
     products with ``F`` and two triangular solves, in float64 (the subtraction
     cancels when ``alpha`` is small) and in the library and on the device of ``R``
     (the ``r x k`` solves on the host)."""
-    if F.shape[1] == 0:
-        return lambda R: R / alpha
-    # F^T F by syrk (half of a general product; F.T is F-contiguous: no copy)
-    G = scipy.linalg.blas.dsyrk(1.0, F.T, lower=False)
-    G[np.diag_indices_from(G)] += alpha
-    factor = (scipy.linalg.cholesky(G, lower=False, overwrite_a=True, check_finite=False), False)
-    cache = {}
 
-    def apply(R):
+    def __init__(self, F: np.ndarray, alpha: float):
+        self.F, self.alpha, self.n = F, alpha, F.shape[0]
+        self.factor, self.top_eigenvalue = None, 0.0
+        if F.shape[1] == 0:
+            return
+        # F^T F by syrk (half of a general product; F.T is F-contiguous: no copy)
+        G = scipy.linalg.blas.dsyrk(1.0, F.T, lower=False)
+        # its largest eigenvalue is that of F F^T (a few ms for r = 500)
+        r = G.shape[0]
+        top = scipy.linalg.eigvalsh(G, lower=False, subset_by_index=[r - 1, r - 1])
+        self.top_eigenvalue = float(top[0])
+        G[np.diag_indices_from(G)] += alpha
+        chol = scipy.linalg.cholesky(G, lower=False, overwrite_a=True, check_finite=False)
+        self.factor = (chol, False)
+
+    def __call__(self, R):
+        if self.factor is None:
+            return R / self.alpha
         R64, back = _to64(R)
-        key = (arrays.library(R), arrays.device(R))
-        if key not in cache:
-            cache[key] = _like(F, R)
-        Fd = cache[key]
-        y = scipy.linalg.cho_solve(factor, arrays.to_host(Fd.T @ R64), check_finite=False)
-        return back((R64 - Fd @ _like(y, R)) / alpha)
-
-    return apply
+        Fd = self._on("F", R)
+        y = scipy.linalg.cho_solve(self.factor, arrays.to_host(Fd.T @ R64), check_finite=False)
+        return back((R64 - Fd @ _like(y, R)) / self.alpha)
 
 
 def make(
@@ -280,8 +385,9 @@ def make(
 ) -> Preconditioner | None:
     """The preconditioner named by ``precond`` for ``alpha I + K``.
 
-    ``precond``: "auto" (RPCholesky above :data:`AUTO_RPCHOLESKY_MIN_N` points
-    or when ``rank`` is given, Jacobi below), "rpcholesky", "jacobi", None or
+    ``precond``: "auto" (Jacobi at most :data:`AUTO_RPCHOLESKY_MIN_N` points
+    when the diagonal varies by more than :data:`JACOBI_MIN_SPREAD` and no
+    ``rank`` is given, RPCholesky otherwise), "rpcholesky", "jacobi", None or
     "none" (no preconditioner), or a callable used as is. ``rank``,
     ``max_rank``, ``block``, ``trace_tol``, ``seed`` and ``verbose`` go to
     :func:`rpcholesky`.
@@ -300,8 +406,13 @@ def make(
         return None
     if callable(precond):
         return precond
+    diagonal = None
     if precond == "auto":
-        precond = "rpcholesky" if K.n > AUTO_RPCHOLESKY_MIN_N or rank else "jacobi"
+        precond = "rpcholesky"
+        if K.n <= AUTO_RPCHOLESKY_MIN_N and not rank:
+            diagonal = K.diagonal()
+            if diagonal_varies(diagonal):
+                precond = "jacobi"
     if precond == "rpcholesky":
         return rpcholesky(
             K,
@@ -314,7 +425,23 @@ def make(
             verbose=verbose,
         )
     if precond == "jacobi":
-        return jacobi(K.diagonal(), alpha)
+        return jacobi(K.diagonal() if diagonal is None else diagonal, alpha)
     raise ValueError(
         f"precond={precond!r}: expected 'auto', 'rpcholesky', 'jacobi', None or a callable"
     )
+
+
+def diagonal_varies(diagonal) -> bool:
+    """True when ``(max - min) / max`` of ``diagonal`` exceeds :data:`JACOBI_MIN_SPREAD`
+    (Jacobi then does more than scale the identity).
+
+    Example
+    -------
+    >>> diagonal_varies(np.ones(5)), diagonal_varies(np.array([1.0, 3.0]))
+    (False, True)
+    """
+    d = arrays.to_host(diagonal).astype(np.float64)
+    if d.size == 0:
+        return False
+    top = float(np.abs(d).max())
+    return top > 0 and float(d.max() - d.min()) > JACOBI_MIN_SPREAD * top

@@ -473,12 +473,18 @@ def test_rpcholesky_auto_rank_capped_by_max_rank(big_op):
 
 
 def test_make_choices(big_op):
-    """make: 'auto' picks RPCholesky above AUTO_RPCHOLESKY_MIN_N points (or when a
-    rank is given) and Jacobi below; None/'none' give None; callables pass through."""
+    """make: 'auto' picks Jacobi only at most AUTO_RPCHOLESKY_MIN_N points with a
+    varying diagonal (and no rank), RPCholesky otherwise (a stationary kernel's
+    diagonal is constant); None/'none' give None; callables pass through."""
     assert big_op.n > precond.AUTO_RPCHOLESKY_MIN_N
     assert precond.make(big_op, 1e-2, "auto").name == "rpcholesky"
     small = KernelOperator.from_lazy(gauss(points(100)))
-    assert precond.make(small, 1e-2, "auto").name == "jacobi"
+    assert precond.make(small, 1e-2, "auto").name == "rpcholesky"
+    w = 0.5 + np.random.default_rng(3).random((100, 1))  # diagonal w_i^2 in [0.25, 2.25]
+    varying = KernelOperator.from_lazy(_weighted(points(100), w, None, "numpy"))
+    assert precond.make(varying, 1e-2, "auto").name == "jacobi"
+    nearly = KernelOperator.from_lazy(_weighted(points(100), 1 + 0.01 * w, None, "numpy"))
+    assert precond.make(nearly, 1e-2, "auto").name == "rpcholesky"
     with_rank = precond.make(small, 1e-2, "auto", rank=10)
     assert with_rank.name == "rpcholesky" and with_rank.rank == 10
     assert precond.make(small, 1e-2, None) is None
