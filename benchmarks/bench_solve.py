@@ -19,11 +19,20 @@ bounds (">="). pykeops has no iteration cap of its own: the script counts its
 products and stops it at the cap. Every solution's true relative residual
 ``|b - (alpha I + K) a| / |b|`` is computed with one more product.
 
+``--methods`` prints a second table instead: ``solver="auto"`` against forced
+``"cg"`` and forced ``"direct"`` (Cholesky) and the dense reference (the matrix
+by NumPy broadcasting, then ``numpy.linalg.solve`` and scipy's
+``cho_factor``/``cho_solve``), NumPy float64, 2-D points, Gaussian and Matern
+3/2 kernels, time, method, iterations and true relative residual of each; and
+the float32 true residual against CG's recurrence. This is where
+``kernelsolve.linalg.direct.DIRECT_MAX_N`` comes from.
+
 Usage::
 
     python benchmarks/bench_solve.py --quick
     python benchmarks/bench_solve.py                          # N in {2e4, 1e5}
     python benchmarks/bench_solve.py --sizes 1e5 --alphas 1e-4 --cap auto
+    python benchmarks/bench_solve.py --methods --sizes 1000,1999,2001,5000,20000 --alphas 1e-3
 """
 
 from __future__ import annotations
@@ -33,7 +42,10 @@ import os
 import sys
 import time
 import warnings
+from contextlib import nullcontext
 
+import numpy as np
+import scipy.linalg
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -134,6 +146,137 @@ def fmt_row(N, alpha, name, r, plain) -> str:
     )
 
 
+# ------------------------------------------------------------ --methods: auto/cg/direct
+LENGTHSCALE = 0.2  # of both kernels, on points uniform in [0, 1]^2
+
+
+def method_kernel(name: str, x, dense: bool = False):
+    """Gaussian or Matern 3/2 of lengthscale LENGTHSCALE: a LazyTensor, or the dense
+    NumPy matrix by broadcasting (the reference)."""
+    if dense:
+        d2 = ((x[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+        if name == "gauss":
+            return np.exp(-d2 / (2 * LENGTHSCALE**2))
+        r = np.sqrt(d2) * (3**0.5 / LENGTHSCALE)
+        return (1 + r) * np.exp(-r)
+    if name == "gauss":
+        return (-Vi(x).sqdist(Vj(x)) / (2 * LENGTHSCALE**2)).exp()
+    r = Vi(x).sqdist(Vj(x)).sqrt() * (3**0.5 / LENGTHSCALE)
+    return (1 + r) * (-r).exp()
+
+
+def warm_up(kernel: str, x, b) -> None:
+    """Compile the engine's kernels of both paths (products, diagonal, columns) on
+    60 points before timing."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        small = method_kernel(kernel, np.ascontiguousarray(x[:60]))
+        for solver in ("direct", "cg"):
+            small.solve(np.ascontiguousarray(b[:60]), 1e-2, solver=solver)
+
+
+def timed_solve(K, b, alpha, rtol, **kw):
+    t0 = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        a, info = K.solve(b, alpha, rtol=rtol, return_info=True, **kw)
+    seconds = time.perf_counter() - t0
+    res = float(np.linalg.norm(K @ a + alpha * a - b) / np.linalg.norm(b))
+    cg_res = f"{float(info.cg.residual.max()):.1e}" if info.cg is not None else "-"
+    pre = info.preconditioner.name if info.preconditioner is not None else "-"
+    note = ",".join(sorted({type(w.message).__name__ for w in caught}))
+    return seconds, info.method, info.iterations, pre, res, cg_res, note
+
+
+def dense_reference(kernel: str, x, b, alpha):
+    """Seconds of (NumPy build + numpy.linalg.solve) and (build + cho_factor/cho_solve)."""
+    t0 = time.perf_counter()
+    A = method_kernel(kernel, x, dense=True)
+    A[np.diag_indices_from(A)] += alpha
+    built = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    np.linalg.solve(A, b)
+    t_np = built + time.perf_counter() - t0
+    t0 = time.perf_counter()
+    scipy.linalg.cho_solve(scipy.linalg.cho_factor(A, overwrite_a=True), b)
+    return t_np, built + time.perf_counter() - t0
+
+
+def methods_table(args) -> list[str]:
+    rows = []
+    sizes = [int(float(s)) for s in args.sizes.split(",")]
+    for N in sizes:
+        rng = np.random.default_rng(0)
+        x, b = rng.random((N, 2)), rng.standard_normal(N)
+        for kernel in ("gauss", "matern32"):
+            K = method_kernel(kernel, x)
+            warm_up(kernel, x, b)
+            for alpha in [float(a) for a in args.alphas.split(",")]:
+                runs = {"auto": {}, "cg": {"solver": "cg"}}
+                if N <= args.max_direct:
+                    runs["direct"] = {"solver": "direct"}
+                if N <= 2000:  # the old "auto" preconditioner below 2,000 points
+                    runs["cg+jacobi"] = {"solver": "cg", "precond": "jacobi", "maxiter": 300}
+                for name, kw in runs.items():
+                    t, method, it, pre, res, cg_res, note = timed_solve(
+                        K, b, alpha, args.rtol, **kw
+                    )
+                    rows.append(
+                        f"| {N} | {kernel} | {alpha:g} | {name} | {method} | {pre} | {it} | "
+                        f"{t:.2f} | {res:.1e} | {cg_res} | {note or '-'} |"
+                    )
+                    print(rows[-1], flush=True)
+                if N <= args.max_direct:
+                    t_np, t_cho = dense_reference(kernel, x, b, alpha)
+                    for name, t in (("numpy.linalg.solve", t_np), ("scipy cho_solve", t_cho)):
+                        rows.append(
+                            f"| {N} | {kernel} | {alpha:g} | {name} (dense) | direct "
+                            f"| - | - | {t:.2f} | - | - | - |"
+                        )
+                        print(rows[-1], flush=True)
+    return rows
+
+
+def float32_rows(args) -> list[str]:
+    """float32 solves: the true residual against the recurrence's, per method."""
+    rows = []
+    for N in (2000, 5000):
+        rng = np.random.default_rng(1)
+        x, b = rng.random((N, 2)).astype(np.float32), rng.standard_normal(N).astype(np.float32)
+        K = method_kernel("gauss", x)
+        warm_up("gauss", x, b)
+        for alpha in (1e-2, 1e-4):
+            for name, kw in (("cg", {"solver": "cg"}), ("direct", {"solver": "direct"})):
+                t, method, it, pre, res, cg_res, note = timed_solve(K, b, alpha, 1e-6, **kw)
+                rows.append(
+                    f"| {N} | gauss float32 | {alpha:g} | {name} | {method} | {pre} | {it} | "
+                    f"{t:.2f} | {res:.1e} | {cg_res} | {note or '-'} |"
+                )
+                print(rows[-1], flush=True)
+    return rows
+
+
+def main_methods(args) -> int:
+    info = machine_info(None)
+    limit = nullcontext()
+    if args.blas_threads:
+        from threadpoolctl import threadpool_limits
+
+        limit = threadpool_limits(args.blas_threads, "blas")
+    with limit:
+        rows = methods_table(args) + float32_rows(args)
+    print_report(
+        f"K.solve: solver='auto' vs 'cg' vs 'direct' and dense references, NumPy, 2-D, "
+        f"lengthscale {LENGTHSCALE}, rtol = {args.rtol:g}, BLAS threads "
+        f"{args.blas_threads or 'default'}",
+        ["N", "kernel", "alpha", "run", "method", "precond", "iterations", "seconds"]
+        + ["true rel. residual", "CG recurrence residual", "warnings"],
+        rows,
+        info,
+    )
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", default="2e4,1e5")
@@ -146,7 +289,18 @@ def main(argv=None) -> int:
     )
     p.add_argument("--no-pykeops", action="store_true")
     p.add_argument("--quick", action="store_true", help="N = 2000 only")
+    p.add_argument("--methods", action="store_true", help="auto vs cg vs direct (NumPy)")
+    p.add_argument("--max-direct", type=float, default=2e4, help="largest N forced direct")
+    p.add_argument(
+        "--blas-threads",
+        type=int,
+        default=None,
+        help="BLAS threads (threadpoolctl; default: BLAS's own): 1 on a loaded machine, "
+        "where OpenBLAS's threads wait for each other",
+    )
     args = p.parse_args(argv)
+    if args.methods:
+        return main_methods(args)
     sizes = [2000] if args.quick else [int(float(s)) for s in args.sizes.split(",")]
     alphas = [float(a) for a in args.alphas.split(",")]
     if args.no_pykeops:

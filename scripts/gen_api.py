@@ -160,7 +160,12 @@ SECTIONS: list[tuple[str, str, bool, list[str]]] = [
     ("kernelsolve.lazytensor", "", False, ["Vi", "Vj", "Pm", "ReductionCall"]),
     ("kernelsolve.config", "kernelsolve.config", True, []),
     ("kernelsolve.engine.cache", "kernelsolve.clear_cache", False, ["clear_cache"]),
-    ("kernelsolve.linalg.solve", "kernelsolve.linalg.solve", True, ["solve", "SolveInfo"]),
+    (
+        "kernelsolve.linalg.solve",
+        "kernelsolve.linalg.solve",
+        True,
+        ["solve", "SolveInfo", "NearSingularWarning"],
+    ),
     (
         "kernelsolve.linalg.cg",
         "kernelsolve.linalg.cg",
@@ -171,7 +176,7 @@ SECTIONS: list[tuple[str, str, bool, list[str]]] = [
         "kernelsolve.linalg.precond",
         "kernelsolve.linalg.precond",
         True,
-        ["Preconditioner", "rpcholesky", "jacobi", "make"],
+        ["Preconditioner", "Preconditioner.aslinearoperator", "rpcholesky", "jacobi", "make"],
     ),
     (
         "kernelsolve.linalg.interpolate",

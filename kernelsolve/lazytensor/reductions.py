@@ -386,6 +386,7 @@ class Reductions:
         b,
         alpha: float = 1e-10,
         *,
+        solver: str = "auto",
         x0=None,
         rtol: float = CG_RTOL,
         atol: float = 0.0,
@@ -397,14 +398,16 @@ class Reductions:
         backend=None,
         return_info: bool = False,
     ):
-        """Solve ``(alpha I + K) a = b`` by preconditioned conjugate gradients.
+        """Solve ``(alpha I + K) a = b``: Cholesky when small, preconditioned CG when large.
 
         ``K`` (this LazyTensor) must be a scalar kernel built from the same
         points on both sides. The parameters are those of
         :func:`kernelsolve.linalg.solve.solve` (which documents each):
-        ``rtol``/``atol`` stop CG when ``|r| <= max(rtol |b|, atol)`` per
-        column, ``precond`` is "auto", "rpcholesky", "jacobi", None or a
-        callable, ``return_info`` also returns a ``SolveInfo``.
+        ``solver`` is "auto" (a dense Cholesky factor up to 3,000 points when
+        it fits the memory budget, CG beyond), "direct" or "cg";
+        ``rtol``/``atol`` require ``|r| <= max(rtol |b|, atol)`` per column of
+        the true residual, ``precond`` (CG) is "auto", "rpcholesky", "jacobi",
+        None or a callable, ``return_info`` also returns a ``SolveInfo``.
 
         Example
         -------
@@ -422,6 +425,7 @@ class Reductions:
             self,
             b,
             alpha,
+            solver=solver,
             x0=x0,
             rtol=rtol,
             atol=atol,

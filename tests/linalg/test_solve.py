@@ -61,12 +61,14 @@ def relerr(a, ref):
 # Solutions against the dense solve
 # ----------------------------------------------------------------------
 @pytest.mark.parametrize("shape", [(), (3,), (2, None, 2)], ids=["(n,)", "(n,k)", "(2,n,k)"])
-def test_matches_dense_numpy_float64(shape):
+@pytest.mark.parametrize("solver", ["direct", "cg"])
+def test_matches_dense_numpy_float64(shape, solver):
     n, alpha = 120, 0.1
     x = points(n)
     bshape = (n,) if shape == () else ((n, 3) if shape == (3,) else (2, n, 2))
     b = np.random.default_rng(1).standard_normal(bshape)
-    a = gauss(x).solve(b, alpha=alpha, rtol=1e-10)
+    a, info = gauss(x).solve(b, alpha=alpha, rtol=1e-10, solver=solver, return_info=True)
+    assert info.method == solver and info.converged
     assert isinstance(a, np.ndarray) and a.shape == b.shape and a.dtype == np.float64
     assert relerr(a, dense_solution(x, b, alpha)) < 1e-7
 
@@ -83,25 +85,28 @@ def test_vi_rhs():
     assert relerr(np.reshape(a1, n), dense_solution(x, b[:, 0], alpha)) < 1e-7
 
 
-def test_matches_dense_numpy_float32():
+@pytest.mark.parametrize("solver", ["direct", "cg"])
+def test_matches_dense_numpy_float32(solver):
     """float32 points and b: float32 result, float32 accuracy."""
     n, alpha = 100, 0.1
     x = points(n, seed=3, dtype=np.float32)
     b = np.random.default_rng(3).standard_normal((n, 2)).astype(np.float32)
-    a = gauss(x).solve(b, alpha, rtol=1e-5)
+    a = gauss(x).solve(b, alpha, rtol=1e-5, solver=solver)
     assert a.dtype == np.float32 and a.shape == b.shape
     assert relerr(a, dense_solution(x, b, alpha)) < 2e-3
 
 
 @needs_torch
+@pytest.mark.parametrize("solver", ["direct", "cg"])
 @pytest.mark.parametrize("dtype, tol", [("float64", 1e-7), ("float32", 2e-3)])
-def test_matches_dense_torch(dtype, tol):
+def test_matches_dense_torch(dtype, tol, solver):
     n, alpha = 100, 0.1
     x = points(n, seed=4)
     b = np.random.default_rng(4).standard_normal((n, 3))
     tdt = getattr(torch, dtype)
     tx, tb = torch.tensor(x, dtype=tdt), torch.tensor(b, dtype=tdt)
-    a = gauss(tx).solve(tb, alpha, rtol=1e-10 if dtype == "float64" else 1e-5)
+    rtol = 1e-10 if dtype == "float64" else 1e-5
+    a = gauss(tx).solve(tb, alpha, rtol=rtol, solver=solver)
     assert isinstance(a, torch.Tensor) and a.dtype == tdt and a.shape == tb.shape
     assert not a.requires_grad
     assert relerr(a, dense_solution(x, b, alpha)) < tol
@@ -115,7 +120,7 @@ def _own_precond(alpha):
 @pytest.mark.parametrize(
     "precond, rank, name",
     [
-        ("auto", None, "jacobi"),
+        ("auto", None, "rpcholesky"),  # a Gaussian's diagonal is constant
         ("auto", 12, "rpcholesky"),
         ("rpcholesky", None, "rpcholesky"),
         ("rpcholesky", 30, "rpcholesky"),
@@ -131,7 +136,9 @@ def test_every_precond_option(precond, rank, name):
     x = points(n, seed=5)
     b = np.random.default_rng(5).standard_normal((n, 2))
     option = _own_precond(alpha) if precond == "callable" else precond
-    a, info = gauss(x).solve(b, alpha, rtol=1e-10, precond=option, rank=rank, return_info=True)
+    a, info = gauss(x).solve(
+        b, alpha, rtol=1e-10, precond=option, rank=rank, return_info=True, solver="cg"
+    )
     assert isinstance(info, SolveInfo) and info.converged
     assert relerr(a, dense_solution(x, b, alpha)) < 1e-6
     if name is None:
@@ -197,14 +204,16 @@ def test_default_alpha_is_tiny():
 
 
 def test_alpha_zero():
-    """alpha = 0 on a positive definite kernel: 'auto' falls back to Jacobi;
-    RPCholesky (which needs alpha > 0) refuses."""
+    """alpha = 0 on a positive definite kernel: Cholesky solves it; CG's 'auto'
+    preconditioner falls back to Jacobi; RPCholesky (which needs alpha > 0) refuses."""
     n = 40
     x = points(n, seed=9)
     Kd = np.exp(-np.sqrt(((x[:, None] - x[None]) ** 2).sum(-1)))
     K = (-Vi(x).sqdist(Vj(x)).sqrt()).exp()
     b = np.random.default_rng(9).standard_normal(n)
     a, info = K.solve(b, 0.0, rtol=1e-12, return_info=True)
+    assert info.method == "direct" and relerr(a, np.linalg.solve(Kd, b)) < 1e-10
+    a, info = K.solve(b, 0.0, rtol=1e-12, return_info=True, solver="cg")
     assert info.preconditioner.name == "jacobi"
     assert relerr(a, np.linalg.solve(Kd, b)) < 1e-8
     with pytest.raises(ValueError, match="alpha"):
@@ -266,7 +275,7 @@ def test_non_positive_definite_kernel_raises():
 
 def test_verbose(capsys):
     x = points(50, seed=14)
-    gauss(x).solve(np.ones(50), 0.1, verbose=True)
+    gauss(x).solve(np.ones(50), 0.1, verbose=True, solver="cg")
     assert "cg: iteration" in capsys.readouterr().err
 
 
@@ -399,8 +408,10 @@ def _dense_solve(b, alpha, x, s):
 
 
 @needs_torch
-@pytest.mark.parametrize("precond", [None, "jacobi"])
-def test_gradcheck_all_inputs(precond):
+@pytest.mark.parametrize(
+    "kw", [dict(precond=None), dict(precond="jacobi"), dict(solver="direct")], ids=str
+)
+def test_gradcheck_all_inputs(kw):
     """gradcheck w.r.t. b, alpha (0-d tensor), the points and a Pm parameter.
     (alpha = 0.5 keeps the condition number small, so that CG at rtol 1e-12 is
     accurate far below the finite-difference step.)"""
@@ -412,14 +423,15 @@ def test_gradcheck_all_inputs(precond):
     s = _t([4.0])
 
     def f(b, alpha, x, s):
-        return _lazy_solve(b, alpha, x, s, rtol=1e-12, precond=precond, maxiter=500)
+        return _lazy_solve(b, alpha, x, s, rtol=1e-12, **kw)
 
     assert torch.autograd.gradcheck(f, (b, alpha, x, s), eps=1e-6, atol=1e-6, rtol=1e-4)
 
 
 @needs_torch
+@pytest.mark.parametrize("solver", ["direct", "cg"])
 @pytest.mark.parametrize("which", ["b", "alpha", "x", "s"])
-def test_gradcheck_one_input(which):
+def test_gradcheck_one_input(which, solver):
     """Only one input requires grad: the others get no gradient, the check passes."""
     n = 25
     rng = np.random.default_rng(21)
@@ -432,23 +444,26 @@ def test_gradcheck_one_input(which):
 
     def f(v):
         args = dict(inputs, **{which: v})
+        if solver == "direct":
+            return _lazy_solve(**args, rtol=1e-12, solver="direct")
         return _lazy_solve(**args, rtol=1e-12, precond=None, maxiter=500)
 
     assert torch.autograd.gradcheck(f, (inputs[which],), eps=1e-6, atol=1e-6, rtol=1e-4)
 
 
 @needs_torch
-@pytest.mark.parametrize("precond", [None, "jacobi", "rpcholesky"])
+@pytest.mark.parametrize("precond", [None, "jacobi", "rpcholesky", "direct"])
 def test_gradients_match_dense_autograd(precond):
     """Gradients of a weighted sum of the solution equal those of torch.linalg.solve
-    on the dense matrix; info.backward_cg records the adjoint solve."""
+    on the dense matrix; info.backward_cg records the adjoint solve (CG)."""
     n = 60
     rng = np.random.default_rng(22)
     b0, x0 = rng.standard_normal((n, 3)), rng.random((n, 2))
     w = torch.tensor(rng.standard_normal((n, 3)))
     lazy = [_t(b0), _t(0.01), _t(x0), _t([5.0])]
     dense = [_t(b0), _t(0.01), _t(x0), _t([5.0])]
-    a, info = _lazy_solve(*lazy, rtol=1e-12, precond=precond, return_info=True, rank=20)
+    kw = dict(solver="direct") if precond == "direct" else dict(precond=precond, rank=20)
+    a, info = _lazy_solve(*lazy, rtol=1e-12, return_info=True, **kw)
     ad = _dense_solve(*dense)
     assert relerr(a, ad.detach().numpy()) < 1e-8
     (a * w).sum().backward()
@@ -456,11 +471,15 @@ def test_gradients_match_dense_autograd(precond):
     for name, p, q in zip(["b", "alpha", "x", "s"], lazy, dense):
         assert p.grad is not None and p.grad.shape == p.shape, name
         assert relerr(p.grad, q.grad.numpy()) < 1e-7, name
-    assert info.backward_cg is not None and info.backward_cg.converged
+    if precond == "direct":
+        assert info.method == "direct" and info.backward_cg is None and info.converged
+    else:
+        assert info.backward_cg is not None and info.backward_cg.converged
 
 
 @needs_torch
-def test_gradients_batched_b_and_vi_b():
+@pytest.mark.parametrize("solver", ["direct", "cg"])
+def test_gradients_batched_b_and_vi_b(solver):
     """(2, n, k) right-hand sides and Vi(b): gradients equal the dense ones."""
     n = 40
     rng = np.random.default_rng(23)
@@ -468,7 +487,7 @@ def test_gradients_batched_b_and_vi_b():
     w = torch.tensor(rng.standard_normal((2, n, 2)))
     B, x = _t(B0), _t(x0)
     Bd, xd = _t(B0), _t(x0)
-    a = _lazy_solve(B, 0.05, x, 4.0, rtol=1e-12)
+    a = _lazy_solve(B, 0.05, x, 4.0, rtol=1e-12, solver=solver)
     ad = _dense_solve(Bd, 0.05, xd, 4.0)
     (a * w).sum().backward()
     (ad * w).sum().backward()
@@ -476,7 +495,7 @@ def test_gradients_batched_b_and_vi_b():
     assert relerr(x.grad, xd.grad.numpy()) < 1e-7
 
     b, bd = _t(B0[0]), _t(B0[0])
-    a = _lazy_solve(Vi(b), 0.05, _t(x0, False), 4.0, rtol=1e-12)
+    a = _lazy_solve(Vi(b), 0.05, _t(x0, False), 4.0, rtol=1e-12, solver=solver)
     ad = _dense_solve(bd, 0.05, _t(x0, False), 4.0)
     (a * w[0]).sum().backward()
     (ad * w[0]).sum().backward()
@@ -535,8 +554,13 @@ def test_no_warnings_on_clean_solve():
 
 
 def test_precond_module_default_threshold():
-    """'auto' uses Jacobi at n <= AUTO_RPCHOLESKY_MIN_N (checked through solve)."""
+    """CG's 'auto' preconditioner at n <= AUTO_RPCHOLESKY_MIN_N: RPCholesky for a
+    Gaussian (constant diagonal), Jacobi for a weighted one (checked through solve)."""
     assert precond_mod.AUTO_RPCHOLESKY_MIN_N >= 100
     x = points(100)
-    _, info = gauss(x).solve(np.ones(100), 0.1, return_info=True)
+    _, info = gauss(x).solve(np.ones(100), 0.1, return_info=True, solver="cg")
+    assert info.preconditioner.name == "rpcholesky"
+    w = 0.5 + np.random.default_rng(4).random((100, 1))
+    K = Vi(w) * gauss(x) * Vj(w)
+    _, info = K.solve(np.ones(100), 0.1, return_info=True, solver="cg")
     assert info.preconditioner.name == "jacobi"
