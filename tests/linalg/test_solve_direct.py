@@ -231,3 +231,36 @@ def test_solve_info_pickles(solver):
     if solver == "cg":
         R = np.random.default_rng(9).standard_normal((120, 2))
         np.testing.assert_array_equal(back.preconditioner(R), info.preconditioner(R))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_cg_restarts_once_when_the_true_residual_drifted(monkeypatch, dtype):
+    """The first true residual is made to miss rtol: float64 CG runs once more from
+    its solution (and converges), float32 does not and warns."""
+    from kernelsolve.linalg import solve as solve_mod
+
+    real_residual, real_cg = solve_mod._true_residual, solve_mod.cg
+    residuals, starts = [], []
+
+    def drifted(*args):
+        rel, target = real_residual(*args)
+        residuals.append(rel)
+        return (rel + 1.0 if len(residuals) == 1 else rel), target
+
+    def counting_cg(A, B, x0=None, **kw):
+        starts.append(x0)
+        return real_cg(A, B, x0, **kw)
+
+    monkeypatch.setattr(solve_mod, "_true_residual", drifted)
+    monkeypatch.setattr(solve_mod, "cg", counting_cg)
+    x = points(100, seed=10, dtype=dtype)
+    b = np.random.default_rng(10).standard_normal(100).astype(dtype)
+    rtol = 1e-8 if dtype == np.float64 else 1e-3
+    if dtype == np.float64:
+        _, info = gauss(x).solve(b, 1e-1, solver="cg", rtol=rtol, return_info=True)
+        assert len(starts) == 2 and starts[0] is None and starts[1] is not None
+        assert len(residuals) == 2 and info.converged
+    else:
+        with pytest.warns(ConvergenceWarning, match="float32 cannot reach"):
+            _, info = gauss(x).solve(b, 1e-1, solver="cg", rtol=rtol, return_info=True)
+        assert len(starts) == 1 and not info.converged and info.cg.converged
