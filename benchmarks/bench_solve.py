@@ -208,7 +208,7 @@ def methods_table(args) -> list[str]:
     for N in sizes:
         rng = np.random.default_rng(0)
         x, b = rng.random((N, 2)), rng.standard_normal(N)
-        for kernel in ("gauss", "matern32"):
+        for kernel in args.kernels.split(","):
             K = method_kernel(kernel, x)
             warm_up(kernel, x, b)
             for alpha in [float(a) for a in args.alphas.split(",")]:
@@ -217,6 +217,8 @@ def methods_table(args) -> list[str]:
                     runs["direct"] = {"solver": "direct"}
                 if N <= 2000:  # the old "auto" preconditioner below 2,000 points
                     runs["cg+jacobi"] = {"solver": "cg", "precond": "jacobi", "maxiter": 300}
+                if args.only:
+                    runs = {k: v for k, v in runs.items() if k in args.only.split(",")}
                 for name, kw in runs.items():
                     t, method, it, pre, res, cg_res, note = timed_solve(
                         K, b, alpha, args.rtol, **kw
@@ -226,7 +228,7 @@ def methods_table(args) -> list[str]:
                         f"{t:.2f} | {res:.1e} | {cg_res} | {note or '-'} |"
                     )
                     print(rows[-1], flush=True)
-                if N <= args.max_direct:
+                if N <= args.max_direct and (not args.only or "dense" in args.only):
                     t_np, t_cho = dense_reference(kernel, x, b, alpha)
                     for name, t in (("numpy.linalg.solve", t_np), ("scipy cho_solve", t_cho)):
                         rows.append(
@@ -264,7 +266,7 @@ def main_methods(args) -> int:
 
         limit = threadpool_limits(args.blas_threads, "blas")
     with limit:
-        rows = methods_table(args) + float32_rows(args)
+        rows = methods_table(args) + ([] if args.no_float32 else float32_rows(args))
     print_report(
         f"K.solve: solver='auto' vs 'cg' vs 'direct' and dense references, NumPy, 2-D, "
         f"lengthscale {LENGTHSCALE}, rtol = {args.rtol:g}, BLAS threads "
@@ -291,6 +293,11 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="N = 2000 only")
     p.add_argument("--methods", action="store_true", help="auto vs cg vs direct (NumPy)")
     p.add_argument("--max-direct", type=float, default=2e4, help="largest N forced direct")
+    p.add_argument(
+        "--only", default="", help="--methods: runs to make (auto,cg,direct,cg+jacobi,dense)"
+    )
+    p.add_argument("--kernels", default="gauss,matern32", help="--methods: kernels")
+    p.add_argument("--no-float32", action="store_true", help="--methods: skip float32 rows")
     p.add_argument(
         "--blas-threads",
         type=int,
