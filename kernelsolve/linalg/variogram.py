@@ -69,6 +69,10 @@ class VariogramModel:
     names: tuple[str, ...]
     split: Callable[[np.ndarray], tuple[float, float, float | None]]
 
+    def __reduce__(self):
+        # the split functions are lambdas: pickle the model by name
+        return (as_model, (self.name,))
+
     def shape(self, m, s, key):
         """``g`` of ``s = t^2`` in a math namespace ``m`` of :mod:`.kernels`."""
         return kernels.VARIOGRAM_SHAPES[self.name](m, s, key)
@@ -334,7 +338,7 @@ def _pair_blocks(X: np.ndarray, z: np.ndarray, block_elems: int = 1 << 22):
 
 
 def experimental_variogram(
-    X, z, nlags: int = 6, *, max_pairs: int = 1 << 22, seed: int = 0
+    X, z, nlags: int = 6, *, max_pairs: int = 1 << 22, seed: int = 0, distance_map=None
 ) -> tuple[np.ndarray, np.ndarray]:
     """PyKrige's binned semivariogram: ``(lags, semivariance)`` of the non-empty bins.
 
@@ -351,6 +355,9 @@ def experimental_variogram(
         uniform random sample of ``max_pairs`` pairs.
     seed : int
         Seed of the sample.
+    distance_map : callable, optional
+        Applied to the Euclidean pair distances before binning (geographic
+        kriging: points on the unit sphere, chord to great-circle degrees).
 
     Returns
     -------
@@ -386,6 +393,12 @@ def experimental_variogram(
 
         def pairs():
             return iter([(d_s, g_s)])
+
+    if distance_map is not None:
+        raw_pairs = pairs
+
+        def pairs():
+            return ((distance_map(d), g) for d, g in raw_pairs())
 
     dmin, dmax = np.inf, -np.inf
     for d, _ in pairs():
