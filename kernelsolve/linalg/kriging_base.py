@@ -203,12 +203,17 @@ class KrigingBase:
     def _experimental_variogram(self):
         if self._experimental is None:
             nlags, max_pairs = self._experimental_args
-            pts, dmap = self._pts, None
+            pts, dmap, pairs = self._pts, None, None
             if self._metric.kind == "geographic":
                 pts = self._metric.tree_points(self._pts)
+                lonlat = self._pts
 
                 def dmap(d):  # chord on the unit sphere -> great-circle degrees
                     return np.degrees(2 * np.arcsin(np.minimum(d / 2, 1.0)))
+
+                def pairs(_):
+                    i, j = np.triu_indices(lonlat.shape[0], 1)  # pdist's order
+                    return self._metric.pairwise(lonlat[i], lonlat[j])
 
             self._experimental = experimental_variogram(
                 pts,
@@ -217,6 +222,7 @@ class KrigingBase:
                 max_pairs=max_pairs,
                 seed=self._options.seed,
                 distance_map=dmap,
+                pair_distances=pairs,
             )
         return self._experimental
 

@@ -112,6 +112,9 @@ class DirectSystem:
         z = np.empty(k)
         s = np.empty(k) if variance else None
         block = _rows_per_block(self.size)
+        if progress is not None:
+            what = "predictions and variances" if variance else "predictions"
+            progress.write(f"direct solve: {self.n} data, {k} targets ({what})")
         for a in range(0, k, block):
             sl = slice(a, min(k, a + block))
             bd = self.metric.matrix(tpts[sl], self.pts)

@@ -178,7 +178,14 @@ class Drift:
             cols.append(np.broadcast_to(np.asarray(v, dtype=np.float64), adjusted.shape[:1]))
         if not cols:
             return np.zeros((adjusted.shape[0], 0))
-        return np.column_stack(cols)
+        out = np.column_stack(cols)
+        bad = ~np.all(np.isfinite(out), axis=0)
+        if bad.any():
+            raise ValueError(
+                f"drift_terms: column {int(np.argmax(bad))} of the drift ({self.terms}) holds "
+                "NaN or inf at some points"
+            )
+        return out
 
     def specified_at(self, arrays, style: str, shape: tuple[int, ...]) -> list[np.ndarray]:
         """``specified_drift_arrays`` of ``execute``, flattened in target order."""

@@ -30,6 +30,42 @@ __all__ = ["hole_effect", "ModelChoice", "resolve_model", "fit_parameters", "MOD
 MODEL_NAMES = tuple(VARIOGRAM_MODELS) + ("hole-effect", "custom")
 
 
+def _linear(params, h):
+    return float(params[0]) * h + float(params[1])
+
+
+def _power(params, h):
+    return float(params[0]) * h ** float(params[1]) + float(params[2])
+
+
+def _gaussian(params, h):
+    psill, r, nugget = (float(v) for v in params[:3])
+    return psill * (1.0 - np.exp(-(h**2.0) / (r * 4.0 / 7.0) ** 2.0)) + nugget
+
+
+def _exponential(params, h):
+    psill, r, nugget = (float(v) for v in params[:3])
+    return psill * (1.0 - np.exp(-h / (r / 3.0))) + nugget
+
+
+def _spherical(params, h):
+    psill, r, nugget = (float(v) for v in params[:3])
+    h = np.asarray(h, dtype=np.float64)
+    inside = psill * ((3.0 * h) / (2.0 * r) - (h**3.0) / (2.0 * r**3.0)) + nugget
+    return np.where(h <= r, inside, psill + nugget)
+
+
+#: ``variogram_function`` of PyKrige's named models, in its arithmetic (its fit
+#: follows the rounding: a flat least-squares objective amplifies 1e-16 to 1e-3)
+PYKRIGE_FUNCTIONS = {
+    "linear": _linear,
+    "power": _power,
+    "gaussian": _gaussian,
+    "exponential": _exponential,
+    "spherical": _spherical,
+}
+
+
 def hole_effect(params, h) -> np.ndarray:
     """PyKrige's hole-effect model ``[psill, range, nugget]`` (numpy only: it is not a
     valid variogram in 2-D, so the iterative solvers do not take it)."""
@@ -103,13 +139,15 @@ def resolve_model(variogram_model, variogram_parameters, variogram_function) -> 
         if nu not in MATERN_NU:
             raise ValueError(f"variogram_parameters: nu must be one of {MATERN_NU}, got {nu}")
     p = variogram_parameter_list(name, variogram_parameters)
-    return ModelChoice(name, VARIOGRAM_MODELS[name].gamma, p, nu)
+    function = PYKRIGE_FUNCTIONS.get(name, VARIOGRAM_MODELS[name].gamma)
+    return ModelChoice(name, function, p, nu)
 
 
 def fit_parameters(choice: ModelChoice, lags, semivariance, weight: bool) -> np.ndarray:
     """PyKrige's fit of ``choice``'s model to the binned semivariogram."""
     if choice.name != "hole-effect":
-        return fit_variogram(lags, semivariance, choice.name, weight, nu=choice.nu)
+        gamma = PYKRIGE_FUNCTIONS.get(choice.name)
+        return fit_variogram(lags, semivariance, choice.name, weight, nu=choice.nu, gamma=gamma)
     lags, sv = np.asarray(lags, dtype=np.float64), np.asarray(semivariance, dtype=np.float64)
     if lags.size < 2:
         raise ValueError("cannot fit the hole-effect variogram: fewer than 2 non-empty lag bins")
