@@ -480,6 +480,11 @@ class KrigingBase:
         out = np.empty(k)
         block = 64
         with Progress("kriging variances (exact)", total=k, enabled=self.verbose) as bar:
+            if self._values.size + self._drift.size < DIRECT_MAX:
+                bar.write(
+                    f"{k} targets by one iterative solve each; solver='direct' (the default "
+                    "at this size) gives them at one triangular solve each"
+                )
             for a in range(0, k, block):
                 out[a : a + block] = backend.variance(xy[a : a + block])
                 bar.update(min(block, k - a))

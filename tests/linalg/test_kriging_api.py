@@ -457,3 +457,21 @@ def test_3d_and_execute_errors():
         ok.execute("points", XT, YT, backend="GPU")
     with pytest.raises(OSError, match="mask must be given"):  # PyKrige: IOError
         ok.execute("masked", GX, GY)
+
+
+@pytest.mark.parametrize("cls", [OrdinaryKriging3D, UniversalKriging3D])
+def test_3d_iterative_and_direct_agree(cls):
+    """The iterative solvers take 3-D points (and the 3-D regional linear drift)."""
+    kw = {"drift_terms": ["regional_linear"]} if cls is UniversalKriging3D else {}
+    args = (X, Y, Z3, V3, "exponential", [1.0, 8.0, 0.01], None, 6, False, *ANISO3)
+    pts = (XT, YT, YT / 10)
+    direct = cls(*args, **kw).execute("points", *pts)
+    saddle = cls(*args, **kw, solver="saddle").execute("points", *pts)
+    same(saddle, direct, 1e-7)
+
+
+def test_verbose_iterative_variances_show_progress_and_hint(capsys):
+    ok = OrdinaryKriging(X, Y, Z, "spherical", SPH, verbose=True, solver="saddle")
+    ok.execute("points", XT, YT, variance="exact")
+    err = capsys.readouterr().err
+    assert "kriging variances (exact)" in err and "solver='direct'" in err
