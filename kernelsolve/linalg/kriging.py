@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..tolerance import keywords
+from ..tolerance import KRIGING_RTOL, keywords
 from .kriging3d import OrdinaryKriging3D, UniversalKriging3D
 from .kriging_base import KrigingBase
 from .kriging_inputs import vector
+from .kriging_options import SolverOptions
 from .variogram import (
     VARIOGRAM_MODELS,
     Variogram,
@@ -123,20 +124,34 @@ class OrdinaryKriging(_Kriging2D):
     pseudo_inv, pseudo_inv_type : bool, {"pinv", "pinvh"}
         Solve with a pseudo-inverse of the kriging matrix (duplicate points
         are then averaged); direct solver only.
-    **options
-        kernelsolve's, keyword only: ``solver`` ("auto", "direct", "saddle",
-        "cg"; "auto" is direct up to ``DIRECT_MAX`` = 4000 unknowns and for
-        what only the direct solver takes, else "cg" for gaussian and matern
-        nu >= 1.5 with a nugget over few length scales, else "saddle");
-        ``variance`` of the iterative solvers ("auto", "exact": one solve per
-        target, "local": kriging on the ``variance_neighbors`` nearest data,
-        False: none; "auto" is exact up to ``exact_variance_max`` targets,
-        ``variance_check`` of them measure the local error); ``max_pairs``
-        of the experimental semivariogram (a random sample beyond); ``rank``
-        (CG preconditioner), ``rtol`` (1e-10: relative residual, see
-        :mod:`.tolerance`; ``tol=``/``eps=`` are TypeErrors naming it),
-        ``maxiter``, ``neighbors`` and ``coarse`` (saddle preconditioner) and
-        ``seed``.
+    solver : {"auto", "direct", "saddle", "cg"}
+        Keyword only, as all that follow (kernelsolve's, not PyKrige's).
+        "auto": direct up to ``DIRECT_MAX`` = 4000 unknowns and for what only
+        the direct solver takes; else "cg" for gaussian and matern nu >= 1.5
+        with a nugget over few length scales, else "saddle".
+    variance : {"auto", "exact", "local", False}
+        Variances of the iterative solvers: "exact" (one solve per target),
+        "local" (kriging on the ``variance_neighbors`` nearest data, an upper
+        bound), "auto" (exact up to ``exact_variance_max`` targets), False (none).
+    exact_variance_max, variance_neighbors, variance_check : int
+        The "auto" limit (default ``min(2000, 2e8 / n^2)``), the data of a local
+        system, and the targets solved exactly to measure the local error.
+    max_pairs : int
+        Most point pairs of the experimental semivariogram (a random sample beyond).
+    rank : int, optional
+        Rank of the CG solver's RPCholesky preconditioner (automatic).
+    rtol, maxiter : float, int
+        Relative residual: GMRES (or CG) stops when ``||r|| <= rtol ||b||`` (see
+        :mod:`.tolerance`), or after ``maxiter`` iterations. The default 1e-10 is
+        tighter than the CG solvers' 1e-6 because the kriging variance is a
+        difference of nearly equal terms: at 1e-10 the iterative solvers agree
+        with PyKrige's direct solve to about 1e-6. ``tol=``/``eps=`` are
+        TypeErrors naming ``rtol``.
+    neighbors, coarse : int, int or "auto"
+        The saddle solver's preconditioner: points per approximate cardinal
+        function, points of its coarse level.
+    seed : int
+        Seed of the pair sample, the preconditioners and ``variance_check``.
 
     Attributes
     ----------
@@ -190,7 +205,19 @@ class OrdinaryKriging(_Kriging2D):
         exact_values: bool = True,
         pseudo_inv: bool = False,
         pseudo_inv_type: str = "pinv",
-        **options,
+        *,
+        solver: str = "auto",
+        variance: str | bool = "auto",
+        exact_variance_max: int | None = None,
+        variance_neighbors: int = 64,
+        variance_check: int = 10,
+        max_pairs: int = 1 << 22,
+        rank: int | None = None,
+        rtol: float = KRIGING_RTOL,
+        maxiter: int = 1000,
+        neighbors: int = 50,
+        coarse: int | str = "auto",
+        seed: int = 0,
     ):
         flags = dict(
             verbose=verbose,
@@ -207,7 +234,7 @@ class OrdinaryKriging(_Kriging2D):
             (anisotropy_scaling, anisotropy_angle),
             flags,
             (None, {}),
-            options,
+            SolverOptions.pick(locals()),
         )
 
     def execute(
@@ -270,6 +297,9 @@ class UniversalKriging(_Kriging2D):
         "functional" (``functional_drift``: a list of callables ``f(x, y)`` of the
         adjusted coordinates). None: no drift (ordinary kriging). Only
         "regional_linear" is solved iteratively; the others use the direct solver.
+    rtol : float
+        Relative residual: the iterative solvers stop when ``||r|| <= rtol ||b||``
+        (default 1e-10, for the reason :class:`OrdinaryKriging` gives).
 
     Example
     -------
@@ -311,7 +341,19 @@ class UniversalKriging(_Kriging2D):
         exact_values: bool = True,
         pseudo_inv: bool = False,
         pseudo_inv_type: str = "pinv",
-        **options,
+        *,
+        solver: str = "auto",
+        variance: str | bool = "auto",
+        exact_variance_max: int | None = None,
+        variance_neighbors: int = 64,
+        variance_check: int = 10,
+        max_pairs: int = 1 << 22,
+        rank: int | None = None,
+        rtol: float = KRIGING_RTOL,
+        maxiter: int = 1000,
+        neighbors: int = 50,
+        coarse: int | str = "auto",
+        seed: int = 0,
     ):
         companions = dict(
             point_drift=point_drift,
@@ -334,7 +376,7 @@ class UniversalKriging(_Kriging2D):
             (anisotropy_scaling, anisotropy_angle),
             flags,
             (drift_terms, companions),
-            options,
+            SolverOptions.pick(locals()),
         )
         self.drift_terms = self._drift.terms
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..tolerance import keywords
+from ..tolerance import KRIGING_RTOL, keywords
 from .kriging_base import KrigingBase
 from .kriging_inputs import vector
+from .kriging_options import SolverOptions
 
 __all__ = ["OrdinaryKriging3D", "UniversalKriging3D"]
 
@@ -64,7 +65,7 @@ class OrdinaryKriging3D(_Kriging3D):
 
     ``x, y, z`` are the coordinates and ``val`` the values; the other
     parameters are those of :class:`~.kriging.OrdinaryKriging` (documented
-    there, kernelsolve's ``**options`` included), with the 3-D anisotropy
+    there, kernelsolve's keyword-only options included), with the 3-D anisotropy
     ``anisotropy_scaling_y``, ``anisotropy_scaling_z`` and
     ``anisotropy_angle_x``, ``_y``, ``_z`` (degrees) in PyKrige's order. The
     statistics (Q1, ...) are computed when first read.
@@ -101,7 +102,19 @@ class OrdinaryKriging3D(_Kriging3D):
         exact_values: bool = True,
         pseudo_inv: bool = False,
         pseudo_inv_type: str = "pinv",
-        **options,
+        *,
+        solver: str = "auto",
+        variance: str | bool = "auto",
+        exact_variance_max: int | None = None,
+        variance_neighbors: int = 64,
+        variance_check: int = 10,
+        max_pairs: int = 1 << 22,
+        rank: int | None = None,
+        rtol: float = KRIGING_RTOL,
+        maxiter: int = 1000,
+        neighbors: int = 50,
+        coarse: int | str = "auto",
+        seed: int = 0,
     ):
         self._setup(
             *self._read(x, y, z, val),
@@ -118,7 +131,7 @@ class OrdinaryKriging3D(_Kriging3D):
                 pseudo_inv_type=pseudo_inv_type,
             ),
             (None, {}),
-            options,
+            SolverOptions.pick(locals()),
         )
 
     def execute(
@@ -195,7 +208,19 @@ class UniversalKriging3D(_Kriging3D):
         exact_values: bool = True,
         pseudo_inv: bool = False,
         pseudo_inv_type: str = "pinv",
-        **options,
+        *,
+        solver: str = "auto",
+        variance: str | bool = "auto",
+        exact_variance_max: int | None = None,
+        variance_neighbors: int = 64,
+        variance_check: int = 10,
+        max_pairs: int = 1 << 22,
+        rank: int | None = None,
+        rtol: float = KRIGING_RTOL,
+        maxiter: int = 1000,
+        neighbors: int = 50,
+        coarse: int | str = "auto",
+        seed: int = 0,
     ):
         self._setup(
             *self._read(x, y, z, val),
@@ -215,7 +240,7 @@ class UniversalKriging3D(_Kriging3D):
                 drift_terms,
                 dict(specified_drift=specified_drift, functional_drift=functional_drift),
             ),
-            options,
+            SolverOptions.pick(locals()),
         )
         self.drift_terms = self._drift.terms
 

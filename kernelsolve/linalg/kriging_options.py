@@ -37,15 +37,14 @@ class SolverOptions:
     seed: int = 0
 
     @classmethod
+    def pick(cls, arguments: dict) -> dict:
+        """These options out of a constructor's arguments (``locals()``): each class
+        lists them in its signature, where ``help`` shows them."""
+        return {f.name: arguments[f.name] for f in fields(cls)}
+
+    @classmethod
     def parse(cls, options: dict, drift_size: int) -> SolverOptions:
-        """Checked options; TypeError for an unknown name, ValueError naming a bad value."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise TypeError(
-                f"unexpected keyword argument(s) {unknown}; kernelsolve's options are "
-                f"{sorted(known)}"
-            )
+        """Checked options; a ValueError naming a bad value."""
         o = cls(**options)
         if o.solver not in SOLVERS:
             raise ValueError(f"solver={o.solver!r}: expected one of {SOLVERS}")
