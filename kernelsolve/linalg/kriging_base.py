@@ -79,6 +79,7 @@ class KrigingBase:
         if n < 2:
             raise ValueError(f"at least 2 data points are needed, got {n}")
         self._orig, self._values = orig, values
+        variogram, anisotropy = self._gstools(variogram, anisotropy)
         self._set_anisotropy(*anisotropy)
         self._drift_args = drift
         self._drift = Drift(drift[0], self._pts, orig, self._anisotropy(), drift[1])
@@ -88,8 +89,31 @@ class KrigingBase:
         self._stats_enabled = bool(flags.get("enable_statistics", True))
         self._set_variogram(*variogram)
 
+    def _gstools(self, variogram, anisotropy):
+        """A GSTools covariance model as ``variogram_model`` (PyKrige's support): its
+        variogram becomes a custom model, its anisotropy replaces the arguments."""
+        model = variogram[0]
+        self.model = None
+        if not hasattr(model, "pykrige_kwargs"):
+            return variogram, anisotropy
+        d = self._orig.shape[1]
+        if (d == 3) != (model.field_dim == 3):
+            raise ValueError(f"variogram_model: the GSTools model's dim must fit {d}-D data")
+        if model.latlon and (d == 3 or self._metric.kind != "geographic"):
+            raise ValueError("variogram_model: GSTools latlon models need geographic coordinates")
+        self.model = model
+        if d == 2:
+            anisotropy = (model.pykrige_anis, model.pykrige_angle)
+        else:
+            anisotropy = (
+                (model.pykrige_anis_y, model.pykrige_anis_z),
+                (model.pykrige_angle_x, model.pykrige_angle_y, model.pykrige_angle_z),
+            )
+        return ("custom", [], model.pykrige_vario, *variogram[3:]), anisotropy
+
     def _update(self, variogram, anisotropy) -> None:
         """``update_variogram_model``: new anisotropy (the drift moves with it) and variogram."""
+        variogram, anisotropy = self._gstools(variogram, anisotropy)
         self._set_anisotropy(*anisotropy)
         terms, companions = self._drift_args
         self._drift = Drift(terms, self._pts, self._orig, self._anisotropy(), companions)

@@ -475,3 +475,29 @@ def test_verbose_iterative_variances_show_progress_and_hint(capsys):
     ok.execute("points", XT, YT, variance="exact")
     err = capsys.readouterr().err
     assert "kriging variances (exact)" in err and "solver='direct'" in err
+
+
+class _GSToolsLike:
+    """The attributes PyKrige reads from a GSTools covariance model (gstools is not a
+    test dependency): an exponential variogram and a 2-D anisotropy."""
+
+    pykrige_kwargs = {}
+    field_dim = 2
+    latlon = False
+    pykrige_anis = 1.5
+    pykrige_angle = 30.0
+
+    @staticmethod
+    def pykrige_vario(params, h):
+        return 9000.0 * (1 - np.exp(-h / 4.0)) + 50.0
+
+
+def test_gstools_style_model_is_a_custom_variogram_with_its_anisotropy():
+    model = _GSToolsLike()
+    ok = OrdinaryKriging(X, Y, Z, model)
+    assert ok.model is model and ok.variogram_model == "custom"
+    assert (ok.anisotropy_scaling, ok.anisotropy_angle) == (1.5, 30.0)
+    ref = PKOK(X, Y, Z, "custom", [], model.pykrige_vario, 6, False, 1.5, 30.0)
+    same(ok.execute("points", XT, YT), ref.execute("points", XT, YT))
+    with pytest.raises(ValueError, match="dim"):
+        OrdinaryKriging3D(X, Y, Z3, V3, model)
