@@ -30,7 +30,7 @@ from .kriging_inputs import (
     targets,
     variance_mode,
 )
-from .kriging_model import fit_parameters, resolve_model
+from .kriging_model import PYKRIGE_FUNCTIONS, fit_parameters, hole_effect, resolve_model
 from .kriging_options import DIRECT_MAX, SolverOptions
 from .kriging_solvers import (
     CovarianceCGSolver,
@@ -51,6 +51,9 @@ class KrigingBase:
     """Shared machinery; see :class:`.kriging.OrdinaryKriging` for the parameters."""
 
     _ordinary = True  # moving windows (n_closest_points) are PyKrige's OK-only feature
+    eps = EPS  # PyKrige's class attributes
+    UNBIAS = True
+    variogram_dict = dict(PYKRIGE_FUNCTIONS, **{"hole-effect": hole_effect})
 
     # ------------------------------------------------------------------
     # Set-up

@@ -48,6 +48,16 @@ class Metric:
             return np.sqrt(((a - b) ** 2).sum(-1))
         return great_circle_distance(a[..., 0], a[..., 1], b[..., 0], b[..., 1])
 
+    def within(self, near: np.ndarray) -> np.ndarray:
+        """``(b, k, k)`` distances among each of ``b`` groups of ``k`` points."""
+        if self.kind != "euclidean":
+            return self.pairwise(near[:, :, None, :], near[:, None, :, :])
+        d2 = np.zeros(near.shape[:2] + near.shape[1:2])
+        for c in np.moveaxis(near, -1, 0):  # one coordinate at a time: no (b, k, k, d) array
+            diff = c[:, :, None] - c[:, None, :]
+            d2 += diff * diff
+        return np.sqrt(d2)
+
     def tree_points(self, pts: np.ndarray) -> np.ndarray:
         """Points whose Euclidean neighbours are the neighbours in this metric."""
         return pts if self.kind == "euclidean" else unit_sphere(pts[:, 0], pts[:, 1])
@@ -139,16 +149,18 @@ def moving_window(pts, values, gamma, metric: Metric, tpts, k: int, exact_values
     k = int(min(k, pts.shape[0]))
     nt = tpts.shape[0]
     z, s = np.empty(nt), np.empty(nt)
-    block = _rows_per_block((k + 1) * (k + 1), arrays=3)
+    # small blocks: the (b, k, k) arrays stay in cache (measured 2x faster than 1e5)
+    block = min(4096, _rows_per_block((k + 1) * (k + 1), arrays=3))
     tq = metric.tree_points(tpts)
     with Progress("moving-window kriging", total=nt, enabled=verbose) as bar:
         for a in range(0, nt, block):
             sl = slice(a, min(nt, a + block))
-            _, idx = tree.query(tq[sl], k=k)
-            idx = idx.reshape(-1, k)
+            bd, idx = tree.query(tq[sl], k=k)
+            idx, bd = idx.reshape(-1, k), bd.reshape(-1, k)
             near = pts[idx]  # (b, k, d)
-            bd = metric.pairwise(tpts[sl, None, :], near)
-            D = metric.pairwise(near[:, :, None, :], near[:, None, :, :])
+            if metric.kind != "euclidean":  # the tree's distances are chords
+                bd = metric.pairwise(tpts[sl, None, :], near)
+            D = metric.within(near)
             nb = idx.shape[0]
             A = np.zeros((nb, k + 1, k + 1))
             A[:, :k, :k] = -gamma(D.reshape(nb, k * k)).reshape(nb, k, k)
