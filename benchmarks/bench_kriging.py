@@ -12,10 +12,20 @@ before the kernel's reach picked the levels), and PyKrige's
 20,000 random held-out points give the RMSE; PyKrige's predictions, where it
 ran, give the largest relative difference.
 
+``--task grid``: fit + execute on a grid (values and variances) at ``--sizes``
+training points against PyKrige (dense, where it fits: ``--pykrige-max``), with
+kernelsolve's default solver choice and, up to ``--direct-max``, its direct
+solver; agreement and time ratio. ``--task window``: moving-window kriging
+(``n_closest_points``) on a grid of ``--targets`` points, kernelsolve at every
+size, PyKrige (C backend, which forms the dense (n + 1)^2 matrix) on its first
+``--pykrige-targets`` targets where it fits.
+
 Usage::
 
     python benchmarks/bench_kriging.py
     python benchmarks/bench_kriging.py --models matern,spherical --sizes 27726
+    python benchmarks/bench_kriging.py --task grid --sizes 10000,100000
+    python benchmarks/bench_kriging.py --task window --sizes 10000,100000
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import os
 import sys
 import time
 import warnings
+from functools import partial
 
 import numpy as np
 
@@ -93,12 +104,126 @@ def run_pykrige(X, y, Xt, model, params):
     return {"seconds": time.perf_counter() - t0, "pred": np.asarray(pred)}
 
 
+def _timed(f):
+    t0 = time.perf_counter()
+    out = f()
+    return time.perf_counter() - t0, out
+
+
+def _rel(a, ref) -> str:
+    a, ref = np.asarray(a, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    return f"{np.abs(a - ref).max() / np.abs(ref).max():.1e}"
+
+
+def _grid_run(cls, X, y, model, params, gx, gy, solver):
+    kw = {} if solver is None else {"solver": solver}
+    ok = cls(X[:, 0], X[:, 1], y, model, params, **kw)
+    z, ss = ok.execute("grid", gx, gy)
+    if solver is None:
+        return "dense", "exact", z, ss
+    return ok.solver, ok.variance_info.get("method"), z, ss
+
+
+def _window_pykrige(X, y, model, params, px, py, k):
+    from pykrige.ok import OrdinaryKriging as PyKrigeOK
+
+    ref = PyKrigeOK(X[:, 0], X[:, 1], y, model, params)
+    return ref.execute("points", px, py, backend="C", n_closest_points=k)
+
+
+def grid_task(args, terrain, train) -> list[str]:
+    """Fit + execute on a grid, values and variances, against PyKrige."""
+    from pykrige.ok import OrdinaryKriging as PyKrigeOK
+
+    gx = np.linspace(0.02, 0.98, args.grid)
+    gy = np.linspace(0.02, 0.98, args.grid)
+    rows = []
+    for n in [int(float(s)) for s in args.sizes.split(",")]:
+        X, y = terrain.points[train[:n]], terrain.values[train[:n]]
+        for model in args.models.split(","):
+            params = variogram(X, y, model)
+            runs = {}
+            solvers = ["auto"] + (["direct"] if n <= args.direct_max else [])
+            for solver in solvers:
+                run = partial(_grid_run, OrdinaryKriging, X, y, model, params, gx, gy, solver)
+                runs[f"kernelsolve solver={solver}"] = _timed(run)
+            if n <= args.pykrige_max:
+                run = partial(_grid_run, PyKrigeOK, X, y, model, params, gx, gy, None)
+                runs["PyKrige"] = _timed(run)
+            ref = runs.get("PyKrige")
+            for label, (sec, (solver, var, z, ss)) in runs.items():
+                agree = ratio = "-"
+                if ref is not None and label != "PyKrige":
+                    agree = f"{_rel(z, ref[1][2])} / {_rel(ss, ref[1][3])}"
+                    ratio = f"{ref[0] / sec:.2f}"
+                rows.append(
+                    f"| {n} | {model} | {args.grid}x{args.grid} | {label} ({solver}, "
+                    f"{var} variances) | {sec:.1f} | {agree} | {ratio} |"
+                )
+                print(rows[-1], flush=True)
+    return rows
+
+
+def window_task(args, terrain, train) -> list[str]:
+    """Moving-window kriging (n_closest_points) on a grid of --targets points."""
+    side = int(round(math.sqrt(args.targets)))
+    g = np.linspace(0.0005, 0.9995, side)
+    k = args.closest
+    rows = []
+    for n in [int(float(s)) for s in args.sizes.split(",")]:
+        X, y = terrain.points[train[:n]], terrain.values[train[:n]]
+        for model in args.models.split(","):
+            params = variogram(X, y, model)
+            ok = OrdinaryKriging(X[:, 0], X[:, 1], y, model, params)
+            sec, (z, ss) = _timed(lambda ok=ok: ok.execute("grid", g, g, n_closest_points=k))
+            rate = side * side / sec
+            cell = "-"
+            if n <= args.pykrige_max:
+                m = args.pykrige_targets
+                px, py = np.meshgrid(g, g)
+                px, py = px.ravel()[:m], py.ravel()[:m]
+                run = partial(_window_pykrige, X, y, model, params, px, py, k)
+                psec, (pz, pss) = _timed(run)
+                cell = (
+                    f"{psec:.1f} s for {m} targets ({m / psec:.0f}/s); values "
+                    f"{_rel(z.ravel()[:m], pz)}, variances {_rel(ss.ravel()[:m], pss)}"
+                )
+            rows.append(
+                f"| {n} | {model} | {side * side} | {k} | {sec:.1f} ({rate:.0f}/s) | {cell} |"
+            )
+            print(rows[-1], flush=True)
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--task", default="levels", choices=("levels", "grid", "window"))
     p.add_argument("--models", default="exponential,matern,spherical,gaussian")
     p.add_argument("--sizes", default="5000,27726", help="training points")
     p.add_argument("--pykrige-max", type=int, default=5000, help="largest n for PyKrige")
+    p.add_argument("--direct-max", type=int, default=10000, help="largest n for solver=direct")
+    p.add_argument("--grid", type=int, default=50, help="grid side (--task grid)")
+    p.add_argument("--targets", type=int, default=10**6, help="targets (--task window)")
+    p.add_argument("--closest", type=int, default=16, help="n_closest_points (--task window)")
+    p.add_argument("--pykrige-targets", type=int, default=20000, help="(--task window)")
     args = p.parse_args(argv)
+    if args.task != "levels":
+        terrain = load_dem()
+        train, _ = split(len(terrain.values), 0)
+        info = machine_info(None)
+        info["pykeops"] = "not used"
+        if args.task == "grid":
+            header = ["n", "model", "grid", "method", "seconds (fit + execute)"]
+            header += ["max rel. diff. to PyKrige (values / variances)", "PyKrige time / ours"]
+            rows = grid_task(args, terrain, train)
+            title = "Ordinary kriging on a grid, values and variances, Jacksboro DEM"
+        else:
+            header = ["n", "model", "targets", "n_closest_points", "kernelsolve s (rate)"]
+            header += ["PyKrige (C backend), agreement"]
+            rows = window_task(args, terrain, train)
+            title = "Moving-window ordinary kriging, Jacksboro DEM"
+        print_report(title, header, rows, info)
+        return 0
     try:
         import pykrige
 

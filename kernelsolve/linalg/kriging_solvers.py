@@ -80,7 +80,7 @@ def local_variance(
     ar = np.arange(q)
     for a in range(0, len(xy), chunk):
         sl = slice(a, min(len(xy), a + chunk))
-        pts = data[idx[sl]]  # (b, q, 2)
+        pts = data[idx[sl]]  # (b, q, d)
         rel = pts - xy[sl, None, :]
         b = rel.shape[0]
         D = np.sqrt(((pts[:, :, None, :] - pts[:, None, :, :]) ** 2).sum(-1))
@@ -93,7 +93,7 @@ def local_variance(
         M[:, q:, :q] = Pl.transpose(0, 2, 1)
         rhs = np.zeros((b, q + m))
         rhs[:, :q] = -v.gamma_continuous(np.sqrt(np.maximum(d2[sl], 0.0)))
-        rhs[:, q:] = polynomial_matrix(np.zeros((1, 2)), powers)[0]
+        rhs[:, q:] = polynomial_matrix(np.zeros((1, data.shape[1])), powers)[0]
         try:
             sol = np.linalg.solve(M, rhs[:, :, None])[:, :, 0]
         except np.linalg.LinAlgError:
@@ -223,7 +223,7 @@ class CovarianceCGSolver:
         self.yn = np.ascontiguousarray(xy / v.length)
         shape = v.model.shape
         cov = RadialKernel.of("covariance", lambda m, s, key: 1 - shape(m, s, key), v.key)
-        self.formula = kernel_formula(cov.formula, 2, 1.0)
+        self.formula = kernel_formula(cov.formula, xy.shape[1], 1.0)
         self.numpy = cov.numpy
         self.op = KernelOperator(self.formula, (self.yn, self.yn), (ir.I, ir.J))
         t0 = time.perf_counter()

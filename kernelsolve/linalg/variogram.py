@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import least_squares
+from scipy.spatial.distance import pdist
 
 from . import kernels
 from .radial import RadialKernel
@@ -68,6 +69,10 @@ class VariogramModel:
     name: str
     names: tuple[str, ...]
     split: Callable[[np.ndarray], tuple[float, float, float | None]]
+
+    def __reduce__(self):
+        # the split functions are lambdas: pickle the model by name
+        return (as_model, (self.name,))
 
     def shape(self, m, s, key):
         """``g`` of ``s = t^2`` in a math namespace ``m`` of :mod:`.kernels`."""
@@ -333,8 +338,33 @@ def _pair_blocks(X: np.ndarray, z: np.ndarray, block_elems: int = 1 << 22):
         yield d[keep], g[keep]
 
 
+def _binned_means(d: np.ndarray, g: np.ndarray, nlags: int):
+    """PyKrige's bins and means, in its order of operations (its variogram fit is
+    flat enough that a last-bit difference in a lag moves the range by 1e-3)."""
+    dmax, dmin = np.amax(d), np.amin(d)
+    dd = (dmax - dmin) / nlags
+    bins = [dmin + k * dd for k in range(nlags)] + [dmax + 0.001]
+    lags, sv = [], []
+    for k in range(nlags):
+        sel = (d >= bins[k]) & (d < bins[k + 1])
+        if sel.any():
+            lags.append(np.mean(d[sel]))
+            sv.append(np.mean(g[sel]))
+    return np.asarray(lags), np.asarray(sv)
+
+
+_EXACT_PAIRS = 1 << 23  # up to this many pairs, all of them at once, as PyKrige does
+
+
 def experimental_variogram(
-    X, z, nlags: int = 6, *, max_pairs: int = 1 << 22, seed: int = 0
+    X,
+    z,
+    nlags: int = 6,
+    *,
+    max_pairs: int = 1 << 22,
+    seed: int = 0,
+    distance_map=None,
+    pair_distances=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """PyKrige's binned semivariogram: ``(lags, semivariance)`` of the non-empty bins.
 
@@ -351,6 +381,12 @@ def experimental_variogram(
         uniform random sample of ``max_pairs`` pairs.
     seed : int
         Seed of the sample.
+    distance_map : callable, optional
+        Applied to the Euclidean pair distances before binning (geographic
+        kriging: points on the unit sphere, chord to great-circle degrees).
+    pair_distances : callable, optional
+        ``pair_distances(X)``: the distances of all pairs in ``pdist``'s order,
+        used instead of the Euclidean ones when all pairs are taken.
 
     Returns
     -------
@@ -372,7 +408,11 @@ def experimental_variogram(
     nlags = int(nlags)
     if nlags < 1:
         raise ValueError(f"nlags must be >= 1, got {nlags}")
-    if n * (n - 1) // 2 <= max_pairs:
+    npairs = n * (n - 1) // 2
+    if npairs <= min(max_pairs, _EXACT_PAIRS):
+        d = pdist(X) if pair_distances is None else pair_distances(X)
+        return _binned_means(d, 0.5 * pdist(z[:, None], "sqeuclidean"), nlags)
+    if npairs <= max_pairs:
         blocks = list(_pair_blocks(X, z)) if n <= 2048 else None
 
         def pairs():
@@ -386,6 +426,12 @@ def experimental_variogram(
 
         def pairs():
             return iter([(d_s, g_s)])
+
+    if distance_map is not None:
+        raw_pairs = pairs
+
+        def pairs():
+            return ((distance_map(d), g) for d, g in raw_pairs())
 
     dmin, dmax = np.inf, -np.inf
     for d, _ in pairs():
@@ -477,7 +523,7 @@ def _residuals(params, lags, semivariance, gamma, weight):
 
 
 def fit_variogram(
-    lags, semivariance, variogram_model: str, weight: bool = False, nu: float = 1.5
+    lags, semivariance, variogram_model: str, weight: bool = False, nu: float = 1.5, *, gamma=None
 ) -> np.ndarray:
     """PyKrige's least-squares fit of a model to a semivariogram.
 
@@ -495,6 +541,9 @@ def fit_variogram(
         PyKrige's logistic weights: small lags count more.
     nu : float
         The matern smoothness (not fitted): 0.5, 1.5 or 2.5.
+    gamma : callable, optional
+        ``gamma(params, h)`` to fit instead of the model's own (the kriging
+        classes pass PyKrige's formulas, whose rounding its fit follows).
 
     Returns
     -------
@@ -526,7 +575,7 @@ def fit_variogram(
     else:
         x0 = [np.amax(sv) - np.amin(sv), 0.25 * np.amax(lags), np.amin(sv)]
         bnds = ([0.0, 0.0, 0.0], [10.0 * np.amax(sv), np.amax(lags), np.amax(sv)])
-    gamma = model.gamma
+    gamma = model.gamma if gamma is None else gamma
     if model.name == "matern":
         nu = float(nu)
 
