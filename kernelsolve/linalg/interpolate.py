@@ -145,6 +145,10 @@ class KernelInterpolator:
         check_tolerances(rtol, 0.0, maxiter)
         if solver not in SOLVERS:
             raise ValueError(f"solver={solver!r}: expected one of {SOLVERS}")
+        if products not in ("auto", "engine", "fmm"):
+            raise ValueError(f"products={products!r}: expected 'auto', 'engine' or 'fmm'")
+        if coarse != "auto" and (isinstance(coarse, str) or int(coarse) < 0):
+            raise ValueError(f"coarse={coarse!r}: expected 'auto' or a number of points >= 0")
         a = check_fit(y, d, neighbors, smoothing, kernel, epsilon, degree)
         self.y, self.d, self.d_shape, self.d_dtype = a.y, a.d2, a.d_shape, a.d_dtype
         self.neighbors, self.smoothing, self.kernel = a.neighbors, a.smoothing, a.kernel

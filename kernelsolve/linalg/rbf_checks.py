@@ -11,11 +11,12 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from .monomials import monomial_powers
 from .radial import KERNELS, MIN_DEGREE, SCALE_INVARIANT
 
-__all__ = ["Checked", "check_fit", "check_points"]
+__all__ = ["Checked", "check_fit", "check_points", "repeated_unsmoothed"]
 
 
 @dataclass
@@ -141,3 +142,18 @@ def check_points(x, ndim: int) -> np.ndarray:
         )
     _finite("x", x)
     return x
+
+
+def repeated_unsmoothed(y: np.ndarray, smoothing: np.ndarray, tree: cKDTree | None = None):
+    """``(i, j)``, a pair of equal points of which one has zero smoothing (the system is
+    then singular), or None. Repeated points that are all smoothed are allowed."""
+    if len(y) < 2:
+        return None
+    tree = cKDTree(y) if tree is None else tree
+    dist, idx = tree.query(y, 2)
+    twin = np.asarray(idx[:, 1])
+    bad = (dist[:, 1] == 0) & ((smoothing == 0) | (smoothing[twin] == 0))
+    if not np.any(bad):
+        return None
+    i = int(np.argmax(bad))
+    return i, int(twin[i])

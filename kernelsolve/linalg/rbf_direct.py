@@ -29,6 +29,7 @@ from .dense import kernel_matrix
 from .monomials import polynomial_matrix
 from .operator import kernel_sum
 from .radial import RadialKernel, kernel_formula
+from .rbf_checks import repeated_unsmoothed
 
 __all__ = ["poly_frame", "direct_bytes", "solve_direct", "evaluate", "singular_message"]
 
@@ -87,6 +88,15 @@ def solve_direct(
     n, ndim = y.shape
     m = powers.shape[0]
     shift, scale = poly_frame(y)
+    # singular systems that LU may miss (rounding leaves a tiny pivot): raise, not garbage
+    pair = repeated_unsmoothed(y, smoothing)
+    if pair is not None:
+        raise LinAlgError(
+            f"Singular matrix: points {pair[0]} and {pair[1]} of `y` are equal and not "
+            "both smoothed (average or drop repeated points, or give them smoothing > 0)."
+        )
+    if m and np.linalg.matrix_rank(polynomial_matrix((y - shift) / scale, powers)) < m:
+        raise LinAlgError(singular_message(y, powers, shift, scale))
     ye = np.ascontiguousarray(y * epsilon)
     lhs = np.zeros((n + m, n + m), order="F")  # LAPACK's layout: factorized in place
     lhs[:n, :n] = kernel_matrix(kernel_formula(phi.formula, ndim, 1.0), ye, ye)

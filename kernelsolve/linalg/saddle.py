@@ -75,6 +75,7 @@ from .fmm2d import TPSFMM2D, fmm_worthwhile
 from .monomials import monomial_powers, polynomial_matrix
 from .operator import kernel_sum
 from .radial import RadialKernel, kernel_formula
+from .rbf_checks import repeated_unsmoothed
 
 __all__ = ["monomial_powers", "polynomial_matrix", "SaddleSolver", "SaddleInfo"]
 
@@ -225,18 +226,12 @@ class SaddleSolver:
         Progress("saddle", enabled=self.verbose).write(msg)
 
     def _check_distinct(self) -> None:
-        """Repeated points are allowed where both are smoothed (the system is then
-        still nonsingular), as scipy allows them."""
-        if self.n < 2:
-            return
-        d, idx = self.tree.query(self.y, 2)
-        twin = np.asarray(idx[:, 1])
-        bad = (d[:, 1] == 0) & ((self.smoothing == 0) | (self.smoothing[twin] == 0))
-        if np.any(bad):
-            i = int(np.argmax(bad))
+        pair = repeated_unsmoothed(self.y, self.smoothing, self.tree)
+        if pair is not None:
             raise ValueError(
-                f"y holds duplicate points (e.g. point {i} and point {int(idx[i, 1])}); "
-                "an interpolating spline needs distinct points (average or drop duplicates)"
+                f"y holds duplicate points (e.g. point {pair[0]} and point {pair[1]}) without "
+                "smoothing; an interpolating spline needs distinct points (average or drop "
+                "duplicates, or smooth them)"
             )
 
     def _make_fmm(self, products: str):
@@ -329,7 +324,7 @@ class SaddleSolver:
         sets = np.concatenate([near[idx], np.broadcast_to(special, (n, far))], axis=1)
         # a near point is among its own nearest near points (first, unless repeated)
         own = sets[:, :q] == np.arange(n)[:, None]
-        missing = ~own.any(1)
+        missing = ~own.any(1) & ~np.isin(np.arange(n), special)  # far points: below
         sets[missing, 0] = np.flatnonzero(missing)  # many copies of a point: it replaces one
         own[missing, 0] = True
         centre = np.argmax(own, axis=1).astype(np.int64)
