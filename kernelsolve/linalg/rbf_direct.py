@@ -5,33 +5,46 @@ For ``n`` data points and ``m`` tail monomials the ``(n + m) x (n + m)`` system
     [ Phi + diag(s)  P ] [c]   [d]
     [ P^T            0 ] [w] = [0]
 
-is built (the kernel block ``Phi`` by one engine fill, :func:`.dense.kernel_matrix`)
-and solved by LU with partial pivoting (LAPACK ``gesv``), with the polynomial
+is built (:func:`saddle_matrix`) and solved by LU with partial pivoting (LAPACK
+``getrf``/``getrs``, then ``gecon`` for a condition estimate, ``O(n^2)``), with the polynomial
 evaluated on coordinates shifted and scaled to ``[-1, 1]`` (the bounding box of
 the points), which keeps ``P`` well conditioned on any domain (1e50-wide boxes
-included). The kernel is evaluated on ``epsilon * y`` with a formula of
-``epsilon = 1``: one compiled kernel per (kernel, dimension), whatever
-``epsilon``. A singular system raises :class:`numpy.linalg.LinAlgError`, naming
+included). A singular system raises :class:`numpy.linalg.LinAlgError`, naming
 a rank-deficient ``P`` when that is the cause (e.g. collinear points with a
-degree-1 tail).
+degree-1 tail); so do repeated points without smoothing and a rank-deficient
+``P``, checked up front, where LU's rounding would return garbage (scipy does).
 
 Evaluation, :func:`evaluate`, is one engine reduction over the centres plus the
-polynomial: it never forms the ``(q, n)`` evaluation matrix.
+polynomial: it never forms the ``(q, n)`` evaluation matrix. Its formula has
+``epsilon = 1`` and takes ``epsilon * x``, ``epsilon * y`` (as scipy scales them):
+one compiled kernel per (kernel, dimension), whatever ``epsilon``.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
+import scipy.spatial.distance
 from numpy.linalg import LinAlgError
 from scipy.linalg import lapack
 
-from .dense import kernel_matrix
+from .blas import one_blas_thread
 from .monomials import polynomial_matrix
 from .operator import kernel_sum
 from .radial import RadialKernel, kernel_formula
 from .rbf_checks import repeated_unsmoothed
 
-__all__ = ["poly_frame", "direct_bytes", "solve_direct", "evaluate", "singular_message"]
+__all__ = [
+    "poly_frame",
+    "direct_bytes",
+    "saddle_matrix",
+    "solve_direct",
+    "evaluate",
+    "singular_message",
+]
+
+ONE_THREAD_MAX = 2000  # LU of at most this many points: one BLAS thread (see solve_direct)
 
 
 def poly_frame(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -43,9 +56,9 @@ def poly_frame(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def direct_bytes(n: int, m: int) -> int:
-    """Memory of a direct fit: the ``(n + m)^2`` system and the engine's ``n^2``
-    kernel block it is copied from."""
-    return 8 * ((n + m) ** 2 + n * n)
+    """Memory of a direct fit: the ``(n + m)^2`` system (factorized in place) and the
+    row blocks it is filled from."""
+    return 8 * ((n + m) ** 2 + 2 * 256 * n)
 
 
 def singular_message(y: np.ndarray, powers: np.ndarray, shift, scale) -> str:
@@ -62,6 +75,36 @@ def singular_message(y: np.ndarray, powers: np.ndarray, shift, scale) -> str:
     return "Singular matrix."
 
 
+def saddle_matrix(
+    y: np.ndarray,
+    smoothing: np.ndarray,
+    phi: RadialKernel,
+    epsilon: float,
+    powers: np.ndarray,
+    shift: np.ndarray,
+    scale: np.ndarray,
+) -> np.ndarray:
+    """The ``(n + m)^2`` saddle matrix, Fortran-ordered (LAPACK factorizes it in place).
+
+    The kernel block is filled in row blocks of distances (``cdist`` on ``epsilon * y``)
+    mapped by the kernel's NumPy function, straight into the matrix: measured on two
+    cores at n = 5000, 0.10-0.26 s, against 0.56-2.1 s for the engine's
+    :func:`.dense.kernel_matrix` (which would also need a second ``n^2`` block).
+    """
+    n, m = y.shape[0], powers.shape[0]
+    ye = y * epsilon
+    S = np.zeros((n + m, n + m), order="F")
+    for r0 in range(0, n, 256):  # row blocks: no (n, n) temporaries
+        r1 = min(n, r0 + 256)
+        S[r0:r1, :n] = phi.numpy(scipy.spatial.distance.cdist(ye[r0:r1], ye, "sqeuclidean"))
+    S[np.arange(n), np.arange(n)] += smoothing
+    if m:
+        P = polynomial_matrix((y - shift) / scale, powers)
+        S[:n, n:] = P
+        S[n:, :n] = P.T
+    return S
+
+
 def solve_direct(
     y: np.ndarray,
     d: np.ndarray,
@@ -69,8 +112,10 @@ def solve_direct(
     phi: RadialKernel,
     epsilon: float,
     powers: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``shift``, ``scale`` and the ``(n + m, k)`` coefficients for data ``d`` (n, k).
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """``shift``, ``scale``, the ``(n + m, k)`` coefficients for data ``d`` (n, k), and
+    LAPACK's estimate of the reciprocal condition number (1-norm) of the system: the
+    coefficients' relative error is up to about ``2.2e-16 / rcond``.
 
     Example
     -------
@@ -78,7 +123,7 @@ def solve_direct(
     >>> from kernelsolve.linalg.saddle import monomial_powers
     >>> y = np.random.default_rng(0).random((50, 2))
     >>> d = np.sin(3 * y[:, :1])
-    >>> shift, scale, coeffs = solve_direct(
+    >>> shift, scale, coeffs, rcond = solve_direct(
     ...     y, d, np.zeros(50), KERNELS["thin_plate_spline"], 1.0, monomial_powers(2, 1))
     >>> f = evaluate(y, y, KERNELS["thin_plate_spline"], 1.0, monomial_powers(2, 1),
     ...              shift, scale, coeffs)
@@ -97,22 +142,20 @@ def solve_direct(
         )
     if m and np.linalg.matrix_rank(polynomial_matrix((y - shift) / scale, powers)) < m:
         raise LinAlgError(singular_message(y, powers, shift, scale))
-    ye = np.ascontiguousarray(y * epsilon)
-    lhs = np.zeros((n + m, n + m), order="F")  # LAPACK's layout: factorized in place
-    lhs[:n, :n] = kernel_matrix(kernel_formula(phi.formula, ndim, 1.0), ye, ye)
-    lhs[np.arange(n), np.arange(n)] += smoothing
-    if m:
-        P = polynomial_matrix((y - shift) / scale, powers)
-        lhs[:n, n:] = P
-        lhs[n:, :n] = P.T
+    lhs = saddle_matrix(y, smoothing, phi, epsilon, powers, shift, scale)
     rhs = np.zeros((n + m, d.shape[1]), order="F")
     rhs[:n] = d
-    _, _, coeffs, info = lapack.dgesv(lhs, rhs, overwrite_a=True, overwrite_b=True)
-    if info > 0 or not np.all(np.isfinite(coeffs)):
+    anorm = max(float(np.abs(lhs[:, c : c + 1024]).sum(0).max()) for c in range(0, n + m, 1024))
+    # Small systems: one BLAS thread (measured at n = 1500 on two busy cores: 0.14 s,
+    # against 0.3-0.55 s with two threads, which wait for each other)
+    with one_blas_thread() if n <= ONE_THREAD_MAX else nullcontext():
+        lu, piv, info = lapack.dgetrf(lhs, overwrite_a=True)
+    if info == 0:
+        coeffs, info = lapack.dgetrs(lu, piv, rhs, overwrite_b=True)
+    if info != 0 or not np.all(np.isfinite(coeffs)):
         raise LinAlgError(singular_message(y, powers, shift, scale))
-    if info < 0:  # pragma: no cover - our own arguments
-        raise ValueError(f"gesv: argument {-info} had an illegal value")
-    return shift, scale, np.ascontiguousarray(coeffs)
+    rcond, _ = lapack.dgecon(lu, anorm, norm="1")
+    return shift, scale, np.ascontiguousarray(coeffs), float(rcond)
 
 
 def evaluate(

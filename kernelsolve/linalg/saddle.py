@@ -64,7 +64,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.linalg
 import scipy.sparse
-import scipy.spatial.distance
 from scipy.spatial import cKDTree
 
 from ..progress import Progress
@@ -76,6 +75,7 @@ from .monomials import monomial_powers, polynomial_matrix
 from .operator import kernel_sum
 from .radial import RadialKernel, kernel_formula
 from .rbf_checks import repeated_unsmoothed
+from .rbf_direct import poly_frame, saddle_matrix
 
 __all__ = ["monomial_powers", "polynomial_matrix", "SaddleSolver", "SaddleInfo"]
 
@@ -106,6 +106,7 @@ class SaddleInfo:
     iterations: int = 0
     product: str = "engine"
     gave_up: bool = False  # stopped before maxiter: would not reach rtol in time
+    rcond: float | None = None  # direct solves: reciprocal condition number estimate
 
 
 class SaddleSolver:
@@ -174,10 +175,7 @@ class SaddleSolver:
         n, ndim = y.shape
         self.n = n
         self.formula = kernel_formula(phi.formula, ndim, self.epsilon)
-        lo, hi = y.min(0), y.max(0)
-        self.shift = (lo + hi) / 2
-        scale = (hi - lo) / 2
-        self.scale = np.where(scale == 0, 1.0, scale)
+        self.shift, self.scale = poly_frame(y)
         m = powers.shape[0]
         if m:
             P = polynomial_matrix((y - self.shift) / self.scale, powers)
@@ -388,18 +386,16 @@ class SaddleSolver:
         """The coarse level: a dense LU of the saddle system on well-spread points."""
         t = time.perf_counter()
         idx = self._coarse_points(count)
-        mc, m = len(idx), self.powers.shape[0]
-        yc = self.y[idx]
-        S = np.zeros((mc + m, mc + m), order="F")  # LAPACK's layout: factorized in place
-        for r0 in range(0, mc, 512):  # row blocks: no (mc, mc) temporaries
-            r1 = min(mc, r0 + 512)
-            s2 = scipy.spatial.distance.cdist(yc[r0:r1], yc, "sqeuclidean")
-            S[r0:r1, :mc] = self.phi.numpy(self.epsilon**2 * s2)
-        S[np.arange(mc), np.arange(mc)] += self.smoothing[idx]
-        if m:
-            Pc = polynomial_matrix((yc - self.shift) / self.scale, self.powers)
-            S[:mc, mc:] = Pc
-            S[mc:, :mc] = Pc.T
+        mc = len(idx)
+        S = saddle_matrix(
+            self.y[idx],
+            self.smoothing[idx],
+            self.phi,
+            self.epsilon,
+            self.powers,
+            self.shift,
+            self.scale,
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
             lu = scipy.linalg.lu_factor(S, overwrite_a=True, check_finite=False)
