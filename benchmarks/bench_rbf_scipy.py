@@ -43,17 +43,10 @@ import warnings
 
 import numpy as np
 
-KERNELS = (
-    "linear",
-    "thin_plate_spline",
-    "cubic",
-    "quintic",
-    "multiquadric",
-    "inverse_multiquadric",
-    "inverse_quadratic",
-    "gaussian",
-)
-SCALE_INVARIANT = {"linear", "thin_plate_spline", "cubic", "quintic"}
+from kernelsolve.linalg.radial import KERNELS as RADIAL
+from kernelsolve.linalg.radial import SCALE_INVARIANT
+
+KERNELS = tuple(RADIAL)  # scipy's list, in scipy's documentation order
 EPS = (0.5, 1.0, 2.0, 5.0, 10.0)
 ILL = 1e-6  # cond * 2.2e-16 above this: the dense solve itself is not accurate
 
