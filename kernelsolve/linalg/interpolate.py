@@ -18,7 +18,7 @@ import time
 import warnings
 
 import numpy as np
-from scipy.spatial import cKDTree
+from scipy.spatial import KDTree
 
 from ..tolerance import INTERPOLATOR_RTOL, check_tolerances, keywords
 from .cg import ConvergenceWarning
@@ -159,7 +159,7 @@ class KernelInterpolator:
         t0 = time.perf_counter()
         if a.neighbors is not None and a.neighbors < n:
             self.solver = "local"
-            self._tree = cKDTree(a.y)
+            self._tree = KDTree(a.y)  # scipy's tree: the same neighbours where distances tie
             self.info = SaddleInfo(product="local")
             return
         self.solver = self._choose(solver, n, a.powers.shape[0])

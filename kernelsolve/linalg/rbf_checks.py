@@ -151,7 +151,9 @@ def repeated_unsmoothed(y: np.ndarray, smoothing: np.ndarray, tree: cKDTree | No
         return None
     tree = cKDTree(y) if tree is None else tree
     dist, idx = tree.query(y, 2)
-    twin = np.asarray(idx[:, 1])
+    idx = np.asarray(idx)
+    # the other point of the pair (a repeated point may come first in its own query)
+    twin = np.where(idx[:, 1] == np.arange(len(y)), idx[:, 0], idx[:, 1])
     bad = (dist[:, 1] == 0) & ((smoothing == 0) | (smoothing[twin] == 0))
     if not np.any(bad):
         return None

@@ -7,16 +7,18 @@ neighbourhoods one by one, here they are solved in batches (one batched LAPACK
 call per batch of equal-size ``(k + m)^2`` systems, a few MiB each), and each
 neighbourhood shifts and scales its own polynomial coordinates, as scipy does.
 
-The nearest points come from a k-d tree (:class:`scipy.spatial.cKDTree`,
+The nearest points come from scipy's k-d tree (:class:`scipy.spatial.KDTree`,
 built once per interpolator): a query costs ``O(k log n)`` per point, where
-the engine's brute-force ``argKmin`` reduction costs ``O(n)``.
+the engine's brute-force ``argKmin`` reduction costs ``O(n)``; and on gridded
+data, where distances tie, it picks the same neighbours as scipy (``cKDTree``
+breaks some ties otherwise: 6e-4 relative difference measured on topobathy).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numpy.linalg import LinAlgError
-from scipy.spatial import cKDTree
+from scipy.spatial import KDTree
 
 from .monomials import polynomial_matrix
 from .radial import RadialKernel
@@ -27,7 +29,7 @@ __all__ = ["local_interpolate"]
 BATCH_BYTES = 2**25  # ~32 MiB of local systems per batch
 
 
-def _neighbourhoods(tree: cKDTree, x: np.ndarray, k: int):
+def _neighbourhoods(tree: KDTree, x: np.ndarray, k: int):
     """Unique sorted neighbourhoods ``(u, k)`` and, per evaluation point, its own."""
     _, idx = tree.query(x, k)
     idx = np.sort(np.asarray(idx).reshape(len(x), k), axis=1)
@@ -66,6 +68,11 @@ def _solve_batch(pts, vals, smooth, phi: RadialKernel, epsilon, powers):
         P = P.reshape(b, k, m)
         lhs[:, :k, k:] = P
         lhs[:, k:, :k] = P.transpose(0, 2, 1)
+    if m:  # a rank-deficient tail that LU's rounding would miss: raise, not garbage
+        rank = np.linalg.matrix_rank(P)
+        if np.any(rank < m):
+            i = int(np.argmax(rank < m))
+            raise LinAlgError(singular_message(pts[i], powers, shift[i], scale[i]))
     rhs = np.zeros((b, k + m, vals.shape[2]))
     rhs[:, :k] = vals
     try:
@@ -93,7 +100,7 @@ def local_interpolate(
     epsilon: float,
     powers: np.ndarray,
     k: int,
-    tree: cKDTree,
+    tree: KDTree,
 ) -> np.ndarray:
     """Values ``(q, s)`` at ``x`` of the interpolants of the ``k`` nearest data points.
 
@@ -104,7 +111,7 @@ def local_interpolate(
     >>> y = np.random.default_rng(0).random((200, 2))
     >>> d = np.sin(3 * y[:, :1])
     >>> out = local_interpolate(y[:5], y, d, np.zeros(200), KERNELS["thin_plate_spline"],
-    ...                         1.0, monomial_powers(2, 1), 20, cKDTree(y))
+    ...                         1.0, monomial_powers(2, 1), 20, KDTree(y))
     >>> bool(np.allclose(out, d[:5]))
     True
     """
