@@ -90,18 +90,32 @@ def test_smooth_kernel_on_topobathy_is_right():
 
 
 def test_auto_choice(monkeypatch):
-    """ "auto": direct up to DIRECT_MAX points when the dense system fits the memory
-    budget; iterative above either; "direct" beyond the budget is refused."""
+    """ "auto": GMRES from ITERATIVE_FROM points for the kernels it suits, direct for
+    the others; iterative wherever the dense system does not fit the memory budget
+    ("direct" is then refused)."""
     y, d, _ = topobathy(200)
     assert KernelInterpolator(y, d).solver == "direct"
-    monkeypatch.setattr(interpolate, "DIRECT_MAX", 100)
-    assert KernelInterpolator(y, d).solver == "iterative"
-    monkeypatch.setattr(interpolate, "DIRECT_MAX", 10_000)
+    monkeypatch.setitem(interpolate.ITERATIVE_FROM, "thin_plate_spline", 100)
+    f = KernelInterpolator(y, d)
+    assert f.solver == "iterative" and f.attempts == ["iterative"] and f.info.converged
+    assert KernelInterpolator(y, d, kernel="gaussian", epsilon=EPS).solver == "direct"
     monkeypatch.setattr(config, "dense_memory_limit", 100_000)
-    assert KernelInterpolator(y, d).solver == "iterative"
+    assert KernelInterpolator(y, d, kernel="gaussian", epsilon=EPS).solver == "iterative"
     with pytest.raises(ValueError, match="dense_memory_limit"):
         KernelInterpolator(y, d, solver="direct")
-    assert KernelInterpolator(y, d, solver="iterative").solver == "iterative"
+
+
+def test_auto_falls_back_to_direct(monkeypatch):
+    """ "auto" never returns GMRES's stalled answer when the dense solve fits: an
+    ill-conditioned Gaussian sent to GMRES gives up and is solved directly, silently
+    (scipy's answer, no warning)."""
+    y, d, x = topobathy(400)
+    monkeypatch.setitem(interpolate.ITERATIVE_FROM, "gaussian", 100)
+    kw = dict(kernel="gaussian", epsilon=3.0)
+    f = no_warnings(KernelInterpolator, y, d, **kw)
+    assert f.attempts == ["iterative", "direct"] and f.solver == "direct"
+    assert rel(f(x), RBFInterpolator(y, d, **kw)(x)) <= 1e-6
+    assert "_solver" not in f.__dict__
 
 
 @pytest.mark.parametrize("solver", ["direct", "iterative"])
