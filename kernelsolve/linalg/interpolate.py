@@ -175,7 +175,7 @@ class KernelInterpolator:
             self.info, self.attempts = SaddleInfo(product="local"), []
             return
         fits = direct_bytes(n, a.powers.shape[0]) <= memory_budget()
-        self.solver = self._choose(solver, a.kernel, n, a.powers.shape[0])
+        self.solver = self._choose(solver, a, n, a.powers.shape[0])
         self.attempts = [self.solver]
         if self.solver == "iterative":
             fallback = solver == "auto" and fits
@@ -194,7 +194,7 @@ class KernelInterpolator:
         self.info.rcond = rcond
 
     @staticmethod
-    def _choose(solver: str, kernel: str, n: int, m: int) -> str:
+    def _choose(solver: str, a: Checked, n: int, m: int) -> str:
         need, budget = direct_bytes(n, m), memory_budget()
         if solver == "direct" and need > budget:
             raise ValueError(
@@ -203,9 +203,11 @@ class KernelInterpolator:
                 "kernelsolve.config.dense_memory_limit, or use solver='iterative'"
             )
         if solver == "auto":
-            if need > budget or n >= ITERATIVE_FROM.get(kernel, math.inf):
+            if need > budget:
                 return "iterative"
-            return "direct"
+            # negative smoothing (scipy accepts it) makes the system indefinite: LU only
+            big = n >= ITERATIVE_FROM.get(a.kernel, math.inf)
+            return "iterative" if big and not np.any(a.smoothing < 0) else "direct"
         return solver
 
     def _fit_iterative(

@@ -98,6 +98,9 @@ def test_auto_choice(monkeypatch):
     monkeypatch.setitem(interpolate.ITERATIVE_FROM, "thin_plate_spline", 100)
     f = KernelInterpolator(y, d)
     assert f.solver == "iterative" and f.attempts == ["iterative"] and f.info.converged
+    neg = KernelInterpolator(y, d, smoothing=-1e-4)  # scipy accepts it; indefinite: LU
+    assert neg.solver == "direct"
+    assert rel(neg(y), RBFInterpolator(y, d, smoothing=-1e-4)(y)) <= 1e-8
     assert KernelInterpolator(y, d, kernel="gaussian", epsilon=EPS).solver == "direct"
     monkeypatch.setattr(config, "dense_memory_limit", 100_000)
     assert KernelInterpolator(y, d, kernel="gaussian", epsilon=EPS).solver == "iterative"
