@@ -260,3 +260,17 @@ def test_iterative_fails_early_and_loudly():
     message = str(caught[0].message)
     assert "solver='direct'" in message and "epsilon" in message
     assert caught[0].filename == __file__
+
+
+def test_signature_is_scipys():
+    """scipy's parameters in scipy's order with scipy's defaults; ours are keyword-only."""
+    import inspect
+
+    theirs = list(inspect.signature(RBFInterpolator).parameters.values())
+    ours = list(inspect.signature(KernelInterpolator).parameters.values())
+    assert [(p.name, p.kind, p.default) for p in ours[: len(theirs)]] == [
+        (p.name, p.kind, p.default) for p in theirs
+    ]
+    assert all(p.kind == p.KEYWORD_ONLY for p in ours[len(theirs) :])
+    extras = {p.name for p in ours[len(theirs) :]}
+    assert {"rtol", "maxiter", "coarse", "products", "verbose", "solver"} <= extras
