@@ -22,8 +22,9 @@ Usage::
     python benchmarks/bench_interpolate.py --sizes 1e5 --verbose   # N = 1e5 alone, progress
     python benchmarks/bench_interpolate.py --solver iterative   # GMRES at every N
 
-KernelInterpolator's default ``solver="auto"`` solves directly (dense LU, as scipy)
-up to 10,000 points: there "iterations" is 0 and "kernel products" says ``direct``.
+KernelInterpolator's default ``solver="auto"`` solves the thin-plate spline directly
+(dense LU, as scipy) below 3,000 points: there "iterations" is 0 and "kernel products"
+says ``direct``.
 """
 
 from __future__ import annotations
@@ -119,7 +120,7 @@ def main(argv=None) -> int:
         "--solver",
         default="auto",
         choices=("auto", "direct", "iterative"),
-        help="KernelInterpolator's solver (auto: direct up to 10,000 points)",
+        help="KernelInterpolator's solver (auto: direct below 3,000 points)",
     )
     p.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
