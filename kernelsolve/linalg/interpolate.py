@@ -245,7 +245,7 @@ class KernelInterpolator:
             if info.gave_up
             else f"did not reach rtol={rtol:g} in {maxiter} iterations"
         )
-        fix = f"solver='direct' (needs {direct_bytes(n, len(self.powers)) / 2**30:.1f} GiB)"
+        fix = f"solver='direct' (needs {direct_bytes(n, len(self.powers)) / 2**20:,.0f} MiB)"
         if self.kernel not in SCALE_INVARIANT:
             fix += ", a larger epsilon (epsilon times the point spacing near 1 or above)"
         return (
