@@ -1,4 +1,6 @@
-"""``KernelInterpolator`` (kernelsolve/linalg/interpolate.py) against scipy's RBFInterpolator.
+"""``KernelInterpolator``'s iterative solver (``solver="iterative"``, kernelsolve/linalg/
+saddle.py) against scipy's RBFInterpolator; the direct solve, the automatic choice and
+scipy's API are tested in test_rbf_scipy.py.
 
 Every kernel is fitted to smooth data in 1-D, 2-D and 3-D with a shape parameter
 such that ``epsilon`` times the typical spacing of the points is O(1) (a
