@@ -35,7 +35,7 @@ __all__ = ["KernelInterpolator", "ITERATIVE_FROM"]
 #: ``solver="auto"``: GMRES from this many points for the kernels on which it converges
 #: in a few tens of iterations (it beats LU from ~3000 points, see the class's Notes);
 #: the other kernels are solved directly whenever the dense system fits the memory budget.
-ITERATIVE_FROM = {"linear": 3000, "thin_plate_spline": 3000, "cubic": 3000}
+ITERATIVE_FROM = {"linear": 3000, "thin_plate_spline": 3000}
 SOLVERS = ("auto", "direct", "iterative")
 
 
@@ -67,10 +67,10 @@ class KernelInterpolator:
         dense LU as scipy (``8 (n + m)^2`` bytes, which must fit
         :func:`.dense.memory_budget`: ``kernelsolve.config.dense_memory_limit`` or
         ``dense_memory_fraction``); "iterative", GMRES in ``O(n)`` memory; "auto":
-        GMRES from ``ITERATIVE_FROM`` (3000) points for "linear",
-        "thin_plate_spline" and "cubic" (with the dense solve as fallback should GMRES
-        give up), direct for the other kernels, iterative where the dense system does
-        not fit. See the Notes.
+        GMRES from ``ITERATIVE_FROM`` (3000) points for "linear" and
+        "thin_plate_spline" (with the dense solve as fallback should GMRES give up),
+        direct for the other kernels, iterative where the dense system does not fit.
+        See the Notes.
     rtol : float
         Iterative solver: GMRES stops a data column when ``||r|| <= rtol ||b||``
         (default 1e-8: the interpolant then agrees with scipy's to about 1e-6 on a
@@ -97,9 +97,12 @@ class KernelInterpolator:
     much as scipy's (0.2 s at 1500 points, 5-8 s at 6000, cubic in ``n``) and agrees
     with it to ~1e-10 wherever the system's condition number is below ~1e9 (its
     estimate is ``1 / info.rcond``). GMRES (``rtol=1e-8``, agreement ~1e-8) converges
-    in 7-20 iterations for "linear", "thin_plate_spline" and "cubic" and beats the
-    LU from about 3000 points (0.8 s against 0.8-1.7 s at 3000; 1.8-2.6 s against
-    5.5 s at 6000). For "quintic" and the smooth kernels ("gaussian",
+    in 7-13 iterations for "linear" and "thin_plate_spline" and beats the LU from
+    about 3000 points (0.8 s against 0.8-1.7 s at 3000; 1.6-1.8 s against 5.4-6.1 s
+    at 6000; 6-10 s against 165-195 s on 20,000 points of the Jacksboro DEM).
+    "cubic" converges as fast on topobathy (18 iterations at 6000 points) but gave up
+    after 100 on the DEM at 20,000, so it is solved directly. For "quintic" and the
+    smooth kernels ("gaussian",
     "multiquadric", ...), whose systems have condition numbers of 1e8 to 1e22 for
     usual shape parameters, the preconditioner does not capture the kernel and GMRES
     stalls even where the dense solve is accurate: "auto" solves them directly
