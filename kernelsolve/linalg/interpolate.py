@@ -102,9 +102,8 @@ class KernelInterpolator:
     at 6000; 6-10 s against 165-195 s on 20,000 points of the Jacksboro DEM).
     "cubic" converges as fast on topobathy (18 iterations at 6000 points) but gave up
     after 100 on the DEM at 20,000, so it is solved directly. For "quintic" and the
-    smooth kernels ("gaussian",
-    "multiquadric", ...), whose systems have condition numbers of 1e8 to 1e22 for
-    usual shape parameters, the preconditioner does not capture the kernel and GMRES
+    smooth kernels ("gaussian", "multiquadric", ...), whose systems have condition
+    numbers of 1e8 to 1e22 for usual shape parameters, the preconditioner does not capture the kernel and GMRES
     stalls even where the dense solve is accurate: "auto" solves them directly
     whenever the dense system fits. An iterative fit that does not reach ``rtol``
     warns (ConvergenceWarning) with what to change, and stops early, at the end of
