@@ -106,10 +106,11 @@ class KernelInterpolator:
     numbers of 1e8 to 1e22 for usual shape parameters, the preconditioner does not
     capture the kernel and GMRES stalls even where the dense solve is accurate
     (inverse multiquadric, epsilon 10, condition 8e7: gave up at 6000 points):
-    "auto" solves them directly whenever the dense system fits. An iterative fit that does not reach ``rtol``
-    warns (ConvergenceWarning) with what to change, and stops early, at the end of
-    a restart cycle (100 iterations), once its rate of progress says ``rtol`` is out
-    of reach within ``maxiter``, instead of running on for minutes.
+    "auto" solves them directly whenever the dense system fits. An iterative fit
+    that does not reach ``rtol`` warns (ConvergenceWarning) with what to change, and
+    stops early, at the end of a restart cycle (100 iterations), once its rate of
+    progress says ``rtol`` is out of reach within ``maxiter``, instead of running on
+    for minutes.
 
     The direct solve, like scipy's, accepts repeated points where they are smoothed
     and raises :class:`numpy.linalg.LinAlgError` for a singular system (naming a
