@@ -133,7 +133,7 @@ def test_warnings_point_at_the_callers_line():
         cg(lambda P: P * np.arange(1.0, 4.0)[:, None], np.ones(3), maxiter=1)
     assert caught[0].filename == __file__
     with pytest.warns(ConvergenceWarning) as caught:
-        KernelInterpolator(X, Z, rtol=1e-14, maxiter=1)
+        KernelInterpolator(X, Z, rtol=1e-14, maxiter=1, solver="iterative")
     assert caught[0].filename == __file__
     with pytest.warns(UserWarning, match="below") as caught:
         KernelInterpolator(X, Z, degree=0, rtol=1e-3)

@@ -40,7 +40,7 @@ class Problem:
 
 def spline(p: Problem, bar: Progress, smoothing: float) -> tuple[np.ndarray, str]:
     """Thin-plate spline by :class:`~kernelsolve.linalg.interpolate.KernelInterpolator`."""
-    bar.update(0, f"GMRES on {len(p.X):,} points")
+    bar.update(0, f"fit on {len(p.X):,} points")
     f = KernelInterpolator(
         p.X,
         (p.y - p.mean) / p.std,
@@ -53,7 +53,8 @@ def spline(p: Problem, bar: Progress, smoothing: float) -> tuple[np.ndarray, str
     info = f.info
     smooth = f", smoothing {smoothing:g}" if smoothing else ""
     conv = "" if info.converged else ", NOT CONVERGED"
-    return pred, f"{info.products} kernel products{smooth}{conv}"
+    how = "dense LU" if f.solver == "direct" else f"{info.products} kernel products"
+    return pred, f"{how}{smooth}{conv}"
 
 
 def kriging(p: Problem, bar: Progress) -> tuple[np.ndarray, str]:

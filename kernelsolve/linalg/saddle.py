@@ -19,12 +19,11 @@ matrix of these columns, ``c = C u`` always satisfies the constraint, and
 GMRES solves ``Pi A M u = Pi d`` with ``M = C``, close to the identity on the
 high-frequency part of the data.
 
-Local cardinal functions do not see the smooth, global part of the data: on
-their own the iteration count grows with ``n`` (10, 16, 48 products at 1e3,
-5e3, 2e4 thin-plate-spline points of the Jacksboro DEM), and it stalls when
-the kernel couples points far beyond a neighbourhood (bounded variograms
-whose range spans many data spacings: spherical, gaussian, matern). From
-``COARSE_MIN`` points on, ``M`` is two-level (the coarse space of two-level
+Local cardinal functions do not see the smooth, global part of the data: alone,
+the iteration count grows with ``n`` (10, 16, 48 products at 1e3, 5e3, 2e4
+thin-plate-spline points of the Jacksboro DEM), and stalls when the kernel
+couples points far beyond a neighbourhood. From ``COARSE_MIN`` points on, ``M``
+is two-level (the coarse space of two-level
 domain decomposition, as in Beatson, Light and Billings, 2000):
 ``n / COARSE_RATIO`` well-spread points (one per cell of a grid) are
 interpolated exactly by a dense LU, and the cardinal functions correct what
@@ -41,22 +40,18 @@ DEM: 13 iterations at 5e3 and 2e4, 12 at 1e5. The coarse set is capped at
 
 The coarse level is skipped only where it does not pay: for a kernel that has
 decayed within the neighbourhood of a cardinal function (its *reach*, the share
-of the kernel's variation over the domain left beyond the distance to the
-``neighbors``-th nearest point, is below ``REACH_MIN``; e.g. a Gaussian with
-``epsilon`` times the spacing near 1), the local cardinal functions with far
-points are already close to the true ones and the coarse level only adds
-iterations (17 -> 29 measured). The growing kernels have reach 1, bounded
-variograms on the DEM 0.3 to 0.5.
+of its variation over the domain left beyond the ``neighbors``-th nearest point,
+below ``REACH_MIN``; e.g. a Gaussian with ``epsilon`` times the spacing near 1),
+it only adds iterations (17 -> 29 measured). Growing kernels have reach 1.
 
 Products with ``Phi`` are engine reductions, or, for the thin-plate spline in
 2-D from ``FMM_MIN`` quasi-uniform points on, the fast multipole method of
 :mod:`.fmm2d` (``O(n)`` per product instead of ``n^2`` kernel evaluations,
 about 0.4 s instead of 30 s at 1e5 points; rounding-level error, ~1e-16 of
-``|Phi| |c|``). GMRES runs with classical Gram-Schmidt (twice) and, per
-restart cycle, one true residual from ``c = M u``, whose product ``A c`` also
-gives ``w = R^-1 Q^T (d - A c)``. The memory is ``O(n (neighbors + restart))``
-plus the FMM's near field (~12 bytes per pair of points in adjacent leaf boxes,
-about 200 pairs per point) and the dense coarse system.
+``|Phi| |c|``). GMRES: classical Gram-Schmidt (twice), one true residual from
+``c = M u`` per restart cycle (its ``A c`` also gives ``w = R^-1 Q^T (d - A c)``).
+Memory: ``O(n (neighbors + restart))``, the FMM's near field (~2.4 kB per point)
+and the dense coarse system.
 """
 
 from __future__ import annotations
@@ -65,12 +60,10 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
-from itertools import combinations_with_replacement
 
 import numpy as np
 import scipy.linalg
 import scipy.sparse
-import scipy.spatial.distance
 from scipy.spatial import cKDTree
 
 from ..progress import Progress
@@ -78,8 +71,11 @@ from ..tolerance import KRIGING_RTOL, check_tolerances, keywords
 from .blas import one_blas_thread
 from .cg import ConvergenceWarning
 from .fmm2d import TPSFMM2D, fmm_worthwhile
+from .monomials import monomial_powers, polynomial_matrix
 from .operator import kernel_sum
 from .radial import RadialKernel, kernel_formula
+from .rbf_checks import repeated_unsmoothed
+from .rbf_direct import poly_frame, saddle_matrix
 
 __all__ = ["monomial_powers", "polynomial_matrix", "SaddleSolver", "SaddleInfo"]
 
@@ -89,23 +85,6 @@ COARSE_MIN = 1000  # fewer points: one level (cardinal functions with far points
 COARSE_MAX = 6000  # dense coarse system of at most ~290 MB
 REACH_MIN = 0.1  # kernels with a smaller reach (see SaddleSolver._reach): one level
 FMM_MIN = 5000  # fewer points: engine products (exact, and fast enough)
-
-
-def monomial_powers(ndim: int, degree: int) -> np.ndarray:
-    """Exponents of the monomials of degree <= ``degree`` in ``ndim`` variables."""
-    rows = []
-    for deg in range(degree + 1):
-        for combo in combinations_with_replacement(range(ndim), deg):
-            p = np.zeros(ndim, dtype=np.int64)
-            for k in combo:
-                p[k] += 1
-            rows.append(p)
-    return np.array(rows, dtype=np.int64).reshape(len(rows), ndim)
-
-
-def polynomial_matrix(x: np.ndarray, powers: np.ndarray) -> np.ndarray:
-    """``out[i, k] = prod_l x[i, l] ** powers[k, l]``."""
-    return np.prod(x[:, None, :] ** powers[None, :, :], axis=-1)
 
 
 @dataclass
@@ -126,6 +105,8 @@ class SaddleInfo:
     coarse_products: int = 0
     iterations: int = 0
     product: str = "engine"
+    gave_up: bool = False  # stopped before maxiter: would not reach rtol in time
+    rcond: float | None = None  # direct solves: reciprocal condition number estimate
 
 
 class SaddleSolver:
@@ -194,18 +175,17 @@ class SaddleSolver:
         n, ndim = y.shape
         self.n = n
         self.formula = kernel_formula(phi.formula, ndim, self.epsilon)
-        lo, hi = y.min(0), y.max(0)
-        self.shift = (lo + hi) / 2
-        scale = (hi - lo) / 2
-        self.scale = np.where(scale == 0, 1.0, scale)
+        self.shift, self.scale = poly_frame(y)
         m = powers.shape[0]
         if m:
             P = polynomial_matrix((y - self.shift) / self.scale, powers)
             self.Q, self.R = np.linalg.qr(P)
-            if np.linalg.matrix_rank(self.R) < m:
-                raise ValueError(
+            rank = int(np.linalg.matrix_rank(self.R))
+            if rank < m:  # LinAlgError is a ValueError; scipy's wording
+                raise np.linalg.LinAlgError(
                     f"the {m} monomials of the polynomial tail are linearly dependent at the "
-                    "points (e.g. collinear points with degree 1): lower the degree"
+                    "points (e.g. collinear points with degree 1): the matrix of monomials "
+                    f"does not have full column rank ({rank}/{m}); lower the degree"
                 )
         else:
             self.Q = self.R = None
@@ -244,14 +224,12 @@ class SaddleSolver:
         Progress("saddle", enabled=self.verbose).write(msg)
 
     def _check_distinct(self) -> None:
-        if self.n < 2:
-            return
-        d, idx = self.tree.query(self.y, 2)
-        if np.any(d[:, 1] == 0):
-            i = int(np.argmax(d[:, 1] == 0))
+        pair = repeated_unsmoothed(self.y, self.smoothing, self.tree)
+        if pair is not None:
             raise ValueError(
-                f"y holds duplicate points (e.g. point {i} and point {int(idx[i, 1])}); "
-                "an interpolating spline needs distinct points (average or drop duplicates)"
+                f"y holds duplicate points (e.g. point {pair[0]} and point {pair[1]}) without "
+                "smoothing; an interpolating spline needs distinct points (average or drop "
+                "duplicates, or smooth them)"
             )
 
     def _make_fmm(self, products: str):
@@ -342,8 +320,12 @@ class SaddleSolver:
         _, idx = tree.query(self.y, q)
         idx = np.asarray(idx).reshape(n, q)
         sets = np.concatenate([near[idx], np.broadcast_to(special, (n, far))], axis=1)
-        # a near point is its own nearest near point (distinct points), put first
-        centre = np.zeros(n, dtype=np.int64)
+        # a near point is among its own nearest near points (first, unless repeated)
+        own = sets[:, :q] == np.arange(n)[:, None]
+        missing = ~own.any(1) & ~np.isin(np.arange(n), special)  # far points: below
+        sets[missing, 0] = np.flatnonzero(missing)  # many copies of a point: it replaces one
+        own[missing, 0] = True
+        centre = np.argmax(own, axis=1).astype(np.int64)
         centre[special] = q + np.arange(far)
         return sets, centre
 
@@ -404,18 +386,16 @@ class SaddleSolver:
         """The coarse level: a dense LU of the saddle system on well-spread points."""
         t = time.perf_counter()
         idx = self._coarse_points(count)
-        mc, m = len(idx), self.powers.shape[0]
-        yc = self.y[idx]
-        S = np.zeros((mc + m, mc + m), order="F")  # LAPACK's layout: factorized in place
-        for r0 in range(0, mc, 512):  # row blocks: no (mc, mc) temporaries
-            r1 = min(mc, r0 + 512)
-            s2 = scipy.spatial.distance.cdist(yc[r0:r1], yc, "sqeuclidean")
-            S[r0:r1, :mc] = self.phi.numpy(self.epsilon**2 * s2)
-        S[np.arange(mc), np.arange(mc)] += self.smoothing[idx]
-        if m:
-            Pc = polynomial_matrix((yc - self.shift) / self.scale, self.powers)
-            S[:mc, mc:] = Pc
-            S[mc:, :mc] = Pc.T
+        mc = len(idx)
+        S = saddle_matrix(
+            self.y[idx],
+            self.smoothing[idx],
+            self.phi,
+            self.epsilon,
+            self.powers,
+            self.shift,
+            self.scale,
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", scipy.linalg.LinAlgWarning)
             lu = scipy.linalg.lu_factor(S, overwrite_a=True, check_finite=False)
@@ -466,15 +446,25 @@ class SaddleSolver:
 
     @keywords(refused={"tol": "rtol", "eps": "rtol"})
     def solve(
-        self, d: np.ndarray, rtol: float = KRIGING_RTOL, maxiter: int = 500, restart: int = 100
+        self,
+        d: np.ndarray,
+        rtol: float = KRIGING_RTOL,
+        maxiter: int = 500,
+        restart: int = 100,
+        *,
+        warn: bool = True,
+        give_up: bool = False,
     ):
         """Coefficients ``(c, w)`` for data ``d`` of shape ``(n, k)``; and a SaddleInfo.
 
         GMRES runs column by column and stops a column when the relative residual of
         the system projected on ``P^T c = 0`` (recomputed with a true product) is
         ``||r|| <= rtol ||b||`` (see :mod:`.tolerance`), or after ``maxiter`` iterations
-        (a ConvergenceWarning); it restarts every ``restart`` iterations. The default
-        1e-10 is for direct use; the interpolator and kriging pass their own.
+        (a ConvergenceWarning unless ``warn`` is False: ``info.converged`` says it); it
+        restarts every ``restart`` iterations. The default 1e-10 is for direct use; the
+        interpolator and kriging pass their own. ``give_up``: stop a column at the end
+        of a restart cycle when, at the best rate seen so far, ``rtol`` is out of reach
+        within ``maxiter`` (``info.gave_up``), instead of spending them all.
         """
         check_tolerances(rtol, 0.0, maxiter)
         t0 = time.perf_counter()
@@ -493,13 +483,13 @@ class SaddleSolver:
             # GMRES's Gram-Schmidt runs between the engine's products: one BLAS thread
             with Progress("saddle GMRES", enabled=self.verbose) as report, one_blas_thread():
                 ck, Ack, res, ok = self._gmres(
-                    rhs, norm, k, rtol, maxiter, min(restart, n), info, report
+                    rhs, norm, k, rtol, maxiter, min(restart, n), info, report, give_up
                 )
             c[:, k], Ac[:, k] = ck, Ack
             info.residual.append(res)
             if not ok:
                 info.converged = False
-        if not info.converged:
+        if warn and not info.converged:
             warnings.warn(
                 f"interpolation system: GMRES did not reach rtol={rtol:g} in {maxiter} "
                 f"iterations (relative residuals {max(info.residual):.2e}); raise maxiter, "
@@ -514,7 +504,7 @@ class SaddleSolver:
         info.solve_seconds = time.perf_counter() - t0
         return c, w, info
 
-    def _gmres(self, rhs, norm, col, rtol, maxiter, restart, info, report: Progress):
+    def _gmres(self, rhs, norm, col, rtol, maxiter, restart, info, report: Progress, give_up):
         """Right-preconditioned restarted GMRES on ``Pi A M u = rhs``.
 
         Arnoldi with classical Gram-Schmidt, repeated once (stable, and two matrix-vector
@@ -528,6 +518,7 @@ class SaddleSolver:
         r = rhs.copy()
         rnorm = norm
         its = 0
+        cycle_start = 1.0  # relative residual at the start of the cycle
         while True:
             V = np.empty((restart + 1, n))
             H = np.zeros((restart + 1, restart))
@@ -576,6 +567,10 @@ class SaddleSolver:
             ok = res <= max(rtol, 1e-14)
             if res <= rtol or its >= maxiter or j == 0:
                 return c, Ac, res, ok
+            if give_up and _out_of_reach(res, cycle_start, its, j, rtol, maxiter):
+                info.gave_up = True
+                return c, Ac, res, ok
+            cycle_start = res
             report.write(f"column {col}, restart after {its} iterations, residual {res:.2e}")
 
     # ------------------------------------------------------------------
@@ -586,3 +581,11 @@ class SaddleSolver:
         if self.Q is not None:
             out = out + polynomial_matrix((x - self.shift) / self.scale, self.powers) @ w
         return out
+
+
+def _out_of_reach(res: float, start: float, its: int, cycle: int, rtol, maxiter) -> bool:
+    """True when neither the mean rate of progress so far nor the last cycle's reaches
+    ``rtol`` (with a factor 10 to spare) in the ``maxiter - its`` iterations left."""
+    mean = math.log(max(res, 1e-300)) / its  # log of the mean reduction per iteration
+    best = min(mean, math.log(max(res / start, 1e-300)) / max(cycle, 1))
+    return best >= 0 or math.log(res) + best * (maxiter - its) > math.log(10 * rtol)

@@ -1,4 +1,6 @@
-"""``KernelInterpolator`` (kernelsolve/linalg/interpolate.py) against scipy's RBFInterpolator.
+"""``KernelInterpolator``'s iterative solver (``solver="iterative"``, kernelsolve/linalg/
+saddle.py) against scipy's RBFInterpolator; the direct solve, the automatic choice and
+scipy's API are tested in test_rbf_scipy.py.
 
 Every kernel is fitted to smooth data in 1-D, 2-D and 3-D with a shape parameter
 such that ``epsilon`` times the typical spacing of the points is O(1) (a
@@ -74,19 +76,20 @@ def rel_err(a, b):
     return float(np.max(np.abs(a - b)) / np.max(np.abs(b)))
 
 
-def fit(y, d, **kw):
-    """A KernelInterpolator; a ConvergenceWarning or UserWarning fails the test."""
+def fit(y, d, solver="iterative", **kw):
+    """A KernelInterpolator (by default the iterative solver, which this file tests);
+    a ConvergenceWarning or UserWarning fails the test."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         warnings.simplefilter("error", UserWarning)
-        return KernelInterpolator(y, d, **kw)
+        return KernelInterpolator(y, d, solver=solver, **kw)
 
 
-def fit_recording(y, d, **kw):
-    """A KernelInterpolator and the warnings its fit raised."""
+def fit_recording(y, d, solver="iterative", **kw):
+    """A KernelInterpolator (iterative by default) and the warnings its fit raised."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        f = KernelInterpolator(y, d, **kw)
+        f = KernelInterpolator(y, d, solver=solver, **kw)
     return f, caught
 
 
@@ -229,17 +232,21 @@ def test_degree_matches_scipy(kernel, ndim, degree):
         ("multiquadric", -1),
     ],
 )
-def test_degree_below_minimum_warns(kernel, degree):
-    """A degree below the kernel's minimum raises a UserWarning (the system may be
-    singular); here it is still solvable and matches RBFInterpolator."""
+def test_degree_below_minimum_warns_as_scipy(kernel, degree):
+    """A degree from 0 up to below the kernel's minimum raises scipy's UserWarning (the
+    system may be singular); -1 (no tail) raises none, as in scipy. Here the system is
+    still solvable and matches RBFInterpolator."""
     n, ndim = 40, 2
     y, d, x = problem(n, ndim, seed=3)
     kw = dict(kernel=kernel, epsilon=epsilon_for(kernel, ndim), degree=degree)
-    with pytest.warns(UserWarning, match="minimum"):
+    with warnings.catch_warnings(record=True) as ours:
+        warnings.simplefilter("always")
         f = KernelInterpolator(y, d, **kw)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # scipy warns for degree >= 0
+    with warnings.catch_warnings(record=True) as theirs:
+        warnings.simplefilter("always")
         ref = RBFInterpolator(y, d, **kw)(x)
+    assert len(ours) == len(theirs) == (1 if degree >= 0 else 0)
+    assert all("`degree` should not be below" in str(w.message) for w in ours)
     assert rel_err(f(x), ref) <= TOL
 
 
@@ -370,7 +377,7 @@ def test_two_level_matches_scipy_in_fewer_iterations():
     y, d, x = problem(n, 2, seed=12)
     ref = RBFInterpolator(y, d)(x)
     two = fit(y, d, products="fmm")
-    one = fit(y, d, products="fmm", coarse=0, neighbors=50)
+    one = fit(y, d, products="fmm", coarse=0, precond_neighbors=50)
     assert two.info.coarse_products > 0 and one.info.coarse_products == 0
     assert rel_err(two(x), ref) <= TOL
     assert rel_err(two(y), d) <= TOL  # f(y) is an engine reduction: exact
@@ -467,11 +474,11 @@ def _collinear(y, d):
 
 
 BAD_FIT = [
-    ("y 1-D", lambda y, d: dict(y=y[:, 0], d=d), ValueError, "2-D"),
-    ("y 3-D", lambda y, d: dict(y=y[None], d=d), ValueError, "2-D"),
-    ("d too short", lambda y, d: dict(y=y, d=d[:-1]), ValueError, "rows"),
-    ("d too long", lambda y, d: dict(y=y, d=np.r_[d, 0.0]), ValueError, "rows"),
-    ("d scalar", lambda y, d: dict(y=y, d=1.0), ValueError, "rows"),
+    ("y 1-D", lambda y, d: dict(y=y[:, 0], d=d), ValueError, "`y` must be a 2-dim"),
+    ("y 3-D", lambda y, d: dict(y=y[None], d=d), ValueError, "`y` must be a 2-dim"),
+    ("d too short", lambda y, d: dict(y=y, d=d[:-1]), ValueError, "first axis of `d`"),
+    ("d too long", lambda y, d: dict(y=y, d=np.r_[d, 0.0]), ValueError, "first axis of `d`"),
+    ("d scalar", lambda y, d: dict(y=y, d=1.0), ValueError, "first axis of `d`"),
     ("NaN in y", lambda y, d: dict(y=_nan_at(y), d=d), ValueError, "NaN"),
     ("inf in y", lambda y, d: dict(y=_nan_at(y, np.inf), d=d), ValueError, "inf"),
     ("NaN in d", lambda y, d: dict(y=y, d=_nan_at(d)), ValueError, "NaN"),
@@ -493,10 +500,15 @@ BAD_FIT = [
         )
         for eps in (0.0, -2.0, np.nan, np.inf)
     ],
-    ("smoothing < 0", lambda y, d: dict(y=y, d=d, smoothing=-1e-3), ValueError, "smoothing"),
     (
-        "one smoothing < 0",
-        lambda y, d: dict(y=y, d=d, smoothing=_nan_at(np.ones(len(y)), -1.0)),
+        "smoothing < 0, iterative",
+        lambda y, d: dict(y=y, d=d, smoothing=-1e-3, solver="iterative"),
+        ValueError,
+        "smoothing",
+    ),
+    (
+        "one smoothing < 0, iterative",
+        lambda y, d: dict(y=y, d=d, smoothing=_nan_at(np.ones(len(y)), -1.0), solver="iterative"),
         ValueError,
         "smoothing",
     ),
@@ -514,28 +526,44 @@ BAD_FIT = [
         "smoothing",
     ),
     (
-        "duplicate points",
-        lambda y, d: dict(y=np.r_[y, y[4:5]], d=np.r_[d, d[4]]),
+        "duplicate points, iterative",
+        lambda y, d: dict(y=np.r_[y, y[4:5]], d=np.r_[d, d[4]], solver="iterative"),
         ValueError,
         "duplicate",
+    ),
+    (
+        "duplicate points, direct",
+        lambda y, d: dict(y=np.r_[y, y[4:5]], d=np.r_[d, d[4]]),
+        np.linalg.LinAlgError,
+        "Singular matrix",
     ),
     ("degree -2", lambda y, d: dict(y=y, d=d, degree=-2), ValueError, "degree"),
     ("degree too high", lambda y, d: dict(y=y[:5], d=d[:5], degree=2), ValueError, "6 data"),
     ("degree 7 in 2-D", lambda y, d: dict(y=y, d=d, degree=7), ValueError, "36 data"),
-    ("collinear, degree 1", _collinear, ValueError, "dependent"),
+    ("collinear, degree 1", _collinear, np.linalg.LinAlgError, "full column rank"),
+    (
+        "collinear, degree 1, iterative",
+        lambda y, d: dict(**_collinear(y, d), solver="iterative"),
+        np.linalg.LinAlgError,
+        "full column rank",
+    ),
     ("products unknown", lambda y, d: dict(y=y, d=d, products="fast"), ValueError, "products"),
     (
         "products fmm, gaussian",
-        lambda y, d: dict(y=y, d=d, kernel="gaussian", epsilon=1.0, products="fmm"),
+        lambda y, d: dict(
+            y=y, d=d, kernel="gaussian", epsilon=1.0, products="fmm", solver="iterative"
+        ),
         ValueError,
         "thin_plate_spline",
     ),
     (
         "products fmm, 3-D",
-        lambda y, d: dict(y=np.c_[y, y[:, :1] ** 2], d=d, products="fmm"),
+        lambda y, d: dict(y=np.c_[y, y[:, :1] ** 2], d=d, products="fmm", solver="iterative"),
         ValueError,
         "2-D",
     ),
+    ("solver unknown", lambda y, d: dict(y=y, d=d, solver="lu"), ValueError, "solver"),
+    ("neighbors 0", lambda y, d: dict(y=y, d=d, neighbors=0), ValueError, "neighbors"),
     ("coarse < 0", lambda y, d: dict(y=y, d=d, coarse=-1), ValueError, "coarse"),
     ("coarse unknown", lambda y, d: dict(y=y, d=d, coarse="yes"), ValueError, "coarse"),
 ]
@@ -551,21 +579,14 @@ def test_bad_fit_input(build, exc, match):
         KernelInterpolator(**build(y, d))
 
 
-def test_complex_data_raises_type_error():
-    """Complex d is refused with a TypeError (not silently cast to its real part)."""
-    y, d, _ = problem(30, 2, seed=10)
-    with pytest.raises(TypeError, match="complex"):
-        KernelInterpolator(y, d + 1j * d)
-
-
 @pytest.mark.parametrize(
     "x,match",
     [
         (np.full((4, 2), np.nan), "NaN"),
         (_nan_at(np.zeros((4, 2)), np.inf), "inf"),
-        (np.zeros((4, 3)), "shape"),
-        (np.zeros(2), "shape"),
-        (np.zeros((1, 4, 2)), "shape"),
+        (np.zeros((4, 3)), "second axis of `x`"),
+        (np.zeros(2), "`x` must be a 2-dim"),
+        (np.zeros((1, 4, 2)), "`x` must be a 2-dim"),
     ],
     ids=["NaN", "inf", "3 coordinates", "1-D", "3-D"],
 )
