@@ -30,13 +30,19 @@ from .rbf_direct import direct_bytes, evaluate, solve_direct
 from .rbf_local import local_interpolate
 from .saddle import SaddleInfo, SaddleSolver
 
-__all__ = ["KernelInterpolator", "ITERATIVE_FROM"]
+__all__ = ["KernelInterpolator", "ITERATIVE_FROM", "SolverSwitchWarning"]
 
 #: ``solver="auto"``: GMRES from this many points for the kernels on which it converges
 #: in a few tens of iterations (it beats LU from ~3000 points, see the class's Notes);
 #: the other kernels are solved directly whenever the dense system fits the memory budget.
 ITERATIVE_FROM = {"linear": 3000, "thin_plate_spline": 3000}
 SOLVERS = ("auto", "direct", "iterative")
+
+
+class SolverSwitchWarning(UserWarning):
+    """``solver="auto"`` changed method mid-fit (GMRES gave up, the dense solve
+    took over): the answer is accurate, the time is not what the first choice
+    promised."""
 
 
 class KernelInterpolator:
@@ -187,7 +193,17 @@ class KernelInterpolator:
             self._fit_iterative(a, rtol, maxiter, *options, warn=not fallback)
             if self.info.converged or not fallback:
                 return
-            # "auto": GMRES gave up on a system that the dense solve can hold
+            # "auto": GMRES gave up on a system that the dense solve can hold; the
+            # switch changes the cost, so it is said, not silent
+            warnings.warn(
+                f"KernelInterpolator: GMRES gave up after {self.info.iterations} iterations "
+                f"(relative residual {max(self.info.residual):.2e}, "
+                f"{time.perf_counter() - t0:.1f} s); solving with the dense LU instead "
+                f"({direct_bytes(n, a.powers.shape[0]) / 2**20:,.0f} MiB). Pass "
+                "solver='direct' to skip the GMRES attempt.",
+                SolverSwitchWarning,
+                stacklevel=3,
+            )
             self.solver = "direct"
             self.attempts.append("direct")
             del self._solver

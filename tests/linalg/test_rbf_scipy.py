@@ -110,12 +110,13 @@ def test_auto_choice(monkeypatch):
 
 def test_auto_falls_back_to_direct(monkeypatch):
     """ "auto" never returns GMRES's stalled answer when the dense solve fits: an
-    ill-conditioned Gaussian sent to GMRES gives up and is solved directly, silently
-    (scipy's answer, no warning)."""
+    ill-conditioned Gaussian sent to GMRES gives up and is solved directly, with scipy's
+    answer and a warning that says the method (and so the cost) changed."""
     y, d, x = topobathy(400)
     monkeypatch.setitem(interpolate.ITERATIVE_FROM, "gaussian", 100)
     kw = dict(kernel="gaussian", epsilon=3.0)
-    f = no_warnings(KernelInterpolator, y, d, **kw)
+    with pytest.warns(interpolate.SolverSwitchWarning, match="dense LU instead"):
+        f = KernelInterpolator(y, d, **kw)
     assert f.attempts == ["iterative", "direct"] and f.solver == "direct"
     assert rel(f(x), RBFInterpolator(y, d, **kw)(x)) <= 1e-6
     assert "_solver" not in f.__dict__
