@@ -84,6 +84,8 @@ COARSE_FLOOR = 200  # ... but at least this many coarse points (and at most n / 
 COARSE_MIN = 1000  # fewer points: one level (cardinal functions with far points)
 COARSE_MAX = 6000  # dense coarse system of at most ~290 MB
 REACH_MIN = 0.1  # kernels with a smaller reach (see SaddleSolver._reach): one level
+GIVE_UP_EVERY = 25  # iterations between two checks of give_up within a cycle ...
+GIVE_UP_AFTER = 20.0  # ... once a column has run this many seconds
 FMM_MIN = 5000  # fewer points: engine products (exact, and fast enough)
 
 
@@ -519,6 +521,7 @@ class SaddleSolver:
         rnorm = norm
         its = 0
         cycle_start = 1.0  # relative residual at the start of the cycle
+        started = time.perf_counter()
         while True:
             V = np.empty((restart + 1, n))
             H = np.zeros((restart + 1, restart))
@@ -553,6 +556,12 @@ class SaddleSolver:
                 report.update(1, f"column {col}, iteration {its}, residual {est:.2e}")
                 if est <= rtol or hn <= 1e-14 * rnorm:
                     break
+                # within a cycle only after GIVE_UP_AFTER s (2e4 points: minutes per cycle);
+                # small fits wait for its end, as GMRES often speeds up late
+                stalled = give_up and j % GIVE_UP_EVERY == 0
+                stalled = stalled and time.perf_counter() - started > GIVE_UP_AFTER
+                if stalled and _out_of_reach(est, cycle_start, its, j, rtol, maxiter):
+                    break
                 V[j] = wv / hn
             if j:
                 yk = scipy.linalg.solve_triangular(H[:j, :j], g[:j])
@@ -567,7 +576,7 @@ class SaddleSolver:
             ok = res <= max(rtol, 1e-14)
             if res <= rtol or its >= maxiter or j == 0:
                 return c, Ac, res, ok
-            if give_up and _out_of_reach(res, cycle_start, its, j, rtol, maxiter):
+            if give_up and _out_of_reach(res, cycle_start, its, max(j, 1), rtol, maxiter):
                 info.gave_up = True
                 return c, Ac, res, ok
             cycle_start = res

@@ -263,6 +263,19 @@ def test_iterative_fails_early_and_loudly():
     assert caught[0].filename == __file__
 
 
+def test_long_fits_give_up_within_a_cycle(monkeypatch):
+    """Once a column has run ``GIVE_UP_AFTER`` seconds (set to 0 here), a stalled fit
+    is checked every ``GIVE_UP_EVERY`` iterations, not only at a restart: large fits
+    say they cannot converge before a whole cycle of products has run."""
+    from kernelsolve.linalg import saddle
+
+    monkeypatch.setattr(saddle, "GIVE_UP_AFTER", 0.0)
+    y, d, _ = topobathy(500)
+    with pytest.warns(ConvergenceWarning, match="NOT accurate"):
+        f = KernelInterpolator(y, d, kernel="gaussian", epsilon=1.0, solver="iterative")
+    assert f.info.gave_up and f.info.iterations == saddle.GIVE_UP_EVERY
+
+
 def test_signature_is_scipys():
     """scipy's parameters in scipy's order with scipy's defaults; ours are keyword-only."""
     import inspect
