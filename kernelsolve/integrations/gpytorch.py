@@ -28,7 +28,7 @@ Dense or engine: GPyTorch makes many products with every kernel block it
 multiplies (CG and Lanczos run tens to hundreds of iterations with ~11
 columns; exact predictive variances solve with one column per test point),
 and a stored block runs them at BLAS speed. Filling the block with torch
-costs about as much as one or two engine products, so every block GPyTorch
+costs about one engine product, so every block GPyTorch
 multiplies more than once repays it: the only question is memory. A block
 of ``m x n`` entries (times the batch size) is dense when ``m n`` times the
 item size times :data:`DENSE_TEMPORARIES` (the blocks GPyTorch's dense
@@ -38,10 +38,11 @@ or ``config.dense_memory_fraction`` of the available memory). Then
 ``forward`` is GPyTorch's own: the same values, gradients (autograd through
 the formulas) and speed as ``gpytorch.kernels``. To override, set
 :data:`DENSE_MAX_ENTRIES` to an entry count (0 routes every block through
-the engine); None (the default) uses the budget. An engine operator that
-is multiplied more than :data:`kernelsolve.linalg.dense.FILL_PRODUCTS`
-times in one solve holds its block after that, when it fits the budget (its
-gradients stay the engine's analytic ones).
+the engine); None (the default) uses the budget. Above it, an engine
+operator whose bare block (without the temporaries) fits the budget fills
+it at its first product in a solve (``TORCH_FILL_PRODUCTS`` in
+:mod:`.gpytorch_operator`) and runs later products at BLAS speed; its
+gradients stay the engine's analytic ones.
 
 Inputs and parameters of different dtypes are promoted (float64 data with a
 float32 module computes in float64, as ``gpytorch.kernels`` do), and

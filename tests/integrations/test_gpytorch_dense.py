@@ -14,6 +14,7 @@ torch = pytest.importorskip("torch", reason="torch not installed (test extra)")
 
 from kernelsolve import config  # noqa: E402
 from kernelsolve.integrations import gpytorch as kg  # noqa: E402
+from kernelsolve.integrations.gpytorch_operator import TORCH_FILL_PRODUCTS  # noqa: E402
 from kernelsolve.linalg import dense  # noqa: E402
 
 from .test_gpytorch import _GP as GP  # noqa: E402
@@ -83,28 +84,34 @@ def test_dense_and_engine_paths_agree_with_gradients(monkeypatch, budget, name, 
         torch.testing.assert_close(ga[n], gb[n], rtol=1e-8, atol=1e-10)
 
 
-def test_operator_holds_its_block_after_fill_products(budget):
+def test_operator_holds_its_block_within_the_budget(monkeypatch, budget):
     ours, theirs = pair("MaternKernel", nu=1.5, ard_num_dims=2)
     x = points(150, 2)
-    K = kg.EngineKernelOperator(
-        x, x, covar_func=kg.CovarFunction(ours._engine_factors()), **ours._engine_params()
-    )
     V = points(150, 11, seed=2)
+
+    def operator():
+        return kg.EngineKernelOperator(
+            x, x, covar_func=kg.CovarFunction(ours._engine_factors()), **ours._engine_params()
+        )
+
+    monkeypatch.setattr(config, "dense_memory_limit", 150 * 149 * 8)  # one row short
+    free = operator()
     with torch.no_grad():  # as inside linear_operator's solves
-        first = K._matmul(V)
-        for _ in range(dense.FILL_PRODUCTS - 2):
-            K._matmul(V)
-        assert K.block is None
+        first = free._matmul(V)
+    assert free.block is None
+    monkeypatch.setattr(config, "dense_memory_limit", 150 * 150 * 8)
+    K = operator()
+    with torch.no_grad():
         last = K._matmul(V)
-    assert K.block is not None and K.products == dense.FILL_PRODUCTS
+    assert K.block is not None and K.products == TORCH_FILL_PRODUCTS == 1
     torch.testing.assert_close(last, first, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(K.block, theirs(x).to_dense().detach(), rtol=1e-10, atol=1e-12)
     # a product that must carry the graph to the parameters does not use the block
     assert K._matmul(V).requires_grad
-    wide = kg.EngineKernelOperator(x, x, covar_func=K.covar_func, **ours._engine_params())
+    wide = operator()
     with torch.no_grad():
-        wide._matmul(points(150, 32 * dense.FILL_PRODUCTS, seed=3))  # counted per 32 columns
-    assert wide.block is not None
+        wide._matmul(points(150, 64, seed=3))
+    assert wide.products == 2  # counted per 32 columns
 
 
 def test_operator_stays_matrix_free_when_the_budget_is_small(engine_only):
