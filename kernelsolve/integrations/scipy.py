@@ -6,6 +6,19 @@ eigensolvers (``cg``, ``minres``, ``gmres``, ``eigsh``, ``lobpcg``, ``svds``)
 run on it: every product is one engine reduction. NumPy in, NumPy out; a
 LazyTensor of torch CPU tensors works too (vectors are converted at the
 boundary, without copies where possible).
+
+Materialising: scipy's solvers make tens to thousands of products, and for a
+few thousand points the matrix fits in memory and runs at BLAS speed, but
+the adapter cannot know how many products follow. With the default
+``materialize="auto"`` it counts them: once the count reaches
+:data:`kernelsolve.linalg.dense.FILL_PRODUCTS` (building the block costs
+about that many products) and the ``M x N`` block fits
+:func:`kernelsolve.linalg.dense.memory_budget`, the engine fills the block
+once and every later product (and adjoint product) is a BLAS product.
+Results before and after the switch agree to rounding (the sums run in a
+different order). ``materialize=True`` builds the block on the first
+product, ``None`` never; :meth:`KernelLinearOperator.materialize` builds it
+up front for a caller that knows the product count.
 """
 
 from __future__ import annotations
@@ -14,14 +27,23 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
 from ..engine import arrays
+from ..linalg import dense
 
 __all__ = ["aslinearoperator", "KernelLinearOperator"]
 
 
 class KernelLinearOperator(LinearOperator):
-    """``alpha I + K`` as a :class:`scipy.sparse.linalg.LinearOperator`."""
+    """``alpha I + K`` as a :class:`scipy.sparse.linalg.LinearOperator`.
 
-    def __init__(self, K, alpha: float = 0.0, backend=None):
+    ``products`` counts the products made; ``block`` is the dense ``K`` once
+    it is held (see the module docstring), else None.
+    """
+
+    def __init__(self, K, alpha: float = 0.0, backend=None, materialize="auto"):
+        if materialize not in ("auto", True, False, None):
+            raise ValueError(
+                f'materialize must be "auto", True, False or None, got {materialize!r}'
+            )
         if K.formula.dim != 1:
             raise ValueError(
                 f"aslinearoperator: K must be a scalar formula (inner dimension 1), got "
@@ -42,14 +64,37 @@ class KernelLinearOperator(LinearOperator):
                 f"aslinearoperator: K lives on {kind.device}; scipy works on host arrays"
             )
         self.K, self.alpha, self.backend, self._lib = K, alpha, backend, kind.lib
+        self.materialize_mode, self.products, self.block = materialize, 0, None
         super().__init__(dtype=np.dtype(kind.dtype), shape=(K.ni, K.nj))
 
-    def _apply(self, K, X):
+    def materialize(self, products: float = float("inf")) -> bool:
+        """Build and hold the dense ``K`` now if ``products`` expected products
+        repay it and it fits the memory budget (``dense.dense_pays``); True
+        when the operator is dense-backed afterwards (never for
+        ``materialize=None``)."""
+        if self.block is None and self.materialize_mode is not None:
+            m, n = self.shape
+            if self.materialize_mode is True or dense.dense_pays(
+                m, n, self.dtype.itemsize, products
+            ):
+                K = self.K
+                block = dense.block(K.formula, K.variables, K.cats, backend=self.backend)
+                self.block = arrays.to_host(block)
+        return self.block is not None
+
+    def _apply(self, K, X, transpose: bool = False):
         X = np.asarray(X)
         squeeze = X.ndim == 1
         X2 = np.ascontiguousarray(X.reshape(X.shape[0], -1), dtype=self.dtype)
-        V = X2 if self._lib == arrays.NUMPY else arrays.from_numpy(X2, self._lib)
-        out = arrays.to_host(_matmul(K, V, self.backend))
+        self.products += 1
+        if self.materialize_mode in ("auto", True):
+            # "auto": the products made so far are the estimate of those to come
+            self.materialize(self.products)
+        if self.block is not None:
+            out = (self.block.T if transpose else self.block) @ X2
+        else:
+            V = X2 if self._lib == arrays.NUMPY else arrays.from_numpy(X2, self._lib)
+            out = arrays.to_host(_matmul(K, V, self.backend))
         if self.alpha:
             out = out + self.alpha * X2
         return out[:, 0] if squeeze else out
@@ -61,13 +106,16 @@ class KernelLinearOperator(LinearOperator):
         return self._apply(self.K, X)
 
     def _rmatvec(self, x):
-        return self._apply(self.K.T, x)
+        return self._apply(self.K.T, x, transpose=True)
 
     def _rmatmat(self, X):
-        return self._apply(self.K.T, X)
+        return self._apply(self.K.T, X, transpose=True)
 
     def _adjoint(self):
-        return KernelLinearOperator(self.K.T, self.alpha, self.backend)
+        adjoint = KernelLinearOperator(self.K.T, self.alpha, self.backend, self.materialize_mode)
+        adjoint.products = self.products
+        adjoint.block = None if self.block is None else self.block.T
+        return adjoint
 
 
 def _matmul(K, V, backend):
@@ -77,8 +125,15 @@ def _matmul(K, V, backend):
     return (K * LazyTensor(V, axis=1)).sum(1, backend=backend)
 
 
-def aslinearoperator(K, alpha: float = 0.0, backend=None) -> KernelLinearOperator:
+def aslinearoperator(
+    K, alpha: float = 0.0, backend=None, materialize="auto"
+) -> KernelLinearOperator:
     """``alpha I + K`` as a scipy ``LinearOperator``.
+
+    ``materialize``: when to hold the dense ``K`` (module docstring): "auto"
+    once the products made pass ``dense.FILL_PRODUCTS`` and the block fits
+    the memory budget, True at the first product, False only on
+    ``materialize(products)``, None never.
 
     Example
     -------
@@ -91,4 +146,4 @@ def aslinearoperator(K, alpha: float = 0.0, backend=None) -> KernelLinearOperato
     >>> status
     0
     """
-    return KernelLinearOperator(K, alpha, backend)
+    return KernelLinearOperator(K, alpha, backend, materialize)

@@ -31,7 +31,7 @@ from ..config import config
 from ..engine import arrays, ir
 from ..engine.request import ReductionOptions, ReductionRequest, target_of
 
-__all__ = ["FILL_PRODUCTS", "memory_budget", "dense_pays", "kernel_matrix"]
+__all__ = ["FILL_PRODUCTS", "memory_budget", "dense_pays", "kernel_matrix", "block"]
 
 #: Building a dense block costs about this many engine products of the same size.
 FILL_PRODUCTS = 20
@@ -91,13 +91,32 @@ def kernel_matrix(formula: ir.Node, x, y, *, backend=None):
     >>> bool(np.allclose(K, np.exp(-((x[:, None] - x[None]) ** 2).sum(-1))))
     True
     """
+    return block(formula, (x, y), (ir.I, ir.J), backend=backend)
+
+
+def block(formula: ir.Node, leaves, cats, *, backend=None):
+    """The dense ``M x N`` matrix of a scalar formula over arbitrary leaves.
+
+    ``leaves`` and ``cats`` are bound as in a reduction (``ir.I``, ``ir.J``,
+    ``ir.P``; what a LazyTensor holds as ``variables`` and ``cats``); every
+    j-variable is laid out as a batch of ``N`` entries with one j each, so
+    that one reduction fills the block. Differentiable in torch.
+
+    Example
+    -------
+    >>> x = np.random.default_rng(0).random((4, 2))
+    >>> f = ir.make("sqdist", ir.var(0, ir.I, 2), ir.var(1, ir.J, 2))
+    >>> ref = ((x[:, None] - x[None, :3]) ** 2).sum(-1)
+    >>> bool(np.allclose(block(f, (x, x[:3]), (ir.I, ir.J)), ref))
+    True
+    """
     if formula.dim != 1:
         raise ValueError(f"formula must be scalar (inner dimension 1), got {formula.dim}")
-    yb = y[:, None, :]  # a batch of m entries with one j each
+    # a batch of N entries with one j each
+    batched = tuple(x[:, None, :] if c == ir.J else x for x, c in zip(leaves, cats))
     options = ReductionOptions(target_of(backend))
-    request = ReductionRequest(formula, "sum", (x, yb), (ir.I, ir.J), options=options)
-    out = autograd.reduce(request)  # (m, n, 1)
-    out = out[..., 0].T
+    out = autograd.reduce(ReductionRequest(formula, "sum", batched, tuple(cats), options=options))
+    out = out[..., 0].T  # (N, M) -> (M, N)
     if arrays.library(out) == "numpy":
         return np.ascontiguousarray(out)
     return out.contiguous()

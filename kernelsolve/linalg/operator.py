@@ -12,6 +12,20 @@ reduction and none of them forming the matrix:
   as a *batch* dimension of size ``len(S)`` with one j each, so that one
   compiled kernel (whose source does not depend on ``len(S)``) fills the block.
 
+Materialising: a CG or Lanczos run makes hundreds of products, and for a
+few thousand points the whole matrix fits in memory and runs at BLAS speed.
+A solver that knows how many products follow calls
+:meth:`KernelOperator.materialize` up front: when ``dense.dense_pays`` (the
+block fits :func:`.dense.memory_budget` and the products repay building it,
+about :data:`.dense.FILL_PRODUCTS` products) the engine fills ``K`` once and
+every later product, diagonal and column comes from it. The constructor's
+``materialize`` option: ``False`` (the default) only on that call,
+``"auto"`` also once the products made so far pass ``FILL_PRODUCTS`` (for
+callers that cannot know; results then depend on the history at rounding
+level, BLAS and engine sums differ in order), ``True`` on the first
+product whatever the size, and never for ``materialize(...)`` of an
+operator built with ``materialize=None``.
+
 Symmetry is structural: the matrix must be square and every j-variable must
 hold the same array (the same object, or equal values) as an i-variable of
 the same dimension, and every i-variable must have such a partner.
@@ -26,6 +40,7 @@ import numpy as np
 from .. import autograd
 from ..engine import arrays, ir
 from ..engine.request import ReductionOptions, ReductionRequest, target_of
+from . import dense as _dense
 
 __all__ = ["KernelOperator", "kernel_sum"]
 
@@ -43,6 +58,10 @@ class KernelOperator:
         Category of each leaf (``ir.I``, ``ir.J``, ``ir.P``).
     backend : str, optional
         Passed to every reduction.
+    materialize : {False, "auto", True, None}
+        When to hold the dense matrix (see the module docstring): False when
+        :meth:`materialize` says it pays, "auto" also once the products so
+        far repay it, True on the first product, None never.
 
     Raises
     ------
@@ -51,7 +70,19 @@ class KernelOperator:
         dimensions, or the formula is not scalar.
     """
 
-    def __init__(self, formula: ir.Node, leaves: Sequence, cats: Sequence[int], backend=None):
+    def __init__(
+        self,
+        formula: ir.Node,
+        leaves: Sequence,
+        cats: Sequence[int],
+        backend=None,
+        materialize: bool | str | None = False,
+    ):
+        if materialize not in ("auto", True, False, None):
+            raise ValueError(
+                f'materialize must be False, "auto", True or None, got {materialize!r}'
+            )
+        self.materialize_mode, self.products, self.block = materialize, 0, None
         if formula.dim != 1:
             raise ValueError(
                 f"K must be a scalar formula (inner dimension 1), got inner dimension "
@@ -77,9 +108,34 @@ class KernelOperator:
         self.shape = (self.n, self.n)
 
     @classmethod
-    def from_lazy(cls, K, backend=None) -> KernelOperator:
+    def from_lazy(cls, K, backend=None, materialize: bool | str | None = False) -> KernelOperator:
         """The operator of a LazyTensor ``K`` (``K.formula``, ``K.variables``, ``K.cats``)."""
-        return cls(K.formula, K.variables, K.cats, backend=backend)
+        return cls(K.formula, K.variables, K.cats, backend=backend, materialize=materialize)
+
+    @property
+    def itemsize(self) -> int:
+        return np.dtype(self.dtype).itemsize
+
+    def materialize(self, products: float = float("inf")) -> bool:
+        """Build and hold the dense matrix now if ``products`` expected products
+        repay it and it fits the memory budget (``dense.dense_pays``); True when
+        the operator is dense-backed afterwards. ``materialize=None`` operators
+        stay matrix-free.
+
+        Example
+        -------
+        >>> x = np.random.default_rng(0).random((100, 2))
+        >>> s = ir.make("sqdist", ir.var(0, ir.I, 2), ir.var(1, ir.J, 2))
+        >>> op = KernelOperator(ir.make("exp", ir.make("neg", s)), (x, x), (ir.I, ir.J))
+        >>> op.materialize(products=200)
+        True
+        """
+        if self.block is None and self.materialize_mode is not None:
+            if self.materialize_mode is True or _dense.dense_pays(
+                self.n, self.n, self.itemsize, products
+            ):
+                self.block = self.dense()
+        return self.block is not None
 
     def _partners(self) -> dict[int, int]:
         """j-variable index -> index of the i-variable holding the same points."""
@@ -132,9 +188,28 @@ class KernelOperator:
                 f"(max |K| = {scale:.3g}); solve needs a symmetric kernel k(x, y) = k(y, x)"
             )
 
+    def _use_block(self) -> bool:
+        """The held block serves this call (a block built without the autograd
+        graph, e.g. inside a solve's forward, does not serve a call that needs
+        gradients to the leaves)."""
+        if self.block is None:
+            return False
+        if self.lib == "numpy" or self.block.requires_grad:
+            return True
+        import torch
+
+        wants = any(arrays.is_array(x) and x.requires_grad for x in self.leaves)
+        return not (wants and torch.is_grad_enabled())
+
     # ------------------------------------------------------------------
     def matmat(self, V):
         """``K @ V`` for ``V`` of shape ``(n, k)`` (or ``(n,)``)."""
+        self.products += 1
+        if self.block is None and self.materialize_mode in ("auto", True):
+            # "auto": the products made so far are the estimate of those to come
+            self.materialize(self.products)
+        if self._use_block():
+            return self.block @ V
         vector = V.ndim == 1
         Vm = V[:, None] if vector else V
         n = len(self.leaves)
@@ -147,6 +222,8 @@ class KernelOperator:
 
     def diagonal(self):
         """``K_ii`` for every i, shape ``(n,)``, in the library of the points."""
+        if self._use_block():
+            return self.block.diagonal().copy() if self.lib == "numpy" else self.block.diagonal()
         mapping = tuple(self.partner.get(k, k) for k in range(len(self.leaves)))
         f = ir.recategorize(ir.remap(self.formula, mapping), {ir.I: ir.I, ir.J: ir.I, ir.P: ir.P})
         cats = tuple(ir.P if c == ir.P else ir.I for c in self.cats)
@@ -156,6 +233,8 @@ class KernelOperator:
     def columns(self, index):
         """``K[:, index]``, shape ``(n, len(index))``."""
         index = np.asarray(index, dtype=np.int64)
+        if self._use_block():
+            return self.block[:, index] if self.lib == "numpy" else self.block[:, list(index)]
         leaves = []
         for x, c in zip(self.leaves, self.cats):
             if c == ir.J:
@@ -169,9 +248,10 @@ class KernelOperator:
 
     def dense(self):
         """The whole ``n x n`` matrix, built by the engine (see :mod:`.dense` for
-        when that pays: ``dense.dense_pays``)."""
-        out = self.columns(np.arange(self.n))
-        return np.ascontiguousarray(out) if self.lib == "numpy" else out.contiguous()
+        when that pays: ``dense.dense_pays``; :meth:`materialize` holds it)."""
+        if self._use_block():
+            return self.block
+        return _dense.block(self.formula, self.leaves, self.cats, backend=self.backend)
 
 
 def _same(a, b) -> bool:

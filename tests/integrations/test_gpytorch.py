@@ -15,6 +15,15 @@ torch = pytest.importorskip("torch", reason="torch not installed (test extra)")
 
 from kernelsolve.integrations import gpytorch as kg  # noqa: E402
 
+
+@pytest.fixture(autouse=True)
+def engine_above_800_squared(monkeypatch):
+    """These tests compare the engine operator with GPyTorch: blocks above 800 x 800
+    entries go to the engine whatever the memory budget (test_gpytorch_dense.py
+    tests the budget)."""
+    monkeypatch.setattr(kg, "DENSE_MAX_ENTRIES", 800 * 800)
+
+
 # (engine class, gpytorch class, constructor kwargs)
 KERNELS = [
     ("RBFKernel", {}),
@@ -171,11 +180,8 @@ def test_small_blocks_are_dense_and_threshold_is_respected(monkeypatch):
     assert torch.allclose(K.to_dense(), dense(x).to_dense(), atol=1e-12)
 
 
-def test_last_dim_is_batch_is_refused_and_mixed_products_fall_back():
+def test_mixed_products_fall_back():
     engine, _ = pair("RBFKernel")
-    x = points(30, 3)
-    with pytest.raises(NotImplementedError, match="last_dim_is_batch"):
-        engine.forward(x, x, last_dim_is_batch=True)
     mixed = engine * gpytorch.kernels.LinearKernel()
     assert not isinstance(mixed, kg.ProductKernel)
     with pytest.raises(TypeError, match="engine kernel"):

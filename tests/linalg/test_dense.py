@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from kernelsolve import LazyTensor, config
+from kernelsolve import LazyTensor, Pm, Vi, Vj, config
 from kernelsolve.engine import ir
 from kernelsolve.linalg import dense
 from kernelsolve.linalg.operator import KernelOperator
@@ -49,3 +49,82 @@ def test_kernel_matrix_refuses_vector_formula():
     f = ir.make("sub", ir.var(0, ir.I, 3), ir.var(1, ir.J, 3))
     with pytest.raises(ValueError, match="scalar"):
         dense.kernel_matrix(f, np.zeros((2, 3)), np.zeros((2, 3)))
+
+
+def gaussian_operator(n=60, seed=1, lib="numpy", materialize=False, requires_grad=False):
+    x = np.random.default_rng(seed).random((n, 3))
+    if lib == "torch":
+        import torch
+
+        x = torch.tensor(x, requires_grad=requires_grad)
+    return KernelOperator(gaussian(), (x, x), (ir.I, ir.J), materialize=materialize), x
+
+
+def test_materialize_when_it_pays_and_not_when_the_budget_is_small(monkeypatch):
+    op, _ = gaussian_operator()
+    v = np.random.default_rng(3).random((60, 2))
+    free = op.matmat(v)
+    assert not op.materialize(products=dense.FILL_PRODUCTS - 1)  # does not repay it
+    monkeypatch.setattr(config, "dense_memory_limit", 8 * 60 * 59)  # one row short
+    assert not op.materialize(products=1000) and op.block is None
+    monkeypatch.setattr(config, "dense_memory_limit", 8 * 60 * 60)
+    assert op.materialize(products=1000) and op.block is not None
+    np.testing.assert_allclose(op.matmat(v), free, rtol=1e-12)
+    np.testing.assert_allclose(op.diagonal(), np.ones(60), rtol=1e-14)
+    np.testing.assert_allclose(op.columns([4, 7]), op.block[:, [4, 7]])
+    never, _ = gaussian_operator(materialize=None)
+    assert not never.materialize(products=1000)
+
+
+def test_auto_switches_after_fill_products():
+    op, _ = gaussian_operator(materialize="auto")
+    v = np.random.default_rng(4).random(60)
+    free = op.matmat(v)
+    for _ in range(dense.FILL_PRODUCTS - 2):
+        op.matmat(v)
+    assert op.block is None
+    np.testing.assert_allclose(op.matmat(v), free, rtol=1e-12)  # the FILL_PRODUCTS-th
+    assert op.block is not None and op.products == dense.FILL_PRODUCTS
+    with pytest.raises(ValueError, match="materialize"):
+        gaussian_operator(materialize="yes")
+
+
+def test_block_keeps_gradients_and_is_not_used_without_its_graph():
+    torch = pytest.importorskip("torch")
+    v = torch.rand(60, 2, dtype=torch.float64)
+    op, x = gaussian_operator(lib="torch", requires_grad=True)
+    (g_free,) = torch.autograd.grad((op.matmat(v) ** 2).sum(), x)
+    assert op.materialize(products=1000)
+    (g_dense,) = torch.autograd.grad((op.matmat(v) ** 2).sum(), x)
+    torch.testing.assert_close(g_dense, g_free, rtol=1e-10, atol=1e-12)
+    # a block built without the graph (as inside a solve's forward) is bypassed
+    op2, x2 = gaussian_operator(lib="torch", requires_grad=True)
+    with torch.no_grad():
+        assert op2.materialize(products=1000)
+    (g_bypass,) = torch.autograd.grad((op2.matmat(v) ** 2).sum(), x2)
+    torch.testing.assert_close(g_bypass, g_free, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("held", [False, True])
+def test_operator_pickles(held, tmp_path):
+    import pickle
+
+    import joblib
+
+    op, _ = gaussian_operator(materialize="auto")
+    if held:
+        op.materialize()
+    v = np.random.default_rng(5).random((60, 2))
+    back = pickle.loads(pickle.dumps(op))
+    np.testing.assert_array_equal(back.matmat(v), op.matmat(v))
+    joblib.dump(op, tmp_path / "op.joblib")
+    np.testing.assert_array_equal(joblib.load(tmp_path / "op.joblib").matmat(v), op.matmat(v))
+
+
+def test_block_of_lazytensor_leaves():
+    rng = np.random.default_rng(6)
+    x, y, s = rng.random((7, 2)), rng.random((5, 2)), np.array([3.0])
+    K = (-Vi(x).sqdist(Vj(y)) * Pm(s)).exp()
+    B = dense.block(K.formula, K.variables, K.cats)
+    ref = np.exp(-3.0 * ((x[:, None] - y[None]) ** 2).sum(-1))
+    np.testing.assert_allclose(B, ref, rtol=1e-13)
