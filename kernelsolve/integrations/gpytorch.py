@@ -106,7 +106,7 @@ DENSE_MAX_ENTRIES: int | None = None
 DENSE_TEMPORARIES = 6
 
 
-def dense_fits(rows: int, cols: int, batch: int, dtype: torch.dtype) -> bool:
+def dense_fits(rows: int, cols: int, batch: int, dtype: torch.dtype, device: str = "cpu") -> bool:
     """Whether ``forward`` computes a ``batch x rows x cols`` block densely: it
     fits the memory budget with its temporaries (every block GPyTorch
     multiplies repays a torch fill, module docstring), or the override.
@@ -119,7 +119,8 @@ def dense_fits(rows: int, cols: int, batch: int, dtype: torch.dtype) -> bool:
     if DENSE_MAX_ENTRIES is not None:
         return rows * cols <= DENSE_MAX_ENTRIES
     itemsize = torch.empty((), dtype=dtype).element_size()
-    return batch * rows * cols * itemsize * DENSE_TEMPORARIES <= dense.memory_budget()
+    need = batch * rows * cols * itemsize * DENSE_TEMPORARIES
+    return need <= dense.memory_budget(device)
 
 
 # ---------------------------------------------------------------------------
@@ -157,7 +158,7 @@ class EngineKernel:
         if last_dim_is_batch:
             batch *= x1.shape[-1]
         dtype = torch.promote_types(x1.dtype, self._param_dtype())
-        if diag or dense_fits(m, n, batch, dtype):
+        if diag or dense_fits(m, n, batch, dtype, str(x1.device)):
             return self._dense_forward(x1, x2, diag, last_dim_is_batch, **params)
         covar = CovarFunction(self._engine_factors())
         theta = {k: v.to(dtype) for k, v in self._engine_params().items()}

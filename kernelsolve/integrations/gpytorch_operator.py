@@ -49,7 +49,8 @@ class EngineKernelOperator(KernelLinearOperator):
             m, n = self.x1.shape[-2], self.x2.shape[-2]
             rows = m * max(1, self.batch_shape.numel())
             nbytes = rows * n * self.x1.element_size()
-            if self.products >= TORCH_FILL_PRODUCTS and nbytes <= dense.memory_budget():
+            fits = nbytes <= dense.memory_budget(str(self.x1.device))
+            if self.products >= TORCH_FILL_PRODUCTS and fits:
                 with torch.no_grad():
                     self.block = self._fill()
         return self.block

@@ -32,7 +32,7 @@ __all__ = ["DIRECT_MAX_N", "CholeskyFactor", "use_direct"]
 DIRECT_MAX_N = 3000
 
 
-def use_direct(n: int, itemsize: int) -> bool:
+def use_direct(n: int, itemsize: int, device: str = "cpu") -> bool:
     """True when ``solver="auto"`` factors a system of ``n`` points: ``n`` at most
     :data:`DIRECT_MAX_N` and the engine's block plus the float64 factor within
     :func:`.dense.memory_budget`.
@@ -43,7 +43,7 @@ def use_direct(n: int, itemsize: int) -> bool:
     (True, False)
     """
     block = n * n * itemsize + (n * n * 8 if itemsize != 8 else 0)
-    return n <= DIRECT_MAX_N and block <= memory_budget()
+    return n <= DIRECT_MAX_N and block <= memory_budget(device)
 
 
 class CholeskyFactor:

@@ -132,7 +132,7 @@ class KernelOperator:
         """
         if self.block is None and self.materialize_mode is not None:
             if self.materialize_mode is True or _dense.dense_pays(
-                self.n, self.n, self.itemsize, products
+                self.n, self.n, self.itemsize, products, self.device
             ):
                 self.block = self.dense()
         return self.block is not None

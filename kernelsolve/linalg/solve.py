@@ -232,7 +232,7 @@ def _method(solver, op: KernelOperator, options: dict) -> str:
         return "direct"
     if solver == "cg" or cg_options or op.lib not in ("numpy", "torch"):
         return "cg"
-    return "direct" if use_direct(op.n, np.dtype(op.dtype).itemsize) else "cg"
+    return "direct" if use_direct(op.n, np.dtype(op.dtype).itemsize, op.device) else "cg"
 
 
 @dataclass

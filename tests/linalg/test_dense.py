@@ -128,3 +128,46 @@ def test_block_of_lazytensor_leaves():
     B = dense.block(K.formula, K.variables, K.cats)
     ref = np.exp(-3.0 * ((x[:, None] - y[None]) ** 2).sum(-1))
     np.testing.assert_allclose(B, ref, rtol=1e-13)
+
+
+def test_block_keeps_infinities_where_they_are():
+    """The fill multiplies by the identity's rows; an infinite entry (log of a zero
+    distance) must not spread NaN to the other columns of its block."""
+    x = np.random.default_rng(3).random((40, 2))
+    f = ir.make("log", ir.make("sqdist", ir.var(0, ir.I, 2), ir.var(1, ir.J, 2)))
+    K = dense.kernel_matrix(f, x, x)
+    with np.errstate(divide="ignore"):
+        ref = np.log(((x[:, None] - x[None]) ** 2).sum(-1))
+    assert np.all(np.isneginf(np.diag(K)))
+    off = ~np.eye(40, dtype=bool)
+    np.testing.assert_allclose(K[off], ref[off], rtol=1e-12)
+
+
+@pytest.mark.parametrize("m", [1, 31, 32, 33, 70])
+def test_block_any_number_of_columns(m):
+    """Column counts around the fill's block size (padding of the last block)."""
+    rng = np.random.default_rng(m)
+    x, y = rng.random((9, 3)), rng.random((m, 3))
+    K = dense.kernel_matrix(gaussian(), x, y)
+    np.testing.assert_allclose(K, np.exp(-((x[:, None] - y[None]) ** 2).sum(-1)), rtol=1e-13)
+
+
+def test_block_gradient_matches_torch():
+    torch = pytest.importorskip("torch")
+    x = torch.tensor(np.random.default_rng(4).random((45, 3)), requires_grad=True)
+    dense.kernel_matrix(gaussian(), x, x).pow(2).sum().backward()
+    g = x.grad.clone()
+    x.grad = None
+    torch.exp(-((x[:, None] - x[None]) ** 2).sum(-1)).pow(2).sum().backward()
+    torch.testing.assert_close(g, x.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_cuda_budget_reads_the_device(monkeypatch):
+    """A CUDA block is measured against the GPU's free memory, not the host's."""
+    monkeypatch.setattr(config, "dense_memory_limit", None)
+    monkeypatch.setattr(config, "dense_memory_fraction", 0.5)
+    monkeypatch.setattr(dense, "device_memory", lambda device: 1000)
+    assert dense.memory_budget("cuda:0") == 500
+    assert dense.memory_budget("cpu") == int(0.5 * dense.available_memory())
+    monkeypatch.setattr(dense, "device_memory", lambda device: None)  # unknown: host memory
+    assert dense.memory_budget("cuda:1") == int(0.5 * dense.available_memory())
