@@ -14,8 +14,10 @@ ran, give the largest relative difference.
 
 ``--task grid``: fit + execute on a grid (values and variances) at ``--sizes``
 training points against PyKrige (dense, where it fits: ``--pykrige-max``), with
-kernelsolve's default solver choice and, up to ``--direct-max``, its direct
-solver; agreement and time ratio. ``--task window``: moving-window kriging
+kernelsolve's default solver choice (direct wherever the dense system fits the
+memory budget, so exact as PyKrige) and, up to ``--direct-max``, ``solver="direct"``
+asked for (``--direct-max 0`` skips it where "auto" is direct anyway); agreement
+and time ratio. ``--task window``: moving-window kriging
 (``n_closest_points``) on a grid of ``--targets`` points, kernelsolve at every
 size, PyKrige (C backend, which forms the dense (n + 1)^2 matrix) on its first
 ``--pykrige-targets`` targets where it fits.
@@ -25,6 +27,8 @@ Usage::
     python benchmarks/bench_kriging.py
     python benchmarks/bench_kriging.py --models matern,spherical --sizes 27726
     python benchmarks/bench_kriging.py --task grid --sizes 10000,100000
+    python benchmarks/bench_kriging.py --task grid --models spherical \
+        --sizes 2000,10000,20000 --pykrige-max 10000 --grid 50 --direct-max 0
     python benchmarks/bench_kriging.py --task window --sizes 10000,100000
 """
 

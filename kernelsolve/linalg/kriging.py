@@ -4,11 +4,12 @@ problems and in O(n) memory for large ones.
 :class:`OrdinaryKriging` and :class:`UniversalKriging` take the arguments of
 their PyKrige 1.7.3 namesakes, in PyKrige's order, and return the same
 predictions and kriging variances (:mod:`.kriging3d` holds the 3-D classes,
-re-exported here). Up to :data:`~.kriging_options.DIRECT_MAX` unknowns, and for
-what only a dense system handles (custom and hole-effect variograms, point-log,
-external, specified and functional drifts, geographic coordinates,
+re-exported here). Wherever PyKrige's dense system fits the memory budget
+(:func:`.kriging_direct.direct_fits`, ``kernelsolve.config.dense_memory_limit``),
+and for what only a dense system handles (custom and hole-effect variograms,
+point-log, external, specified and functional drifts, geographic coordinates,
 pseudo-inverses), the system is PyKrige's, LU-factorized once
-(:mod:`.kriging_direct`). Beyond, it is never formed: the radial-basis
+(:mod:`.kriging_direct`): exact, as PyKrige is. Beyond, it is never formed: the radial-basis
 saddle-point system of :mod:`.saddle` with the kernel ``-gamma_c`` is solved by
 preconditioned GMRES, or for smooth covariances with a nugget by batched CG
 (:mod:`.kriging_solvers`). ``n_closest_points`` krige each target on its
@@ -126,13 +127,19 @@ class OrdinaryKriging(_Kriging2D):
         are then averaged); direct solver only.
     solver : {"auto", "direct", "saddle", "cg"}
         Keyword only, as all that follow (kernelsolve's, not PyKrige's).
-        "auto": direct up to ``DIRECT_MAX`` = 4000 unknowns and for what only
-        the direct solver takes; else "cg" for gaussian and matern nu >= 1.5
-        with a nugget over few length scales, else "saddle".
+        "auto": direct wherever the dense system (8 (n + m)^2 bytes, factorized
+        in place) fits 0.8 of ``kernelsolve.linalg.dense.memory_budget()``
+        (``kernelsolve.config.dense_memory_limit``, or a fraction of the memory
+        available), and for what only the direct solver takes; beyond, "cg"
+        for gaussian and matern nu >= 1.5 with a nugget over few length
+        scales, else "saddle".
     variance : {"auto", "exact", "local", False}
-        Variances of the iterative solvers: "exact" (one solve per target),
-        "local" (kriging on the ``variance_neighbors`` nearest data, an upper
-        bound), "auto" (exact up to ``exact_variance_max`` targets), False (none).
+        Variances of the iterative solvers (the direct solver's are always
+        exact): "exact" (one solve per target), "local" (kriging on the
+        ``variance_neighbors`` nearest data, an upper bound, too large by up to
+        0.27 of the largest variance in data gaps at n = 10,000), "auto" (exact
+        up to ``exact_variance_max`` targets, else local with a
+        ``LocalVarianceWarning`` once per object), False (none).
     exact_variance_max, variance_neighbors, variance_check : int
         The "auto" limit (default ``min(2000, 2e8 / n^2)``), the data of a local
         system, and the targets solved exactly to measure the local error.

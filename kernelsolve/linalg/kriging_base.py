@@ -17,8 +17,13 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from ..progress import Progress
-from .dense import memory_budget
-from .kriging_direct import DirectSystem, Metric, moving_window, sequential_statistics
+from .kriging_direct import (
+    DirectSystem,
+    Metric,
+    direct_fits,
+    moving_window,
+    sequential_statistics,
+)
 from .kriging_drift import Drift, bilinear
 from .kriging_inputs import (
     EPS,
@@ -31,7 +36,7 @@ from .kriging_inputs import (
     variance_mode,
 )
 from .kriging_model import PYKRIGE_FUNCTIONS, fit_parameters, hole_effect, resolve_model
-from .kriging_options import DIRECT_MAX, SolverOptions
+from .kriging_options import SolverOptions, warn_local_variances
 from .kriging_solvers import (
     CovarianceCGSolver,
     NuggetSolver,
@@ -54,6 +59,7 @@ class KrigingBase:
     eps = EPS  # PyKrige's class attributes
     UNBIAS = True
     variogram_dict = dict(PYKRIGE_FUNCTIONS, **{"hole-effect": hole_effect})
+    _local_warned = False  # the warning of local variances is given once per object
 
     # ------------------------------------------------------------------
     # Set-up
@@ -345,21 +351,16 @@ class KrigingBase:
         return None
 
     def _choose_solver(self) -> None:
-        """``solver``: "direct" (PyKrige's dense system) where it is needed or cheap,
-        else an iterative one (``docs/kriging.md``)."""
+        """``solver``: "direct" (PyKrige's dense system) where it is needed or fits
+        the memory budget, else an iterative one (``docs/kriging.md``)."""
         o = self._options
         reason = self._direct_reason()
         if o.solver in ("saddle", "cg") and reason:
             raise ValueError(f"solver={o.solver!r} does not support {reason}; use 'direct'")
-        unknowns = self._values.size + self._drift.size + 1
-        fits = unknowns * unknowns * 8 * 3 <= memory_budget()
+        fits = direct_fits(self._unknowns())
         if reason is None and o.solver == "auto" and self.variogram.amplitude == 0:
             self.solver = "nugget"  # closed form
-        elif (
-            o.solver == "direct"
-            or reason
-            or (o.solver == "auto" and unknowns <= DIRECT_MAX and fits)
-        ):
+        elif o.solver == "direct" or reason or (o.solver == "auto" and fits):
             self.solver = "direct"
         else:
             self.solver = choose_solver(self.variogram, self._pts, o.solver)
@@ -372,6 +373,10 @@ class KrigingBase:
             self.exact_variance_max = int(min(2000, budget // self._values.size**2))
         else:
             self.exact_variance_max = int(o.exact_variance_max)
+
+    def _unknowns(self) -> int:
+        """Size of PyKrige's system: data, drift terms and the constant."""
+        return self._values.size + self._drift.size + 1
 
     def _check_distinct(self) -> None:
         # a k-d tree: O(n log n), where the engine's argKmin compares all n^2 pairs
@@ -507,10 +512,11 @@ class KrigingBase:
         out = np.empty(k)
         block = 64
         with Progress("kriging variances (exact)", total=k, enabled=self.verbose) as bar:
-            if self._values.size + self._drift.size < DIRECT_MAX:
+            if direct_fits(self._unknowns()):
                 bar.write(
                     f"{k} targets by one iterative solve each; solver='direct' (the default "
-                    "at this size) gives them at one triangular solve each"
+                    "where the dense system fits the memory budget, as here) gives them at "
+                    "one pair of triangular solves each"
                 )
             for a in range(0, k, block):
                 out[a : a + block] = backend.variance(xy[a : a + block])
@@ -520,9 +526,10 @@ class KrigingBase:
     def _variance(self, xy, mode):
         k = len(xy)
         if mode == "auto":
-            mode = (
-                "exact" if (k <= self.exact_variance_max or self.solver == "nugget") else "local"
-            )
+            exact = k <= self.exact_variance_max or self.solver == "nugget"
+            mode = "exact" if exact else "local"
+            if mode == "local":
+                self._warn_local(k)
         if mode == "exact" or self.solver == "nugget":
             self.variance_info = {"method": "exact", "targets": k}
             return self._exact_variance(xy)
@@ -544,6 +551,13 @@ class KrigingBase:
             out[sel] = exact
         self.variance_info = info
         return out
+
+    def _warn_local(self, k: int) -> None:
+        """Once per object: the default variances are local, and what exact ones cost."""
+        if not self._local_warned:
+            self._local_warned = True
+            q = min(self._options.variance_neighbors, self._values.size)
+            warn_local_variances(k, q, self._unknowns(), self._options.solver, self.solver)
 
     # ------------------------------------------------------------------
     # Pickling: solvers are rebuilt on demand

@@ -3,10 +3,13 @@ cases the iterative solvers do not take (custom and hole-effect variograms, any
 drift term, geographic distances, pseudo-inverses).
 
 * :class:`Metric`: Euclidean or great-circle distances (degrees).
+* :func:`direct_fits`: the dense system of ``unknowns`` fits
+  :func:`.dense.memory_budget` (``solver="auto"`` then takes it).
 * :class:`DirectSystem`: PyKrige's kriging matrix (``-gamma`` off the diagonal,
-  0 on it, the drift columns and the constant), LU-factorized once (or
-  pseudo-inverted); predictions from one solve for the data, variances from
-  one solve per target, in blocks sized by :func:`.dense.memory_budget`.
+  0 on it, the drift columns and the constant), built in blocks of rows and
+  LU-factorized once in place (or pseudo-inverted); predictions from one solve
+  for the data, variances from triangular solves for blocks of targets at once
+  (BLAS-3), the blocks sized by :func:`.dense.memory_budget`.
 * :func:`moving_window`: kriging of every target on its ``k`` nearest data
   (a k-d tree), all the small systems solved in one batched LAPACK call per block.
 * :func:`sequential_statistics`: PyKrige's ``delta, sigma, epsilon``: each datum
@@ -24,7 +27,19 @@ from ..progress import Progress
 from .dense import memory_budget
 from .kriging_inputs import EPS, PSEUDO_INVERSES, great_circle_distance, unit_sphere
 
-__all__ = ["Metric", "DirectSystem", "moving_window", "sequential_statistics"]
+__all__ = [
+    "MATRIX_SHARE",
+    "Metric",
+    "DirectSystem",
+    "direct_bytes",
+    "direct_fits",
+    "moving_window",
+    "sequential_statistics",
+]
+
+#: Share of :func:`.dense.memory_budget` the kriging matrix may take (its LU
+#: overwrites it); the blocks of matrix rows and of targets take a tenth at most.
+MATRIX_SHARE = 0.8
 
 
 class Metric:
@@ -69,6 +84,25 @@ def _rows_per_block(cols: int, arrays: int = 4) -> int:
     return int(max(1, min(1 << 16, memory_budget() // (10 * 8 * arrays * max(cols, 1)))))
 
 
+def direct_bytes(unknowns: int) -> int:
+    """Bytes of the dense kriging matrix of ``unknowns`` (float64, factorized in place)."""
+    return 8 * int(unknowns) ** 2
+
+
+def direct_fits(unknowns: int) -> bool:
+    """True when the dense system of ``unknowns`` (data + drift terms + 1) fits
+    :data:`MATRIX_SHARE` of :func:`.dense.memory_budget`.
+
+    Example
+    -------
+    >>> direct_fits(1000)
+    True
+    >>> direct_fits(10**7)
+    False
+    """
+    return direct_bytes(unknowns) <= MATRIX_SHARE * memory_budget()
+
+
 class DirectSystem:
     """PyKrige's kriging system on ``n`` points, factorized once.
 
@@ -90,18 +124,13 @@ class DirectSystem:
         n, m = pts.shape[0], drift.shape[1] + 1
         self.pts, self.values, self.gamma, self.metric = pts, values, gamma, metric
         self.n = n
-        A = np.zeros((n + m, n + m))
-        A[:n, :n] = -gamma(metric.matrix(pts, pts))
-        A[np.arange(n), np.arange(n)] = 0.0
-        A[:n, n : n + m - 1] = drift
-        A[:n, n + m - 1] = 1.0
-        A[n:, :n] = A[:n, n:].T
+        A = self._matrix(drift)
         self.size = n + m
         self.inverse = self.lu = None
         if pseudo_inv:
             self.inverse = PSEUDO_INVERSES[pseudo_inv](A)
-        else:
-            lu, piv = scipy.linalg.lu_factor(A, check_finite=False)
+        else:  # in place: A is Fortran-ordered, so the LU is the only (n + m)^2 array
+            lu, piv = scipy.linalg.lu_factor(A, overwrite_a=True, check_finite=False)
             if not np.all(np.isfinite(lu)) or np.min(np.abs(np.diag(lu))) == 0:
                 raise np.linalg.LinAlgError(
                     "the kriging matrix is singular (duplicate points or a drift that is "
@@ -110,6 +139,22 @@ class DirectSystem:
             self.lu = (lu, piv)
         rhs = np.concatenate([values, np.zeros(m)])
         self.weights = self.solve(rhs[:, None])[:, 0]  # A symmetric: z = b . A^-1 [z; 0]
+
+    def _matrix(self, drift: np.ndarray) -> np.ndarray:
+        """PyKrige's matrix, its variogram block built a block of rows at a time
+        (a whole ``gamma(D)`` would hold several ``n^2`` temporaries)."""
+        n, m = self.n, drift.shape[1] + 1
+        A = np.zeros((n + m, n + m), order="F")
+        At = A.T  # C-ordered view: its rows are A's columns (A is symmetric)
+        rows = _rows_per_block(n, arrays=8)
+        for a in range(0, n, rows):
+            sl = slice(a, min(n, a + rows))
+            At[sl, :n] = -self.gamma(self.metric.matrix(self.pts[sl], self.pts))
+        A[np.arange(n), np.arange(n)] = 0.0
+        A[:n, n : n + m - 1] = drift
+        A[:n, n + m - 1] = 1.0
+        A[n:, :n] = A[:n, n:].T
+        return A
 
     def solve(self, B: np.ndarray) -> np.ndarray:
         if self.inverse is not None:
@@ -121,7 +166,7 @@ class DirectSystem:
         k = tpts.shape[0]
         z = np.empty(k)
         s = np.empty(k) if variance else None
-        block = _rows_per_block(self.size)
+        block = _rows_per_block(self.size, arrays=8)  # gamma's temporaries, b, the solve
         if progress is not None:
             what = "predictions and variances" if variance else "predictions"
             progress.write(f"direct solve: {self.n} data, {k} targets ({what})")

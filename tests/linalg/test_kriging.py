@@ -19,6 +19,7 @@ import scipy.special
 from scipy.spatial.distance import pdist
 
 from kernelsolve import autograd
+from kernelsolve.config import config
 from kernelsolve.engine import ir
 from kernelsolve.engine.request import ReductionRequest
 from kernelsolve.linalg.kriging import (
@@ -29,6 +30,7 @@ from kernelsolve.linalg.kriging import (
     experimental_variogram,
     variogram_parameter_list,
 )
+from kernelsolve.linalg.kriging_options import LocalVarianceWarning
 from kernelsolve.linalg.radial import kernel_formula
 
 pykrige = pytest.importorskip("pykrige", reason="pykrige not installed (the oracle)")
@@ -238,11 +240,13 @@ def test_both_solvers_match_pykrige(model, solver, universal):
     assert_matches(ours, ref)
 
 
-def test_solver_auto_choice():
-    """auto: direct up to DIRECT_MAX unknowns; beyond, CG for smooth covariances with a
-    nugget spanning few length scales, else saddle (the solve waits for execute)."""
+def test_solver_auto_choice(monkeypatch):
+    """auto: direct where the dense system fits the memory budget; beyond, CG for
+    smooth covariances with a nugget spanning few length scales, else saddle (the
+    solve waits for execute)."""
     x, y, z, _, _ = DATA
     assert OrdinaryKriging(x, y, z, "gaussian", PARAMS["gaussian"]).solver == "direct"
+    monkeypatch.setattr(config, "dense_memory_limit", 10**6)  # 5000^2 doubles do not fit
     rng = np.random.default_rng(3)
     xb, yb = rng.random(5000) * 4, rng.random(5000) * 3
     zb = np.sin(xb) + yb
@@ -436,7 +440,8 @@ def test_auto_variance_switches_to_local_and_checks():
         x, y, z, "exponential", p, exact_variance_max=20, variance_check=5, solver="saddle"
     )
     xt, yt = rng.random(30), rng.random(30)
-    _, s_auto = ok.execute("points", xt, yt)
+    with pytest.warns(LocalVarianceWarning, match="solver='saddle' was asked for"):
+        _, s_auto = ok.execute("points", xt, yt)
     info = ok.variance_info
     assert info["method"] == "local" and info["checked"] == 5
     _, s_exact = ok.execute("points", xt, yt, variance="exact")
