@@ -130,7 +130,9 @@ class OrdinaryKriging(_Kriging2D):
         "auto": direct wherever the dense system (8 (n + m)^2 bytes, factorized
         in place) fits 0.8 of ``kernelsolve.linalg.dense.memory_budget()``
         (``kernelsolve.config.dense_memory_limit``, or a fraction of the memory
-        available), and for what only the direct solver takes; beyond, "cg"
+        available), and for what only the direct solver takes, except with
+        ``variance=False`` above ``VALUES_ONLY_DIRECT_MAX`` = 4000 unknowns
+        (values alone are exact to ``rtol`` iteratively, and faster); beyond, "cg"
         for gaussian and matern nu >= 1.5 with a nugget over few length
         scales, else "saddle".
     variance : {"auto", "exact", "local", False}

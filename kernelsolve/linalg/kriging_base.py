@@ -36,7 +36,7 @@ from .kriging_inputs import (
     variance_mode,
 )
 from .kriging_model import PYKRIGE_FUNCTIONS, fit_parameters, hole_effect, resolve_model
-from .kriging_options import SolverOptions, warn_local_variances
+from .kriging_options import VALUES_ONLY_DIRECT_MAX, SolverOptions, warn_local_variances
 from .kriging_solvers import (
     CovarianceCGSolver,
     NuggetSolver,
@@ -358,6 +358,10 @@ class KrigingBase:
         if o.solver in ("saddle", "cg") and reason:
             raise ValueError(f"solver={o.solver!r} does not support {reason}; use 'direct'")
         fits = direct_fits(self._unknowns())
+        if o.variance is False and self._unknowns() > VALUES_ONLY_DIRECT_MAX:
+            # no variances asked: the iterative solvers' values are exact to rtol, and
+            # an LU of 2e4 unknowns takes minutes where they take seconds
+            fits = False
         if reason is None and o.solver == "auto" and self.variogram.amplitude == 0:
             self.solver = "nugget"  # closed form
         elif o.solver == "direct" or reason or (o.solver == "auto" and fits):

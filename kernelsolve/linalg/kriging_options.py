@@ -14,11 +14,22 @@ from .dense import available_memory, memory_budget
 from .kriging_direct import MATRIX_SHARE, direct_bytes
 from .kriging_inputs import variance_mode
 
-__all__ = ["SolverOptions", "SOLVERS", "LocalVarianceWarning", "warn_local_variances"]
+__all__ = [
+    "SolverOptions",
+    "SOLVERS",
+    "VALUES_ONLY_DIRECT_MAX",
+    "LocalVarianceWarning",
+    "warn_local_variances",
+]
 
 #: solver="auto" is "direct" wherever PyKrige's dense system fits the memory
 #: budget (:func:`.kriging_direct.direct_fits`), where PyKrige itself could run.
 SOLVERS = ("auto", "direct", "saddle", "cg")
+
+#: ... except for objects built with ``variance=False`` above this many unknowns:
+#: values alone are exact to ``rtol`` from the iterative solvers, which beat one
+#: LU from about here (4,000 unknowns, measured on the Jacksboro DEM).
+VALUES_ONLY_DIRECT_MAX = 4000
 
 
 class LocalVarianceWarning(UserWarning):

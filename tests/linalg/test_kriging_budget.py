@@ -117,3 +117,24 @@ def test_direct_matrix_built_in_row_blocks(monkeypatch):
     zz, ss = ok.execute("points", xt, yt)
     zr, sr = pykrige_reference()
     assert relerr(zz, zr) < 1e-10 and relerr(ss, sr) < 1e-10
+
+
+def test_values_only_stay_iterative_when_large(monkeypatch):
+    """Built with ``variance=False``, a system above ``VALUES_ONLY_DIRECT_MAX``
+    unknowns is solved iteratively even when the dense one fits (the values are
+    exact to rtol; an LU would cost minutes at 2e4 points); with variances it
+    goes direct."""
+    from kernelsolve.linalg import kriging_base
+
+    monkeypatch.setattr(kriging_base, "VALUES_ONLY_DIRECT_MAX", 50)
+    rng = np.random.default_rng(5)
+    x, y = rng.random(120), rng.random(120)
+    z = np.sin(4 * x) + y
+    params = {"sill": 1.0, "range": 0.5, "nugget": 0.01}
+    values_only = OrdinaryKriging(x, y, z, "spherical", params, variance=False)
+    assert values_only.solver != "direct"
+    assert OrdinaryKriging(x, y, z, "spherical", params).solver == "direct"
+    xt, yt = rng.random(7), rng.random(7)
+    ref, _ = OrdinaryKriging(x, y, z, "spherical", params).execute("points", xt, yt)
+    got, _ = values_only.execute("points", xt, yt, variance=False)
+    np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-8)
