@@ -240,9 +240,10 @@ def solve_cholesky(
     L = U.T  # Fortran order: the lower triangle holds the matrix
     Q, R = np.linalg.qr(P)
     Q = np.asfortranarray(Q)
-    # One BLAS thread throughout: measured at n = 3000 on the two shared cores (load
-    # 7-8), potrf took 0.23-0.24 s on one thread and 0.44-1.97 s on two, symm 0.02 s
-    # against 0.09-0.10 (gesv: 0.40-0.48 s on either); the threads wait for each other.
+    # One BLAS thread throughout: measured on the two shared cores, potrf at n = 3000
+    # (load 7-8) took 0.23-0.24 s on one thread and 0.44-1.97 s on two, at n = 6000
+    # (load 1.7) 0.89-1.70 s against 2.0-4.3 s; symm 0.02 s against 0.09-0.10 (gesv:
+    # 0.40-0.48 s at 3000 on either); the threads wait for each other.
     with one_blas_thread():
         X = blas.dsymm(1.0, L, Q, side=0, lower=1) if m else np.zeros((n, 0))
         G = Q.T @ X
