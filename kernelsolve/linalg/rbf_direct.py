@@ -34,6 +34,7 @@ one compiled kernel per (kernel, dimension), whatever ``epsilon``.
 
 from __future__ import annotations
 
+import mmap
 from contextlib import nullcontext
 
 import numpy as np
@@ -68,6 +69,18 @@ def poly_frame(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     lo, hi = y.min(0), y.max(0)
     scale = (hi - lo) / 2
     return (hi + lo) / 2, np.where(scale == 0.0, 1.0, scale)
+
+
+def small_page_zeros(rows: int, cols: int) -> np.ndarray:
+    """A C-ordered float64 zero matrix in its own anonymous ``mmap``, freed with it.
+
+    NumPy madvises its large allocations for transparent huge pages; on this shared
+    machine their first touch stalls (memory compaction): measured at n = 5000, the
+    first fill of a process took 1.7-3.4 s into ``np.empty``/``np.zeros`` memory and
+    0.25-0.28 s into an mmap (ordinary pages), every time.
+    """
+    buf = mmap.mmap(-1, max(8 * rows * cols, 1))
+    return np.frombuffer(buf, dtype=np.float64, count=rows * cols).reshape(rows, cols)
 
 
 def direct_bytes(n: int, m: int) -> int:
@@ -110,7 +123,7 @@ def saddle_matrix(
     ye = y * epsilon
     # Filled by contiguous rows (C order); the matrix is symmetric, so its transpose
     # view is the same matrix in Fortran order, LAPACK's, with no copy.
-    S = np.zeros((n + m, n + m))
+    S = small_page_zeros(n + m, n + m)
     for r0 in range(0, n, 256):  # row blocks: no (n, n) temporaries
         r1 = min(n, r0 + 256)
         S[r0:r1, :n] = phi.numpy(scipy.spatial.distance.cdist(ye[r0:r1], ye, "sqeuclidean"))
@@ -190,10 +203,10 @@ def lower_kernel(
     """``A = Phi + diag(s)``: a C-ordered array whose upper triangle holds it (its
     transpose, the Fortran-ordered matrix LAPACK sees, holds the lower triangle),
     filled in row blocks from the diagonal on: about half the kernel evaluations of
-    the full matrix. The rest is left uninitialised (never read)."""
+    the full matrix. The rest is never read."""
     n = y.shape[0]
     ye = y * epsilon
-    U = np.empty((n, n))
+    U = small_page_zeros(n, n)
     for r0 in range(0, n, 256):
         r1 = min(n, r0 + 256)
         U[r0:r1, r0:] = phi.numpy(scipy.spatial.distance.cdist(ye[r0:r1], ye[r0:], "sqeuclidean"))
