@@ -34,10 +34,11 @@ Usage::
     python benchmarks/bench_rbf_scipy.py --dem --n 20000 --kernels thin_plate_spline gaussian
     python benchmarks/bench_rbf_scipy.py --n 6000 --solver iterative   # our GMRES path
 
-Measured (2 shared cores, load 1.4-1.8, ``--n 1500 6000 --eps 5 --q 500 --solver
-direct``, two runs): at n = 6000 ours/scipy 0.60-0.90 with the Cholesky path (seven
-kernels; it was 1.17-1.47 with LU, run back to back), 1.46-1.55 for the Gaussian
-(condition ~1e22: potrf fails, then LU); at n = 1500 0.8-1.7 (0.05 s solves).
+Measured (2 shared cores, load 1.2-2.1, ``--n 1500 6000 --eps 5 --q 500 --solver
+direct``): at n = 6000 ours/scipy 0.66-0.73 with the Cholesky path (seven kernels;
+main's LU path 1.39-2.58 in the same session, 1.17-1.47 in an earlier one), 1.60 for
+the Gaussian (condition ~1e22: potrf fails, then LU); at n = 1500 0.84-1.95 (solves
+of 0.06 s).
 """
 
 from __future__ import annotations
