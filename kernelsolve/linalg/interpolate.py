@@ -4,8 +4,9 @@
 (``y, d, neighbors, smoothing, kernel, epsilon, degree``) and computes the same
 interpolant, by one of three methods:
 
-* ``"direct"`` (:mod:`.rbf_direct`): the dense ``(n + m)^2`` saddle system built
-  by the engine and solved by LU, scipy's method; any kernel, any epsilon;
+* ``"direct"`` (:mod:`.rbf_direct`): the dense saddle system, solved by Cholesky
+  on the null space of ``P^T`` where the kernel is (conditionally) positive definite
+  there, else by LU as scipy; any kernel, any epsilon;
 * ``"iterative"`` (:mod:`.saddle`): preconditioned GMRES in ``O(n)`` memory, with
   engine (or FMM) products, for sizes the dense system does not fit;
 * ``neighbors=k`` (:mod:`.rbf_local`): scipy's local interpolants of the ``k``
@@ -17,6 +18,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.spatial import KDTree
@@ -37,6 +39,15 @@ __all__ = ["KernelInterpolator", "ITERATIVE_FROM", "SolverSwitchWarning"]
 #: the other kernels are solved directly whenever the dense system fits the memory budget.
 ITERATIVE_FROM = {"linear": 3000, "thin_plate_spline": 3000}
 SOLVERS = ("auto", "direct", "iterative")
+
+
+@dataclass
+class DirectInfo(SaddleInfo):
+    """:class:`SaddleInfo` of a direct solve, with the factorization used:
+    ``"cholesky"`` (of the kernel block on the null space of ``P^T``) or ``"lu"``
+    (of the whole saddle system, as scipy)."""
+
+    factorization: str = "lu"
 
 
 class SolverSwitchWarning(UserWarning):
@@ -70,7 +81,8 @@ class KernelInterpolator:
         -1 for none).
     solver : {"auto", "direct", "iterative"}
         How the global system is solved (ignored with ``neighbors < n``): "direct",
-        dense LU as scipy (``8 (n + m)^2`` bytes, which must fit
+        the dense system, by Cholesky where the kernel is (conditionally) positive
+        definite, else by LU as scipy (``8 (n + m)^2`` bytes, which must fit
         :func:`.dense.memory_budget`: ``kernelsolve.config.dense_memory_limit`` or
         ``dense_memory_fraction``); "iterative", GMRES in ``O(n)`` memory; "auto":
         GMRES from ``ITERATIVE_FROM`` (3000) points for "linear" and
@@ -132,9 +144,12 @@ class KernelInterpolator:
         fallback after GMRES gave up).
     info : SaddleInfo
         Iterative solver: products, GMRES iterations, residuals, times; direct:
-        ``product == "direct"``, the time, and ``rcond``, LAPACK's estimate of the
-        reciprocal condition number of the system (the coefficients' relative error
-        is up to about ``2.2e-16 / rcond``; scipy solves the same system).
+        ``product == "direct"``, the time, ``factorization`` (``"cholesky"`` or
+        ``"lu"``, see :mod:`.rbf_direct`) and ``rcond``, LAPACK's estimate of the
+        reciprocal condition number of the system factorized (the coefficients'
+        relative error is up to about ``2.2e-16 / rcond``; with ``"lu"`` it is
+        scipy's system, with ``"cholesky"`` its kernel block projected on the null
+        space of ``P^T``).
 
     Example
     -------
@@ -207,11 +222,15 @@ class KernelInterpolator:
             self.solver = "direct"
             self.attempts.append("direct")
             del self._solver
-        self._shift, self._scale, self._coeffs, rcond = solve_direct(
+        self._shift, self._scale, self._coeffs, rcond, how = solve_direct(
             a.y, a.d2, a.smoothing, KERNELS[a.kernel], a.epsilon, a.powers
         )
-        self.info = SaddleInfo(product="direct", solve_seconds=time.perf_counter() - t0)
-        self.info.rcond = rcond
+        self.info = DirectInfo(
+            product="direct",
+            solve_seconds=time.perf_counter() - t0,
+            rcond=rcond,
+            factorization=how,
+        )
 
     @staticmethod
     def _choose(solver: str, a: Checked, n: int, m: int) -> str:
