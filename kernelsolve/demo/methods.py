@@ -53,7 +53,11 @@ def spline(p: Problem, bar: Progress, smoothing: float) -> tuple[np.ndarray, str
     info = f.info
     smooth = f", smoothing {smoothing:g}" if smoothing else ""
     conv = "" if info.converged else ", NOT CONVERGED"
-    how = "dense LU" if f.solver == "direct" else f"{info.products} kernel products"
+    how = (
+        f"dense {info.factorization}"
+        if f.solver == "direct"
+        else f"{info.products} kernel products"
+    )
     return pred, f"{how}{smooth}{conv}"
 
 

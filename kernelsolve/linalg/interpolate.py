@@ -213,7 +213,7 @@ class KernelInterpolator:
             warnings.warn(
                 f"KernelInterpolator: GMRES gave up after {self.info.iterations} iterations "
                 f"(relative residual {max(self.info.residual):.2e}, "
-                f"{time.perf_counter() - t0:.1f} s); solving with the dense LU instead "
+                f"{time.perf_counter() - t0:.1f} s); solving with the dense solve instead "
                 f"({direct_bytes(n, a.powers.shape[0]) / 2**20:,.0f} MiB). Pass "
                 "solver='direct' to skip the GMRES attempt.",
                 SolverSwitchWarning,

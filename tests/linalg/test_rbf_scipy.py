@@ -115,7 +115,7 @@ def test_auto_falls_back_to_direct(monkeypatch):
     y, d, x = topobathy(400)
     monkeypatch.setitem(interpolate.ITERATIVE_FROM, "gaussian", 100)
     kw = dict(kernel="gaussian", epsilon=3.0)
-    with pytest.warns(interpolate.SolverSwitchWarning, match="dense LU instead"):
+    with pytest.warns(interpolate.SolverSwitchWarning, match="dense solve instead"):
         f = KernelInterpolator(y, d, **kw)
     assert f.attempts == ["iterative", "direct"] and f.solver == "direct"
     assert rel(f(x), RBFInterpolator(y, d, **kw)(x)) <= 1e-6
