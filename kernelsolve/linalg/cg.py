@@ -65,6 +65,18 @@ class CGInfo:
     history: list
 
 
+def _start(matmat, Bm, x0, vector: bool, shape):
+    """The first iterate and residual: zero and ``B`` (no product), or ``x0``."""
+    if x0 is None:
+        return Bm * 0, Bm * 1
+    X = x0[:, None] if vector else x0
+    if tuple(X.shape) != tuple(Bm.shape):
+        raise ValueError(f"x0 has shape {tuple(x0.shape)}; expected {tuple(shape)}")
+    _check_finite(X, "x0")
+    X = X * 1
+    return X, Bm - _product(matmat, X, Bm)
+
+
 @keywords(renamed={"tol": "rtol"}, refused={"eps": "rtol"})
 def cg(
     A: Callable,
@@ -137,17 +149,7 @@ def cg(
     if maxiter is None:
         maxiter = DEFAULT_MAXITER
 
-    if x0 is None:
-        X = Bm * 0
-        R = Bm * 1
-    else:
-        X = x0[:, None] if vector else x0
-        if tuple(X.shape) != tuple(Bm.shape):
-            raise ValueError(f"x0 has shape {tuple(x0.shape)}; expected {tuple(B.shape)}")
-        _check_finite(X, "x0")
-        X = X * 1
-        R = Bm - _product(matmat, X, Bm)
-
+    X, R = _start(matmat, Bm, x0, vector, B.shape)
     bnorm = _colnorm(Bm)
     target = _maximum(bnorm * rtol, atol)
     scale = bnorm + (bnorm == 0)  # relative residuals of zero columns are absolute

@@ -273,13 +273,7 @@ def fit_gp_hyperparameters(
         )
         return loss
 
-    threads = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(int(num_threads))
-    try:
-        opt.step(closure)
-    finally:
-        torch.set_num_threads(threads)
+    _step_with_threads(opt, closure, num_threads)
     ls, os_, noise, m = (float(v) for v in raw.detach().cpu())
     return {
         "lengthscale": math.exp(ls),
@@ -287,6 +281,19 @@ def fit_gp_hyperparameters(
         "noise": math.exp(noise) + NOISE_FLOOR,
         "mean": m,
     }
+
+
+def _step_with_threads(opt, closure, num_threads: int | None) -> None:
+    """``opt.step(closure)`` with ``num_threads`` torch threads, restored after."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(int(num_threads))
+    try:
+        opt.step(closure)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _nll_and_gradient(K, r, n: int):
