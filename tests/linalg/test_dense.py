@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch  # test extra
 
 from kernelsolve import LazyTensor, Pm, Vi, Vj, config
 from kernelsolve.engine import ir
@@ -90,7 +91,6 @@ def test_auto_switches_after_fill_products():
 
 
 def test_block_keeps_gradients_and_is_not_used_without_its_graph():
-    torch = pytest.importorskip("torch")
     v = torch.rand(60, 2, dtype=torch.float64)
     op, x = gaussian_operator(lib="torch", requires_grad=True)
     (g_free,) = torch.autograd.grad((op.matmat(v) ** 2).sum(), x)
@@ -153,7 +153,6 @@ def test_block_any_number_of_columns(m):
 
 
 def test_block_gradient_matches_torch():
-    torch = pytest.importorskip("torch")
     x = torch.tensor(np.random.default_rng(4).random((45, 3)), requires_grad=True)
     dense.kernel_matrix(gaussian(), x, x).pow(2).sum().backward()
     g = x.grad.clone()

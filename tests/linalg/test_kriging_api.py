@@ -16,6 +16,11 @@ import warnings
 
 import numpy as np
 import pytest
+from matplotlib import cbook  # the test extra has PyKrige, matplotlib and joblib
+from pykrige.ok import OrdinaryKriging as PKOK
+from pykrige.ok3d import OrdinaryKriging3D as PKOK3
+from pykrige.uk import UniversalKriging as PKUK
+from pykrige.uk3d import UniversalKriging3D as PKUK3
 
 from kernelsolve.linalg.kriging import (
     OrdinaryKriging,
@@ -23,13 +28,6 @@ from kernelsolve.linalg.kriging import (
     UniversalKriging,
     UniversalKriging3D,
 )
-
-pykrige = pytest.importorskip("pykrige", reason="pykrige not installed (the oracle)")
-cbook = pytest.importorskip("matplotlib.cbook")
-from pykrige.ok import OrdinaryKriging as PKOK  # noqa: E402
-from pykrige.ok3d import OrdinaryKriging3D as PKOK3  # noqa: E402
-from pykrige.uk import UniversalKriging as PKUK  # noqa: E402
-from pykrige.uk3d import UniversalKriging3D as PKUK3  # noqa: E402
 
 RTOL = 1e-7
 
@@ -158,7 +156,8 @@ def test_statistics_match_pykrige():
 
 
 def test_print_statistics_switches_and_plots(capsys, monkeypatch):
-    plt = pytest.importorskip("matplotlib.pyplot")
+    import matplotlib.pyplot as plt
+
     monkeypatch.setattr(plt, "show", lambda: None)
     ok = OrdinaryKriging(X, Y, Z, "spherical", SPH, enable_statistics=True)
     ok.print_statistics()
@@ -361,7 +360,8 @@ def _objects():
 
 
 def test_pickle_and_joblib_round_trips_predict_identically():
-    joblib = pytest.importorskip("joblib")
+    import joblib
+
     for obj, pts in _objects():
         a = obj.execute("points", *pts)
         b = pickle.loads(pickle.dumps(obj)).execute("points", *pts)
