@@ -175,12 +175,7 @@ def _fill_by_blocks(formula, leaves, cats, N: int, options):
     f = ir.make("mul", formula, ir.var(len(leaves), ir.J, B))
     request = ReductionRequest(f, "sum", (*batched, eye), (*cats, ir.J), options=options)
     out = autograd.reduce(request)  # (nb, M, B): block b, row a, column b * B + k
-    M = out.shape[1]
-    return (
-        out.permute(1, 0, 2).reshape(M, nb * B)[:, :N]
-        if not isinstance(out, np.ndarray)
-        else out.transpose(1, 0, 2).reshape(M, nb * B)[:, :N]
-    )
+    return out.swapaxes(0, 1).reshape(out.shape[1], nb * B)[:, :N]  # NumPy and torch alike
 
 
 def _fill_by_columns(formula, leaves, cats, options):

@@ -199,8 +199,9 @@ class KernelInterpolator:
             self._tree = KDTree(a.y)  # scipy's tree: the same neighbours where distances tie
             self.info, self.attempts = SaddleInfo(product="local"), []
             return
-        fits = direct_bytes(n, a.powers.shape[0]) <= memory_budget()
-        self.solver = self._choose(solver, a, n, a.powers.shape[0])
+        need, budget = direct_bytes(n, a.powers.shape[0]), memory_budget()
+        fits = need <= budget
+        self.solver = self._choose(solver, a, n, need, budget)
         self.attempts = [self.solver]
         if self.solver == "iterative":
             fallback = solver == "auto" and fits
@@ -233,8 +234,7 @@ class KernelInterpolator:
         )
 
     @staticmethod
-    def _choose(solver: str, a: Checked, n: int, m: int) -> str:
-        need, budget = direct_bytes(n, m), memory_budget()
+    def _choose(solver: str, a: Checked, n: int, need: int, budget: int) -> str:
         if solver == "direct" and need > budget:
             raise ValueError(
                 f"solver='direct': the dense system of {n} points needs {need / 2**30:.1f} GiB, "

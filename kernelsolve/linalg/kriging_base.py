@@ -357,11 +357,11 @@ class KrigingBase:
         reason = self._direct_reason()
         if o.solver in ("saddle", "cg") and reason:
             raise ValueError(f"solver={o.solver!r} does not support {reason}; use 'direct'")
-        fits = direct_fits(self._unknowns())
-        if o.variance is False and self._unknowns() > VALUES_ONLY_DIRECT_MAX:
-            # no variances asked: the iterative solvers' values are exact to rtol, and
-            # an LU of 2e4 unknowns takes minutes where they take seconds
-            fits = False
+        unknowns = self._unknowns()
+        # without variances the iterative solvers' values are exact to rtol, and an LU
+        # of 2e4 unknowns takes minutes where they take seconds
+        values_only = o.variance is False and unknowns > VALUES_ONLY_DIRECT_MAX
+        fits = direct_fits(unknowns) and not values_only
         if reason is None and o.solver == "auto" and self.variogram.amplitude == 0:
             self.solver = "nugget"  # closed form
         elif o.solver == "direct" or reason or (o.solver == "auto" and fits):

@@ -26,17 +26,9 @@ from kernelsolve.config import config
 from kernelsolve.linalg import interpolate
 from kernelsolve.linalg.cg import ConvergenceWarning
 from kernelsolve.linalg.interpolate import KernelInterpolator
+from kernelsolve.linalg.radial import KERNELS as RADIAL_KERNELS
 
-KERNELS = (
-    "linear",
-    "thin_plate_spline",
-    "cubic",
-    "quintic",
-    "multiquadric",
-    "inverse_multiquadric",
-    "inverse_quadratic",
-    "gaussian",
-)
+KERNELS = tuple(RADIAL_KERNELS)  # scipy's list, in its documentation order
 EPS = 8.0  # standardised coordinates, a few hundred points: spacing ~0.1-0.2
 AGREE = 1e-8  # max |ours - scipy| / max |scipy| on a well-conditioned system
 
