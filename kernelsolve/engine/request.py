@@ -65,6 +65,9 @@ class ReductionOptions(NamedTuple):
     target: str | None = None
     #: accumulator dtype: None (the compute dtype) or ``"float64"``
     acc_dtype: str | None = None
+    #: how sums accumulate: None (the default scheme), or pykeops' names
+    #: ``"direct_sum"``, ``"block_sum"``, ``"kahan_scheme"``
+    sum_scheme: str | None = None
 
 
 DEFAULT_OPTIONS = ReductionOptions()
@@ -77,7 +80,9 @@ class ReductionRequest(NamedTuple):
     shaped ``batch + (n, d)`` for an i- or j-variable, ``batch + (d,)`` for a
     parameter, or a tuple of Python floats for a parameter. ``weight`` is the
     second formula of the weighted reductions, ``K`` the count of the K-min
-    family.
+    family. ``ranges`` (None: dense) is a block-sparse plan in pykeops'
+    six-array layout (``ranges_i, slices_i, redranges_j, ranges_j,
+    slices_j, redranges_i``).
 
     Example
     -------
@@ -98,6 +103,7 @@ class ReductionRequest(NamedTuple):
     weight: ir.Node | None = None
     K: int | None = None
     options: ReductionOptions = DEFAULT_OPTIONS
+    ranges: tuple | None = None
 
     def over_j(self) -> ReductionRequest:
         """The same request as a reduction over j (transposed when over i):

@@ -30,14 +30,14 @@ _IGNORED_KEYWORDS = (
 
 
 def reduction_options(kwargs: dict, base: ReductionOptions = DEFAULT_OPTIONS):
-    """pykeops' reduction keywords -> (options, call, out).
+    """pykeops' reduction keywords -> (options, call, out, ranges).
 
     ``backend`` (validated now), ``dtype_acc`` / ``use_double_acc`` set the
     options; ``call`` and ``out`` are returned apart; the speed-only keywords
     of pykeops are accepted and ignored; anything else is a ``TypeError``.
     """
-    target, acc_dtype = base
-    call, out = True, None
+    target, acc_dtype, sum_scheme = base
+    call, out, ranges = True, None, None
     for key, value in kwargs.items():
         if key == "call":
             call = bool(value)
@@ -55,7 +55,7 @@ def reduction_options(kwargs: dict, base: ReductionOptions = DEFAULT_OPTIONS):
                 raise NotImplementedError("ranges=: block-sparse reductions are not supported yet")
         elif key not in _IGNORED_KEYWORDS:
             raise TypeError(f"unexpected keyword argument {key!r} for a reduction")
-    return ReductionOptions(target, acc_dtype), call, out
+    return ReductionOptions(target, acc_dtype, sum_scheme), call, out, ranges
 
 
 # The options every reduction method takes, as its signature shows them
@@ -152,7 +152,7 @@ class ReductionCall:
                 )
             request = request._replace(arguments=tuple(args))
         if kwargs:
-            options, call, out = reduction_options(kwargs, request.options)
+            options, call, out, _ = reduction_options(kwargs, request.options)
             if "call" in kwargs or "out" in kwargs:
                 raise TypeError("call= and out= are given when the reduction is made, not run")
             request = request._replace(options=options)
@@ -198,12 +198,12 @@ class Reductions:
                 self.formula, name, self.variables, self.cats, axis, None, K
             )
             return autograd.reduce(request)
-        options, call, out = reduction_options(kwargs)
+        options, call, out, ranges = reduction_options(kwargs)
         operands = [self] + ([self._as_lazy(weight)] if weight is not None else [])
         formulas, (variables, cats, *_) = join(operands, ("the formula", "weight"))
         weight_node = formulas[1] if weight is not None else None
         request = ReductionRequest(
-            formulas[0], name, variables, cats, axis, weight_node, K, options
+            formulas[0], name, variables, cats, axis, weight_node, K, options, ranges
         )
         if not call:
             return ReductionCall(request)

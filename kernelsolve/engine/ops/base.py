@@ -9,6 +9,7 @@ An :class:`Op` gathers everything the library knows about one operation:
   CUDA targets alike,
 * ``numpy``: its NumPy evaluation, read by the reference engine,
 * ``vjp``: its vector-Jacobian product, read by :mod:`..grad`,
+* ``jvp``: its Jacobian-vector product (forward mode), read by :mod:`..grad`,
 * ``method``: the :class:`~kernelsolve.LazyTensor` attribute that builds it.
 
 ``tests/engine/test_ops_declared.py`` fails for any op that lacks one of them.
@@ -51,7 +52,11 @@ class Op:
       dimension (broadcasting like the formula), result likewise;
     * ``vjp(node, cotangent, *args)``: one contribution per argument (an IR
       node, or None for none), written with IR ops only; :func:`no_gradient`
-      for ops whose derivative is 0.
+      for ops whose derivative is 0;
+    * ``jvp(node, tangents, *args)``: ``tangents`` holds one tangent per
+      argument (an IR node of the argument's dim, or None for a zero
+      tangent); returns the output's tangent (an IR node of ``node.dim``,
+      written with IR ops only) or None when it is zero.
     """
 
     name: str
@@ -64,6 +69,7 @@ class Op:
     elementwise: bool = False
     nattrs: int = 0
     doc: str = ""
+    jvp: Callable | None = None
 
     @property
     def differentiable(self) -> bool:
