@@ -7,9 +7,10 @@ reduction is one fused map-reduce. See :class:`LazyTensor`.
 from ._version import __version__
 from .config import config
 from .engine.cache import clear_cache
-from .lazytensor import LazyTensor, Pm, ReductionCall, Vi, Vj
+from .lazytensor import ComplexLazyTensor, LazyTensor, Pm, ReductionCall, Vi, Vj
 
 __all__ = [
+    "ComplexLazyTensor",
     "LazyTensor",
     "Pm",
     "ReductionCall",

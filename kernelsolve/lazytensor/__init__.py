@@ -9,7 +9,8 @@ return arrays of the caller's library.
 * :mod:`.binding`: arrays and numbers bound to variables, joins of operands;
 * :mod:`.core`: the class, its operators and elementwise functions;
 * :mod:`.reductions`: the reductions, ``K @ v`` and its kept plan,
-  ``K.solve``, :class:`~.reductions.ReductionCall`.
+  ``K.solve``, :class:`~.reductions.ReductionCall`;
+* :mod:`.complex`: :class:`~.complex.ComplexLazyTensor` (complex input).
 
 The semantics are pykeops': code written for ``pykeops.torch.LazyTensor`` or
 ``pykeops.numpy.LazyTensor`` runs after changing the import.
@@ -23,7 +24,8 @@ The semantics are pykeops': code written for ``pykeops.torch.LazyTensor`` or
 (100,)
 """
 
+from .complex import ComplexLazyTensor
 from .core import LazyTensor, Pm, Vi, Vj
 from .reductions import ReductionCall
 
-__all__ = ["LazyTensor", "Pm", "ReductionCall", "Vi", "Vj"]
+__all__ = ["ComplexLazyTensor", "LazyTensor", "Pm", "ReductionCall", "Vi", "Vj"]

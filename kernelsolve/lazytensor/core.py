@@ -55,28 +55,44 @@ class LazyTensor(Reductions):
     # ``lazy.__rmul__`` instead of broadcasting over the LazyTensor.
     __array_ufunc__ = None
     __array_priority__ = 1000
+    is_complex = False  # ComplexLazyTensor (lazytensor/complex.py): True
 
     def __init__(self, x=None, axis: int | None = None):
         if x is None:  # internal: fields are set by _new
             return
-        if type(x) is np.ndarray or type(x) is arrays.torch_tensor_type():
-            fields = bind_array(x, axis)  # the common case first: no chain of type tests
-        elif isinstance(x, LazyTensor):
-            for s in LazyTensor.__slots__:
-                setattr(self, s, getattr(x, s, None))
-            return
-        elif isinstance(x, (bool, int, float, np.number, list, tuple)):
-            fields = bind_number(x, axis)
-        elif arrays.is_array(x):
-            fields = bind_array(x, axis)
-        else:
-            raise TypeError(
-                "LazyTensor: expected a NumPy array, a torch tensor, a number or a list "
-                f"of numbers, got {type(x).__name__}"
-            )
+        try:
+            if type(x) is np.ndarray or type(x) is arrays.torch_tensor_type():
+                fields = bind_array(x, axis)  # the common case first: no chain of type tests
+            elif isinstance(x, LazyTensor):
+                if x.is_complex:
+                    return self._become_complex(x, axis)
+                for s in LazyTensor.__slots__:
+                    setattr(self, s, getattr(x, s, None))
+                return
+            elif isinstance(x, (bool, int, float, np.number, list, tuple)):
+                fields = bind_number(x, axis)
+            elif arrays.is_array(x):
+                fields = bind_array(x, axis)
+            else:
+                raise TypeError(
+                    "LazyTensor: expected a NumPy array, a torch tensor, a number or a list "
+                    f"of numbers, got {type(x).__name__}"
+                )
+        except TypeError:
+            # complex input is refused by the real bindings; as in pykeops,
+            # LazyTensor(complex) is then a ComplexLazyTensor (lazytensor/complex.py)
+            if type(self) is not LazyTensor or not _complex.is_complex_input(x):
+                raise
+            return self._become_complex(x, axis)
         self.formula, self.variables, self.cats, self.ni, self.nj, self.batchdims, self._kind = (
             fields
         )
+
+    def _become_complex(self, x, axis) -> None:
+        # The two classes share one layout (ComplexLazyTensor adds no slot), so
+        # the instance can change class: the real path pays nothing for this.
+        self.__class__ = _complex.ComplexLazyTensor
+        self.__init__(x, axis)
 
     @classmethod
     def _new(cls, formula, variables, cats, ni, nj, batchdims, kind) -> LazyTensor:
@@ -148,6 +164,8 @@ class LazyTensor(Reductions):
 
     def _nary(self, op: str, *others, attrs: tuple = ()) -> LazyTensor:
         operands = [self] + [LazyTensor._as_lazy(o) for o in others]
+        if any(o.is_complex for o in operands):
+            raise _complex.unsupported(op)
         formulas, joined = join(operands)
         return LazyTensor._new(ir.make(op, *formulas, attrs=attrs), *joined)
 
@@ -156,6 +174,8 @@ class LazyTensor(Reductions):
         ``name`` words ``other`` in errors."""
         if type(other) is not LazyTensor:
             other = LazyTensor._as_lazy(other)
+            if other.is_complex:
+                return _complex.binary(op, self, other, name)
         formulas, joined = join((self, other), ("the left operand", name))
         return LazyTensor._new(ir.make(op, formulas[0], formulas[1]), *joined)
 
@@ -373,6 +393,43 @@ class LazyTensor(Reductions):
         """Outer product (dims n and p): dim n*p, row-major."""
         return self._nary("tensorprod", other)
 
+    # Complex numbers (lazytensor/complex.py) ----------------------------
+    def real2complex(self):
+        """``x`` as complex numbers with zero imaginary part (a ComplexLazyTensor)."""
+        return self._as_complex("real2complex")
+
+    def imag2complex(self):
+        """``1j * x`` (a ComplexLazyTensor)."""
+        return self._as_complex("imag2complex")
+
+    def exp1j(self):
+        """``exp(1j * x)`` = ``cos(x) + 1j sin(x)`` (a ComplexLazyTensor)."""
+        return self._as_complex("exp1j")
+
+    def _as_complex(self, op: str):
+        node = ir.make(op, self.formula)
+        return _complex.ComplexLazyTensor._new(
+            node, self.variables, self.cats, self.ni, self.nj, self.batchdims, self._kind
+        )
+
+    @property
+    def real(self):
+        """The real part of a real LazyTensor: itself (as NumPy's ``.real``)."""
+        return self
+
+    @property
+    def imag(self):
+        """The imaginary part of a real LazyTensor: 0 (as NumPy's ``.imag``)."""
+        return self * 0
+
+    def conj(self):
+        """The conjugate of a real LazyTensor: itself."""
+        return self
+
+    def angle(self):
+        """The argument of real numbers: 0 for x >= 0, pi for x < 0 (``atan2(0, x)``)."""
+        return LazyTensor._as_lazy(0)._nary("atan2", self)
+
     # Symbolic gradient ------------------------------------------------
     def grad(self, other: LazyTensor, gradin) -> LazyTensor:
         """The LazyTensor ``sum_k gradin_k * d self_k / d other`` (pykeops' ``grad``).
@@ -416,7 +473,7 @@ class LazyTensor(Reductions):
     # ------------------------------------------------------------------
     def t(self) -> LazyTensor:
         """Swap the i and j axes: ``K.t()[j, i] == K[i, j]``."""
-        return LazyTensor._new(
+        return type(self)._new(
             ir.swap_ij(self.formula),
             self.variables,
             ir.swap_cats(self.cats),
@@ -429,6 +486,10 @@ class LazyTensor(Reductions):
     @property
     def T(self) -> LazyTensor:
         return self.t()
+
+
+# ComplexLazyTensor subclasses LazyTensor: imported once LazyTensor exists
+from . import complex as _complex  # noqa: E402
 
 
 def _op_method(cls: type, name: str, doc: str):

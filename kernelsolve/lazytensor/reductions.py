@@ -344,10 +344,10 @@ class Reductions:
         return self._matmul(v)
 
     def _matmul(self, v):
-        if self.formula.dim != 1:
+        if self.ndim != 1:
             raise ValueError(
                 f"K @ v needs a scalar formula (inner dimension 1); K has inner "
-                f"dimension {self.formula.dim}"
+                f"dimension {self.ndim}"
             )
         if not arrays.is_array(v):
             raise TypeError(
@@ -363,6 +363,9 @@ class Reductions:
         else:
             vj = type(self)(v.reshape(tuple(v.shape[:-2]) + (1,) + tuple(v.shape[-2:])))
         prod = self._binary("mul", vj, "v")  # v may bring batch dims of its own
+        if prod.is_complex:  # lazytensor/complex.py: a complex sum, complex out
+            Kv = prod.sum(prod.nbatchdims + 1)
+            return Kv[..., 0] if v.ndim == 1 else Kv
         leaves = prod.variables
         if autograd.needs_grad(leaves):
             Kv = prod._reduce("sum", 1)

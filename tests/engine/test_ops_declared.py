@@ -78,6 +78,22 @@ CALLS = {
     "vecmatmult": lambda x, y, s, m: x.extract(0, 2).vecmatmult(m),
     "tensorprod": lambda x, y, s, m: x.tensorprod(y),
     "onehot": lambda x, y, s, m: s.one_hot(3),
+    # complex ops (engine/ops/complex.py): on exp(1j x), a complex LazyTensor
+    "real2complex": lambda x, y, s, m: x.real2complex(),
+    "imag2complex": lambda x, y, s, m: x.imag2complex(),
+    "exp1j": lambda x, y, s, m: x.exp1j(),
+    "conj": lambda x, y, s, m: x.exp1j().conj(),
+    "complexreal": lambda x, y, s, m: x.exp1j().real,
+    "compleximag": lambda x, y, s, m: x.exp1j().imag,
+    "complexabs": lambda x, y, s, m: x.exp1j().abs(),
+    "complexangle": lambda x, y, s, m: x.exp1j().angle(),
+    "complexexp": lambda x, y, s, m: x.imag2complex().exp(),
+    "complexsum": lambda x, y, s, m: x.exp1j().sum(-1),
+    "complexmult": lambda x, y, s, m: x.exp1j() * y.exp1j(),
+    "complexadd": lambda x, y, s, m: x.exp1j() + y,
+    "complexsub": lambda x, y, s, m: x.exp1j() - y,
+    "complexdiv": lambda x, y, s, m: x.exp1j() / y.exp1j(),
+    "complexrealscal": lambda x, y, s, m: x.exp1j() * s,
 }
 
 
