@@ -76,7 +76,14 @@ def _is_complex_array(x) -> bool:
     return arrays.is_array(x) and x.dtype.kind == "c"
 
 
+# How errors word the real ops that have no complex meaning
+_WORDS = {"lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!=", "powf": "**"}
+_WORDS.update(scalprod="| (scalar product)", clampint="clamp", clamp="clamp")
+
+
 def unsupported(what: str) -> TypeError:
+    """The error for ``what`` (an op name or a phrase) on a complex operand."""
+    what = _WORDS.get(what, what)
     return TypeError(
         f"{what} has no meaning for complex LazyTensors; apply it to z.real, z.imag, "
         "z.abs() or z.angle() instead"
@@ -194,7 +201,7 @@ class ComplexLazyTensor(LazyTensor):
         if op == "inv":
             return 1 / self
         if op not in _UNARY:
-            raise unsupported(f"{op}()")
+            raise unsupported(f"{_WORDS.get(op, op)}()")
         return self._with(ir.make(_UNARY[op], self.formula))
 
     def _nary(self, op: str, *others, attrs: tuple = ()) -> LazyTensor:
@@ -325,7 +332,5 @@ class ComplexReductionCall(ReductionCall):
     the order of the variables), returns a complex array."""
 
     def __call__(self, *args, **kwargs):
-        args = [
-            _real_view(a, None) if _is_complex_array(a) else a for a in args
-        ]
+        args = [_real_view(a, None) if _is_complex_array(a) else a for a in args]
         return as_complex(super().__call__(*args, **kwargs))
