@@ -142,6 +142,18 @@ LAZYTENSOR_GROUPS: list[tuple[str, list[tuple[str, str]]]] = [
         ],
     ),
     ("Symbolic gradient", [("grad", "")]),
+    (
+        "Complex numbers (see `ComplexLazyTensor`)",
+        [
+            ("real2complex", ""),
+            ("imag2complex", ""),
+            ("exp1j", ""),
+            ("real", ""),
+            ("imag", ""),
+            ("conj", ""),
+            ("angle", ""),
+        ],
+    ),
 ]
 
 REDUCTION_OPTIONS = """\
@@ -158,6 +170,12 @@ not results). Any other keyword is a `TypeError`.
 SECTIONS: list[tuple[str, str, bool, list[str]]] = [
     ("kernelsolve.lazytensor", "kernelsolve: LazyTensor, Vi, Vj, Pm", True, []),
     ("kernelsolve.lazytensor", "", False, ["Vi", "Vj", "Pm", "ReductionCall"]),
+    (
+        "kernelsolve.lazytensor.complex",
+        "kernelsolve.ComplexLazyTensor",
+        True,
+        ["ComplexLazyTensor"],
+    ),
     ("kernelsolve.config", "kernelsolve.config", True, []),
     ("kernelsolve.engine.cache", "kernelsolve.clear_cache", False, ["clear_cache"]),
     (

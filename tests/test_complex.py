@@ -214,6 +214,30 @@ def test_call_false_and_out():
     np.testing.assert_allclose(out, want)
 
 
+def test_batch_dims_and_rebinding():
+    rng = np.random.default_rng(3)
+    x = rng.random((2, M, 1, D)) + 1j * rng.random((2, M, 1, D))
+    y = rng.random((1, 1, N, D)) + 1j * rng.random((1, 1, N, D))
+    K = LazyTensor(x) * LazyTensor(y).conj()
+    assert K.shape == (2, M, N, D)
+    np.testing.assert_allclose(K.sum(2), (x * y.conj()).sum(2))
+    np.testing.assert_allclose(K.sum(1), (x * y.conj()).sum(1))
+    rc = K.sum(2, call=False)  # rebinding: complex arrays in the variables' layout
+    np.testing.assert_allclose(rc(2 * x[:, :, 0], y[:, 0]), (2 * x * y.conj()).sum(2))
+
+
+def test_complex_methods_of_real_lazytensors():
+    """As NumPy: a real x has x.real = x, x.imag = 0, x.conj() = x and
+    x.angle() = 0 or pi."""
+    t = np.array([[1.5], [-2.0], [0.0]])
+    x = Vi(t)
+    assert x.real is x and x.conj() is x
+    np.testing.assert_array_equal(x.imag.sum(1), np.imag(t))
+    np.testing.assert_allclose(x.angle().sum(1), np.angle(t))
+    np.testing.assert_allclose(x.real2complex().sum(1), t + 0j)
+    np.testing.assert_allclose(x.imag2complex().sum(1), 1j * t)
+
+
 # ----------------------------------------------------------------------------
 # torch autograd
 # ----------------------------------------------------------------------------

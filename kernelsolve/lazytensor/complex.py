@@ -16,10 +16,14 @@ LazyTensors, arrays and Python numbers (a real operand is promoted;
 ``n``), ``.real``, ``.imag``, ``.conj()``, ``.abs()``, ``.angle()``,
 ``.exp()``, ``.sum(-1)`` (inner sum), indexing and ``concat`` of complex
 coordinates, ``.t()``, and the ``sum`` reduction over i or j (also
-``K @ v`` with a complex ``K`` or ``v``). The other reductions (min, logsumexp, argKmin...) and the
-elementwise functions without a complex meaning (``<``, ``sqrt``, ``log``,
-``relu``...) raise ``TypeError``: reduce ``z.real``, ``z.imag`` or ``z.abs()``
-instead.
+``K @ v`` with a complex ``K`` or ``v``). The other reductions (min,
+logsumexp, argKmin...) and the functions without a complex meaning (``<``,
+``sqrt``, ``log``, ``relu``, ``solve``...) raise ``TypeError``: reduce
+``z.real``, ``z.imag`` or ``z.abs()`` instead.
+
+torch gradients flow through the complex ops (their VJP rules are the
+transposes of the real Jacobians, torch's convention for complex tensors), so
+``backward`` works with complex tensors that require grad.
 
 Example
 -------
@@ -140,7 +144,7 @@ class ComplexLazyTensor(LazyTensor):
     >>> import numpy as np
     >>> z = ComplexLazyTensor(np.array([[1 + 2j], [3j]]), axis=0)
     >>> (z * z.conj()).real.sum(0)
-    array([14.])
+    array([[14.]])
     """
 
     __slots__ = ()
