@@ -42,6 +42,7 @@ CASES = {
     "pow": lambda z, w, u, s: z**2 + w**3 - z**-1,
     "real2complex": lambda z, w, u, s: u.real2complex() * z + u.imag2complex() - (u * s).exp1j(),
     "inner-sum": lambda z, w, u, s: (z * w).sum(-1) + z.sum(-1),
+    "index-concat": lambda z, w, u, s: z[1].concat(u).concat(w[0:2]) * u.concat(z)[2],
 }
 
 
@@ -95,6 +96,19 @@ class _Dense:
             "sum": lambda dim: a.sum(-1, keepdims=True) if lib is np else a.sum(-1, keepdim=True),
         }
         return lambda *args: _Dense(methods[name](*args))
+
+    def __getitem__(self, key):
+        key = slice(key, key + 1) if isinstance(key, int) else key
+        return _Dense(self.a[..., key])
+
+    def concat(self, other):
+        a, b = self.a, other.a
+        if isinstance(a, torch.Tensor):
+            shape = torch.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+            return _Dense(torch.cat([a.expand(*shape, -1), b.expand(*shape, -1)], -1))
+        shape = np.broadcast_shapes(a.shape[:-1], b.shape[:-1])
+        a, b = np.broadcast_to(a, shape + a.shape[-1:]), np.broadcast_to(b, shape + b.shape[-1:])
+        return _Dense(np.concatenate([a, b], -1))
 
 
 def _binop(name):

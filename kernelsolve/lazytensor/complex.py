@@ -100,7 +100,8 @@ def _real_view(x, axis):
     if x.ndim == 0 or (x.ndim == 1 and axis in (0, 1)):
         x = x.reshape(-1, 1) if x.ndim == 1 else x.reshape(1)
     if arrays.is_torch(x):
-        torch = arrays._torch()
+        import torch  # loaded: x is a tensor
+
         if x.dtype not in (torch.complex64, torch.complex128):
             raise TypeError(f"LazyTensor: x has dtype {x.dtype}; expected complex64 or complex128")
         r = torch.view_as_real(x.resolve_conj())
@@ -323,7 +324,8 @@ def binary(op: str, a: LazyTensor, b: LazyTensor, name: str = "the right operand
 def as_complex(result):
     """A reduction's real result (last axis 2D, interleaved) as complex (D)."""
     if arrays.is_torch(result):
-        torch = arrays._torch()
+        import torch  # loaded: x is a tensor
+
         r = result.contiguous()
         return torch.view_as_complex(r.reshape(tuple(r.shape[:-1]) + (r.shape[-1] // 2, 2)))
     if result.strides[-1] != result.itemsize:

@@ -164,8 +164,11 @@ class LazyTensor(Reductions):
 
     def _nary(self, op: str, *others, attrs: tuple = ()) -> LazyTensor:
         operands = [self] + [LazyTensor._as_lazy(o) for o in others]
-        if any(o.is_complex for o in operands):
-            raise _complex.unsupported(op)
+        for o in operands:
+            if o.is_complex:  # ops without a complex meaning (<, atan2, |, ...)
+                if op == "concat":
+                    return self.real2complex()._nary(op, *others)
+                raise _complex.unsupported(op)
         formulas, joined = join(operands)
         return LazyTensor._new(ir.make(op, *formulas, attrs=attrs), *joined)
 

@@ -122,7 +122,12 @@ def _np(f: Callable) -> Callable:
     return rule
 
 
+#: The names of the ops declared here (filled by :func:`_declare`).
+COMPLEX_OPS: set[str] = set()
+
+
 def _declare(name, arity, dim, *, c, numpy, vjp, jvp, method, doc, nattrs=0) -> Op:
+    COMPLEX_OPS.add(name)
     return declare(Op(name, arity, dim, c, numpy, vjp, method, False, nattrs, doc, jvp=jvp))
 
 
