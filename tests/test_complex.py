@@ -42,6 +42,7 @@ CASES = {
     "pow": lambda z, w, u, s: z**2 + w**3 - z**-1,
     "real2complex": lambda z, w, u, s: u.real2complex() * z + u.imag2complex() - (u * s).exp1j(),
     "inner-sum": lambda z, w, u, s: (z * w).sum(-1) + z.sum(-1),
+    "norms": lambda z, w, u, s: (z * w).normalize() * (z - w).sqnorm2() + u * (z + w).norm2(),
     "index-concat": lambda z, w, u, s: z[1].concat(u).concat(w[0:2]) * u.concat(z)[2],
 }
 
@@ -85,6 +86,7 @@ class _Dense:
         lib = torch if isinstance(a, torch.Tensor) else np
         if name in ("real", "imag"):
             return _Dense(getattr(a, name))
+        keep = {"keepdims" if lib is np else "keepdim": True}
         methods = {
             "conj": lambda: a.conj(),
             "exp": lambda: lib.exp(a),
@@ -93,6 +95,9 @@ class _Dense:
             "exp1j": lambda: lib.exp(1j * a),
             "real2complex": lambda: a + 0j,
             "imag2complex": lambda: 1j * a,
+            "normalize": lambda: a / lib.sqrt((abs(a) ** 2).sum(-1, **keep)),
+            "sqnorm2": lambda: (abs(a) ** 2).sum(-1, **keep),
+            "norm2": lambda: lib.sqrt((abs(a) ** 2).sum(-1, **keep)),
             "sum": lambda dim: a.sum(-1, keepdims=True) if lib is np else a.sum(-1, keepdim=True),
         }
         return lambda *args: _Dense(methods[name](*args))

@@ -14,7 +14,8 @@ What a complex LazyTensor supports: ``+ - * /`` with complex or real
 LazyTensors, arrays and Python numbers (a real operand is promoted;
 ``z * u`` with a real ``u`` is ``complexrealscal``), ``-z``, ``z ** n`` (int
 ``n``), ``.real``, ``.imag``, ``.conj()``, ``.abs()``, ``.angle()``,
-``.exp()``, ``.sum(-1)`` (inner sum), indexing and ``concat`` of complex
+``.exp()``, ``.sum(-1)`` (inner sum), ``.normalize()``, ``.norm2()`` and
+``.sqnorm2()`` (the norms of the complex vector, real), indexing and ``concat`` of complex
 coordinates, ``.t()``, and the ``sum`` reduction over i or j (also
 ``K @ v`` with a complex ``K`` or ``v``). The other reductions (min,
 logsumexp, argKmin...) and the functions without a complex meaning (``<``,
@@ -48,11 +49,12 @@ from .reductions import ReductionCall, write_out
 
 __all__ = ["ComplexLazyTensor", "is_complex_input"]
 
-# Ops that mean the same on (re, im) pairs as on real numbers
-_PAIRWISE_SAME = ("neg",)
+# Real ops whose value on the (re, im) pairs is their complex meaning: -z,
+# z / |z|, and the (real) norms of a complex vector
+_SAME_ON_PAIRS = ("neg", "normalize", "sqnorm2", "norm2")
 # Real op name -> complex op, for the methods that LazyTensor builds with _unary
 _UNARY = {"exp": "complexexp", "sum": "complexsum", "abs": "complexabs"}
-_REAL_RESULT = ("complexabs", "complexangle", "complexreal", "compleximag")
+_REAL_RESULT = ("complexabs", "complexangle", "complexreal", "compleximag", "sqnorm2", "norm2")
 _BINARY = {"add": "complexadd", "sub": "complexsub", "mul": "complexmult", "div": "complexdiv"}
 
 
@@ -191,15 +193,16 @@ class ComplexLazyTensor(LazyTensor):
     # ------------------------------------------------------------------
     # Building formulas
     # ------------------------------------------------------------------
-    def _with(self, node, cls=None) -> LazyTensor:
-        """``node`` over this LazyTensor's arrays (complex unless ``cls``)."""
-        cls = cls or (LazyTensor if node.op in _REAL_RESULT else ComplexLazyTensor)
+    def _with(self, node) -> LazyTensor:
+        """``node`` over this LazyTensor's arrays (a real LazyTensor for the
+        ops with real results)."""
+        cls = LazyTensor if node.op in _REAL_RESULT else ComplexLazyTensor
         return cls._new(
             node, self.variables, self.cats, self.ni, self.nj, self.batchdims, self._kind
         )
 
     def _unary(self, op: str, attrs: tuple = ()) -> LazyTensor:
-        if op in _PAIRWISE_SAME:
+        if op in _SAME_ON_PAIRS:
             return self._with(ir.make(op, self.formula, attrs=attrs))
         if op == "square":
             return self * self
