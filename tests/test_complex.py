@@ -299,6 +299,18 @@ def test_torch_gradient_through_abs_real_and_angle():
         torch.testing.assert_close(g, h, rtol=1e-10, atol=1e-10)
 
 
+def test_torch_func_grad_of_complex_input():
+    a = _data("torch", "float64")
+    z, u = a["z"], a["u"]
+
+    def fun(z, lazy):
+        Z, U = (LazyTensor(z), LazyTensor(u)) if lazy else (z, u)
+        return (Z * (1j * U).exp()).sum(1).abs().sum()
+
+    got = torch.func.grad(lambda z: fun(z, True))(z)
+    torch.testing.assert_close(got, torch.func.grad(lambda z: fun(z, False))(z))
+
+
 # ----------------------------------------------------------------------------
 # Errors
 # ----------------------------------------------------------------------------
