@@ -226,7 +226,19 @@ OP_CASES: list[OpCase] = [
     _case("matvecmult", lambda X, Y, P: X.matvecmult(Y * P), (6, 2, 2)),
     _case("vecmatmult", lambda X, Y, P: (X * P).vecmatmult(Y), (2, 6, 2)),
     _case("tensorprod", lambda X, Y, P: X.tensorprod(Y * P), (2, 3, 3)),
+    # every complex op (engine/ops/complex.py) in one real-valued formula; each
+    # op's own VJP is checked against torch in tests/engine/test_complex_ops.py
+    _case("complex", lambda X, Y, P: _complex_mix(X, Y, P), D2, op="complexmult"),
 ]
+
+
+def _complex_mix(X, Y, P):
+    z = X.exp1j() * P + Y.imag2complex()
+    w = (Y * 0.5).real2complex() + 2j - X.imag2complex() * 0.25  # |w| >= 1.75
+    q = (z * w.conj() * 0.1).exp() / w  # angle(q) within 1.1 of -pi/2: no branch cut
+    return q.abs() + q.angle() * 0.5 + z.real - w.imag + q.sum(-1).real
+
+
 CASES_BY_NAME = {c.name: c for c in OP_CASES}
 
 
