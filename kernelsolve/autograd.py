@@ -216,9 +216,16 @@ def _smooth_backward(request: ReductionRequest, leaves, out, grad_out, wanted):
         joint = parts[0][1]
         for _, f in parts[1:]:
             joint = ir.make("concat", joint, f)
+        # block-sparse: the same kept blocks (over i: the other half of ranges)
         total = reduce(
             ReductionRequest(
-                joint, "sum", tuple(ext_leaves), ext_cats, axis, options=request.options
+                joint,
+                "sum",
+                tuple(ext_leaves),
+                ext_cats,
+                axis,
+                options=request.options,
+                ranges=request.ranges,
             )
         )
         start = 0
@@ -369,7 +376,10 @@ def _select_reduce(request: ReductionRequest):
         idx4 = idx.unsqueeze(-1) if D == 1 else idx
     else:
         idx4 = idx.unsqueeze(-2)
-    selected = _selected_values(request, idx4)
+    # a row with no kept pair (block-sparse) has index -1: no gradient there
+    found = idx4 >= 0
+    selected = _selected_values(request, idx4.clamp(min=0))
+    selected = torch.where(found, selected, torch.zeros((), dtype=selected.dtype))
     out = _functions()[1].apply(values, selected.reshape(values.shape))
     return out if request.reduction in ("min", "max", "kmin") else (out, idx)
 

@@ -362,7 +362,8 @@ def _cast_outputs(outs: list, kind: ArrayKind, cast: str | None) -> list:
 
 def execute(plan: Plan, leaves: Sequence, ranges=None):
     """Run a :func:`plan` on ``leaves`` (arrays of the planned signature);
-    ``ranges``: pykeops' block-sparse ranges (the plan's request had them)."""
+    ``ranges``: pykeops' block-sparse ranges, as in the request of the plan
+    (the plan of a reduction over i reads their second half)."""
     kind = plan.kind
     hc = plan.host
     if plan.range_names or ranges is not None:
@@ -411,6 +412,8 @@ def _execute_blocks(plan: Plan, leaves: Sequence, ranges):
             "ranges= given to a dense plan, or missing from a block-sparse one: "
             "plan and execute the same request"
         )
+    if plan.range_names != ranges_mod.NAMES[:3]:  # over i: the plan is transposed
+        ranges = ranges_mod.swap_axes(ranges)
     blocks = ranges_mod.block_plan(ranges, plan.M, plan.N, plan.range_names)
     kind = plan.kind
     if plan.target == "cuda":
