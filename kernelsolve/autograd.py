@@ -123,7 +123,7 @@ def reduce(request: ReductionRequest):
         summand = ir.make(
             "mul", ir.make("exp", ir.make("sub", request.formula, L)), request.weight
         )
-        return reduce(
+        out = reduce(
             request._replace(
                 formula=summand,
                 reduction="sum",
@@ -132,6 +132,9 @@ def reduce(request: ReductionRequest):
                 weight=None,
             )
         )
+        if request.ranges is not None:  # a row with no kept pair: 0 / 0 as the kernel
+            out = out.masked_fill(lse.isneginf(), float("nan"))
+        return out
     raise ValueError(f"no gradient rule for the reduction {name!r}")
 
 

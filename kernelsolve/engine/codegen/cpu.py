@@ -425,15 +425,16 @@ def _j_loops(spec: KernelSpec, rows: int, tile: int):
         f"  const int64_t NS = {c_j_stride('N')} + {CPU_VECTOR_J};",
         "  const int64_t ngroups = ks_ngroups;",
     ]
+    # ks_ names: the strategies and reductions declare s0, s, ... of their own
     head = [
         "const int64_t r0 = ks_groups[4 * g], r1 = ks_groups[4 * g + 1];",
-        "const int64_t s0 = ks_groups[4 * g + 2], s1 = ks_groups[4 * g + 3];",
+        "const int64_t ks_s0 = ks_groups[4 * g + 2], ks_s1 = ks_groups[4 * g + 3];",
     ]
     tiles = [
-        "for (int64_t s = s0; s < s1; s++) {",
-        "const int64_t ja = ks_red[2 * s], jb = ks_red[2 * s + 1];",
-        f"for (int64_t t0 = ja; t0 < jb; t0 += {tile}) {{",
-        f"  const int64_t t1 = t0 + {tile} < jb ? t0 + {tile} : jb;",
+        "for (int64_t ks_s = ks_s0; ks_s < ks_s1; ks_s++) {",
+        "const int64_t ks_ja = ks_red[2 * ks_s], ks_jb = ks_red[2 * ks_s + 1];",
+        f"for (int64_t t0 = ks_ja; t0 < ks_jb; t0 += {tile}) {{",
+        f"  const int64_t t1 = t0 + {tile} < ks_jb ? t0 + {tile} : ks_jb;",
     ]
     return sig, groups, (head, tiles), ["}", "}"]
 

@@ -1,10 +1,11 @@
 """The NumPy oracle of a block-sparse reduction.
 
-Each group of output rows of a :class:`~.plan.BlockPlan` starts from the
-reduction's empty accumulator (its fields' initial values) and folds the
-tiles of its j-ranges, in the order given, with the reduction's ``np_tile``
-and ``np_merge``: the same semantics as the dense reference
-(:mod:`..backends.reference`), restricted to the kept columns.
+Each group of output rows of a :class:`~.plan.BlockPlan` folds the tiles of
+its j-ranges, in the order given, with the reduction's ``np_tile`` and
+``np_merge``: the same semantics as the dense reference
+(:mod:`..backends.reference`), restricted to the kept columns. Rows with no
+kept column get the reduction's empty accumulator (its fields' initial
+values) finalized.
 """
 
 from __future__ import annotations
@@ -27,6 +28,19 @@ def empty_accumulator(red: Reduction, rows: int, D: int, K: int, E: int, acc_dty
         a = np.full((rows, f.size), f.init, dtype=dtype)
         # the K-min family keeps its NumPy accumulator as (rows, K, D)
         acc[f.name] = a.reshape(rows, K, D) if red.uses_k else a
+    return acc
+
+
+def _complete(acc, red: Reduction, rows: int, D: int, K: int, E: int, acc_dtype) -> dict:
+    """The empty accumulator for rows that folded nothing; K-min lists of
+    fewer than K columns padded with empty slots (+inf, index -1) after
+    them, where the compiled kernels leave their unfilled slots."""
+    empty = empty_accumulator(red, rows, D, K, E, acc_dtype)
+    if acc is None:
+        return empty
+    if red.uses_k and acc["vals"].shape[-2] < K:
+        k = acc["vals"].shape[-2]
+        return {name: np.concatenate([acc[name], empty[name][:, k:]], axis=-2) for name in acc}
     return acc
 
 
@@ -55,7 +69,10 @@ def reduce(
     outputs = [None] * len(red.outputs(D, K, E))
     parts = []
     for r0, r1, s0, s1 in blocks.groups(rows=256).tolist():
-        acc = empty_accumulator(red, r1 - r0, D, K, E, acc_dtype)
+        # as the dense reference: the first tile is the accumulator (a row's
+        # first kept column is selected even when its value is +inf), the
+        # empty accumulator only for rows with nothing kept
+        acc = None
         for ja, jb in blocks.red[s0:s1].tolist():
             for j0 in range(ja, jb, cols):
                 j1 = min(jb, j0 + cols)
@@ -65,7 +82,9 @@ def reduce(
                 if weight is not None:
                     w = np.broadcast_to(evaluate(weight, tile, dtype), (r1 - r0, j1 - j0, E))
                 with np.errstate(all="ignore"):
-                    acc = red.np_merge(acc, red.np_tile(vals, w, j0, acc_dtype))
+                    part = red.np_tile(vals, w, j0, acc_dtype)
+                    acc = part if acc is None else red.np_merge(acc, part)
+        acc = _complete(acc, red, r1 - r0, D, K, E, acc_dtype)
         with np.errstate(all="ignore"):
             parts.append((r0, red.np_finalize(acc)))
     for k, spec in enumerate(red.outputs(D, K, E)):
