@@ -176,7 +176,25 @@ def block_plan(ranges, M: int, N: int, names: tuple[str, ...] = NAMES[:3]) -> Bl
         )
     plan = BlockPlan(r, s, red, M, N)
     _check_disjoint(plan, names)
-    return plan
+    return _merge_adjacent(plan)
+
+
+def _merge_adjacent(plan: BlockPlan) -> BlockPlan:
+    """Consecutive reduction ranges of one output range that touch (``[a, b)``
+    then ``[b, c)``: neighbouring clusters) become one: longer SIMD runs, fewer
+    partial blocks; the columns and their order are unchanged."""
+    red = plan.red[: plan.slices[-1]] if len(plan.slices) else plan.red[:0]
+    counts = plan.slices - plan.starts()
+    owner = np.repeat(np.arange(len(counts)), counts)
+    joins = np.zeros(len(red), dtype=bool)
+    joins[1:] = (owner[1:] == owner[:-1]) & (red[1:, 0] == red[:-1, 1])
+    if not joins.any():
+        return plan
+    first = ~joins
+    last = np.append(first[1:], True)
+    merged = np.stack([red[first, 0], red[last, 1]], axis=1)
+    per_range = np.bincount(owner[first], minlength=len(counts))
+    return plan._replace(red=merged, slices=np.cumsum(per_range).astype(np.int64))
 
 
 def _check_disjoint(plan: BlockPlan, names) -> None:
