@@ -264,3 +264,23 @@ def test_gradients_of_other_reductions(red):
 
 def test_reductions_registry_covered():
     assert set(UNWEIGHTED + WEIGHTED) == set(R.REDUCTIONS)
+
+
+def test_call_false_out_and_half_precision():
+    """ranges= with call=False (the ReductionCall keeps them; a call may
+    override them), out=, and float16 torch (computed in float32)."""
+    x, y, w, ranges, mask = _problem(11, 30, 20, "float64", "numpy")
+    F = -Vi(x).sqdist(Vj(y))
+    Fd = -((x[:, None] - y[None]) ** 2).sum(-1)
+    want = (Fd * mask).sum(1, keepdims=True)
+    rc = F.sum(1, ranges=ranges, call=False)
+    np.testing.assert_allclose(rc(), want)
+    np.testing.assert_allclose(rc(x, y), want)
+    np.testing.assert_allclose(rc(ranges=None), Fd.sum(1, keepdims=True))
+    out = np.empty((30, 1))
+    assert F.sum(1, ranges=ranges, out=out) is out
+    np.testing.assert_allclose(out, want)
+    xh, yh = torch.from_numpy(x).half(), torch.from_numpy(y).half()
+    got = (-Vi(xh).sqdist(Vj(yh))).sum(1, ranges=ranges)
+    assert got.dtype == torch.float16
+    np.testing.assert_allclose(got.float().numpy(), want, rtol=1e-2, atol=1e-2)
