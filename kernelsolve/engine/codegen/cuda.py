@@ -101,7 +101,7 @@ def _split_buffers(spec: KernelSpec, d: GPUDialect) -> tuple[list[str], list[str
 def _rows_and_j(spec: KernelSpec, d: GPUDialect) -> tuple[list[str], list[str], list[str]]:
     """The block's rows (``b``, ``i``, ``active``) and the j-ranges it folds:
     dense, rows ``i`` of batch entry ``b`` and the columns of the split; block-
-    sparse, the group ``ks_groups[blockIdx]`` = (r0, r1, s0, s1) of rows and
+    sparse, the group ``ks_groups[block]`` (the block's index) = (r0, r1, s0, s1) of rows and
     its j-ranges ``ks_red[s0:s1]`` (no batch, no split of j)."""
     if not spec.ranges:
         bdim = d.block_dim_x
