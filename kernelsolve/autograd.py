@@ -22,6 +22,10 @@ Otherwise the reduction becomes a node of torch's graph:
   ``L = logsumexp(F)``, two differentiable reductions.
 * ``argmin``, ``argmax``, ``argKmin``: int64, no gradient.
 
+Block-sparse reductions (``ranges``): the backward reductions keep the
+request's ranges (the j-variables' reduction over i reads their other half),
+and rows with no kept pair get no gradient.
+
 Broadcast batch dimensions: each gradient is summed back to its argument's
 shape. Tensors are saved with ``save_for_backward``, so a backward after an
 in-place change of an argument raises torch's version-counter error.
