@@ -56,11 +56,17 @@ CASES: dict[str, list[tuple[str, object]]] = {
     "Pow": [("Pow(x - y, 3)", lambda: (X - Y) ** 3), ("Pow(x, -2)", lambda: X**-2)],
     "Powf": [("Powf(x * y, u)", lambda: (X * Y) ** U)],
     "Atan2": [("Atan2(x - y, u)", lambda: (X - Y).atan2(U))],
-    "Round": [("Round(10 * x, 1)", lambda: (10 * X).round(1)), ("Round(3*x)", lambda: (3 * X).round())],
+    "Round": [
+        ("Round(10 * x, 1)", lambda: (10 * X).round(1)),
+        ("Round(3*x)", lambda: (3 * X).round()),
+    ],
     "Clamp": [("Clamp(x - y, u - 1, w)", lambda: (X - Y).clamp(U - 1, W))],
     "ClampInt": [("ClampInt(10 * (x - y), -2, 3)", lambda: (10 * (X - Y)).clamp(-2, 3))],
     "IfElse": [("IfElse(x - y, x, y)", lambda: (X - Y).ifelse(X, Y))],
-    "Mod": [("Mod(10 * x, 3, u)", lambda: (10 * X).mod(3, U)), ("Mod(10 * x, 3)", lambda: (10 * X).mod(3))],
+    "Mod": [
+        ("Mod(10 * x, 3, u)", lambda: (10 * X).mod(3, U)),
+        ("Mod(10 * x, 3)", lambda: (10 * X).mod(3)),
+    ],
     "Equal": [("Equal(Floor(3*x), Floor(3*y))", lambda: (3 * X).floor() == (3 * Y).floor())],
     "NotEqual": [("NotEqual(Floor(3*x), Floor(3*y))", lambda: (3 * X).floor() != (3 * Y).floor())],
     "LessThan": [("LessThan(x, y)", lambda: X < Y)],
@@ -88,14 +94,19 @@ CASES: dict[str, list[tuple[str, object]]] = {
     "VecMatMult": [("VecMatMult(x, q)", lambda: X.vecmatmult(Q))],
     "TensorProd": [("TensorProd(x, y)", lambda: X.tensorprod(Y))],
     "Grad": [("Grad(SqDist(x, y), x, u)", lambda: X.sqdist(Y).grad(X, U))],
-    "GradFromPos": [("GradFromPos(Exp(-SqDist(x, y)), 1, u)", lambda: (-X.sqdist(Y)).exp().grad(Y, U))],
+    "GradFromPos": [
+        ("GradFromPos(Exp(-SqDist(x, y)), 1, u)", lambda: (-X.sqdist(Y)).exp().grad(Y, U))
+    ],
     "Diff": [("Diff(SqDist(x, y), x, y)", lambda: 2 * ((X - Y) | Y))],
     "Divergence": [("Divergence(x * y, x)", lambda: Y.sum(-1))],
     "Laplacian": [("Laplacian(SqNorm2(x) * w, x)", lambda: 6 * W)],
     "GradMatrix": [
-        ("GradMatrix(x * y, x)", lambda: LazyTensor.concatenate([Y[k] * _unit(k) for k in range(3)]))
+        (
+            "GradMatrix(x * y, x)",
+            lambda: LazyTensor.concatenate([Y[k] * _unit(k) for k in range(3)]),
+        )
     ],
-}  # fmt: skip
+}
 
 
 def _reference(lazy: LazyTensor) -> np.ndarray:

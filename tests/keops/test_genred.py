@@ -120,26 +120,26 @@ def test_batch_dimensions_and_vector_output():
     np.testing.assert_allclose(g(xb, yb[0], sb), g(xb, np.stack([yb[0]] * A), sb), rtol=1e-14)
 
 
-def test_torch_gradients_match_dense_torch():
-    xt = torch.tensor(x, requires_grad=True)
-    yt = torch.tensor(y, requires_grad=True)
-    st = torch.tensor(s, requires_grad=True)
+_TORCH_CASES = {
+    "Sum": ("Exp(" + FORMULA + ") * Sum(b)", lambda f, bt: (f.exp() * bt.sum(-1)[None]).sum(1)),
+    "LogSumExp": (FORMULA, lambda f, bt: f.logsumexp(1)),
+    "SumSoftMaxWeight": (FORMULA, lambda f, bt: f.softmax(1) @ bt),
+}
+
+
+@pytest.mark.parametrize("op", sorted(_TORCH_CASES))
+def test_torch_gradients_match_dense_torch(op):
+    xt, yt, st = (torch.tensor(a, requires_grad=True) for a in (x, y, s))
     bt = torch.tensor(b)
-    for op, extra in (("Sum", {}), ("LogSumExp", {}), ("SumSoftMaxWeight", {"formula2": "b"})):
-        g = ktorch.Genred("Exp(" + FORMULA + ") * Sum(b)" if op == "Sum" else FORMULA, ALIASES,
-                          reduction_op=op, axis=1, **extra)  # fmt: skip
-        out = g(xt, yt, bt, st)
-        f = -st * ((xt[:, None] - yt[None]) ** 2).sum(-1)
-        want = {
-            "Sum": lambda: (f.exp() * bt.sum(-1)[None]).sum(1, keepdim=True),
-            "LogSumExp": lambda: f.logsumexp(1, keepdim=True),
-            "SumSoftMaxWeight": lambda: f.softmax(1) @ bt,
-        }[op]()
-        e = torch.randn_like(want)
-        got = torch.autograd.grad(out, (xt, yt, st), e)
-        ref = torch.autograd.grad(want, (xt, yt, st), e)
-        for a, r in zip(got, ref):
-            torch.testing.assert_close(a, r, rtol=1e-9, atol=1e-11)
+    formula, dense = _TORCH_CASES[op]
+    extra = {"formula2": "b"} if op == "SumSoftMaxWeight" else {}
+    out = ktorch.Genred(formula, ALIASES, reduction_op=op, axis=1, **extra)(xt, yt, bt, st)
+    want = dense(-st * ((xt[:, None] - yt[None]) ** 2).sum(-1), bt).reshape(out.shape)
+    e = torch.randn_like(want)
+    got = torch.autograd.grad(out, (xt, yt, st), e)
+    ref = torch.autograd.grad(want, (xt, yt, st), e)
+    for a, r in zip(got, ref):
+        torch.testing.assert_close(a, r, rtol=1e-9, atol=1e-11)
 
 
 def test_out_and_backend_keywords():
