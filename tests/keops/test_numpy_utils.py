@@ -60,3 +60,23 @@ def test_log_sum_exp_is_stable():
 def test_unknown_kernel_is_an_error():
     with pytest.raises(ValueError, match="kernel='gauss'"):
         utils.np_kernel(x, y, 1.0, "gauss")
+
+
+def test_chain_rules_is_the_gradient_of_the_gaussian_form():
+    s = 0.8
+    q, p = rng.random((6, 2)), rng.random((4, 2))
+    Aa = utils.grad_np_kernel(x, y, s, "gaussian")
+    got = utils.chain_rules(q, x, y, Aa, p)
+    assert got.dtype == np.float32
+
+    def energy(xx):
+        return np.sum(q * (utils.np_kernel(xx, y, s, "gaussian") @ p))
+
+    h, fd = 1e-6, np.zeros_like(x)
+    for i in range(x.shape[0]):
+        for d in range(x.shape[1]):
+            e = np.zeros_like(x)
+            e[i, d] = h
+            fd[i, d] = (energy(x + e) - energy(x - e)) / (2 * h)
+    np.testing.assert_allclose(got, fd, rtol=1e-4, atol=1e-6)
+    utils.WarmUpGpu()  # no GPU here: returns at once

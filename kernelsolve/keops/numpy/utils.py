@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "WarmUpGpu",
+    "chain_rules",
     "differences",
     "grad_np_kernel",
     "log_np_kernel",
@@ -104,3 +106,28 @@ def log_sum_exp(mat: np.ndarray, axis: int = 0) -> np.ndarray:
     """
     m = np.max(mat, axis=axis)
     return m + np.log(np.sum(np.exp(mat - np.expand_dims(m, axis)), axis=axis))
+
+
+def chain_rules(q: np.ndarray, ax: np.ndarray, by: np.ndarray, Aa: np.ndarray, p: np.ndarray):
+    """The gradient with respect to ``ax`` of ``<q, K p>`` for a radial kernel
+    whose derivative matrix (``k'(|x_i - y_j|^2)``) is ``Aa``: column ``d`` is
+    ``sum_k q_ik ((2 (x_id - y_jd) Aa_ij) @ p)_ik``; float32, as pykeops'."""
+    out = np.zeros(ax.shape, dtype="float32")
+    for d in range(ax.shape[1]):
+        diff = ax[:, d][:, None] - by[:, d][None, :]
+        out[:, d] = np.sum(q * ((2 * diff * Aa) @ p), axis=1)
+    return out
+
+
+def WarmUpGpu() -> None:  # noqa: N802 (pykeops' name)
+    """Run one small reduction on the GPU, if there is one, so that later
+    timings exclude the first call's compilation and context creation."""
+    from .. import config
+    from ..genred import Genred
+
+    if not config.gpu_available:
+        return
+    import torch
+
+    x = torch.rand(10, 1, dtype=torch.float64, device="cuda")
+    Genred("Exp(-SqDist(x, y)) * x", ["x = Vi(1)", "y = Vj(1)"], axis=1)(x, x)
