@@ -200,11 +200,19 @@ def test_generic_shortcuts():
         knp.generic_sum("x", "a = Pm(3)", "x = Vi(3)")
 
 
-def test_against_pykeops():
+@pytest.mark.parametrize(
+    "formula,op,kwargs",
+    [
+        ("Exp(-SqDist(x, y)) * b", "Sum", {}),
+        ("SqDist(x, y)", "LogSumExp", {}),
+        ("x - y", "KMin", {"opt_arg": 2}),  # vector formula: (M, K, D)
+        ("SqDist(x, y)", "Max_SumShiftExpWeight", {"formula2": "b"}),
+    ],
+)
+def test_against_pykeops(formula, op, kwargs):
     pk = pytest.importorskip("pykeops.numpy", reason="pykeops is an optional oracle")
-    formula, aliases = "Exp(-SqDist(x, y)) * b", ["x = Vi(3)", "y = Vj(3)", "b = Vj(2)"]
-    for op in ("Sum", "LogSumExp"):
-        f = "SqDist(x, y)" if op == "LogSumExp" else formula
-        ours = Genred(f, aliases, reduction_op=op, axis=1)(x, y, b)
-        theirs = pk.Genred(f, aliases, reduction_op=op, axis=1)(x, y, b)
-        np.testing.assert_allclose(ours, theirs, rtol=1e-10)
+    aliases = ["x = Vi(3)", "y = Vj(3)", "b = Vj(2)"]
+    ours = Genred(formula, aliases, reduction_op=op, axis=1, **kwargs)(x, y, b)
+    theirs = pk.Genred(formula, aliases, reduction_op=op, axis=1, **kwargs)(x, y, b)
+    assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
+    np.testing.assert_allclose(ours, theirs, rtol=1e-10)
