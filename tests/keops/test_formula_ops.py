@@ -120,7 +120,8 @@ def test_every_function_has_a_case():
 
 
 @pytest.mark.parametrize(
-    "formula,lazy", [c for cases in CASES.values() for c in cases], ids=lambda v: str(v)[:40]
+    "formula,lazy",
+    [pytest.param(f, lazy, id=f) for cases in CASES.values() for f, lazy in cases],
 )
 def test_function_matches_lazytensor(formula, lazy):
     got = Genred(formula, ALIASES, reduction_op="Sum", axis=1)(*ARGS, backend="reference")
