@@ -2,7 +2,7 @@
 formula string, on the library's one solver (:func:`kernelsolve.linalg.solve.solve`).
 
 The formula must be a scalar kernel times the unknown, ``K(x, y) * b`` (or
-``b * K(x, y)``), with the kernel built from the same points on both sides
+``b * K(x, y)``, ``2 * K * b / s``, ``K1 * b + K2 * b``...), with the kernel built from the same points on both sides
 (``Kinv(x, x, b, ...)``); the solve is then differentiable in torch with
 respect to ``b``, ``alpha``, the points and the parameters.
 """
@@ -34,20 +34,43 @@ def _unknown(varinvalias: str, aliases: Sequence[str], formula: str) -> ir.Node:
     return names[varinvalias]
 
 
+def _factor(node: ir.Node, b: ir.Node) -> ir.Node | None:
+    """The scalar ``K`` with ``node == K * b`` read off products, quotients,
+    negations and sums of such terms; None when ``node`` is not of that form."""
+    if node is b:
+        return ir.const(1)
+    if b not in ir.variables(node):
+        return None
+    op, args = node.op, node.args
+    if op == "neg":
+        k = _factor(args[0], b)
+        return None if k is None else ir.make("neg", k)
+    if op in ("mul", "div"):
+        left, right = args
+        free = right if b not in ir.variables(right) else left if op == "mul" else None
+        if free is None or free.dim != 1 or (op == "mul" and b in ir.variables(free)):
+            return None
+        k = _factor(left if free is right else right, b)
+        return None if k is None else ir.make(op, k, free)
+    if op in ("add", "sub"):
+        parts = [_factor(a, b) for a in args]
+        return None if None in parts else ir.make(op, *parts)
+    return None
+
+
 def _kernel_of(node: ir.Node, b: ir.Node, formula: str) -> ir.Node:
-    """``K`` for a formula ``K * b`` or ``b * K`` with a scalar ``K`` free of ``b``."""
-    if node.op == "mul":
-        left, right = node.args
-        k = left if right is b else right if left is b else None
-        if k is not None and k.dim == 1 and b not in ir.variables(k):
-            return k
-    raise FormulaError(
-        f"KernelSolve needs a formula 'K(x, y) * {b.key}' with a scalar K free of the "
-        "unknown; other linear formulas are not supported",
-        formula,
-        0,
-        len(formula),
-    )
+    """The scalar kernel ``K`` of a formula that is ``K * b`` up to the
+    arrangement of its factors (``b * K``, ``2 * K * b / s``, ``K1 * b + K2 * b``)."""
+    k = _factor(node, b)
+    if k is None:
+        raise FormulaError(
+            f"KernelSolve needs a formula 'K(x, y) * {b.key}' with a scalar K free of the "
+            "unknown; other linear formulas are not supported",
+            formula,
+            0,
+            len(formula),
+        )
+    return k
 
 
 class KernelSolve:

@@ -128,6 +128,13 @@ def test_conflicting_use_of_a_position():
         parse("x + Var(0,3,1)", ["x = Vi(3)"])
 
 
+def test_deep_nesting_is_a_formula_error():
+    with pytest.raises(FormulaError, match="nested too deeply"):
+        parse("(" * 5000 + "x" + ")" * 5000, AL)
+    deep = "Exp(" * 30 + "u" + ")" * 30  # reasonable depths parse
+    assert parse(deep, AL).dim == 1
+
+
 def test_never_evaluates_python():
     with pytest.raises(FormulaError):
         parse("__import__('os').getcwd()", AL)

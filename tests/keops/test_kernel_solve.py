@@ -20,10 +20,21 @@ def _gram(x, g):
     return np.exp(-g[0] * ((x[:, None] - x[None]) ** 2).sum(-1))
 
 
-@pytest.mark.parametrize("formula", ["Exp(-g * SqDist(x, y)) * b", "b * Exp(-g * SqDist(x, y))"])
-def test_numpy_matches_dense_solve(formula):
+@pytest.mark.parametrize(
+    "formula,scale",
+    [
+        ("Exp(-g * SqDist(x, y)) * b", 1.0),
+        ("b * Exp(-g * SqDist(x, y))", 1.0),
+        ("-(2 * Exp(-g * SqDist(x, y)) * b / g) * IntCst(-1)", 0.5),
+        (
+            "Exp(-g * SqDist(x, y)) * b + b * Exp(-g * SqDist(x, y)) - b * 0.5 * Exp(-g*SqDist(x,y))",
+            1.5,
+        ),
+    ],
+)
+def test_numpy_matches_dense_solve(formula, scale):
     a = KernelSolve(formula, ALIASES, "b", axis=1)(x, x, b, g, alpha=alpha)
-    want = np.linalg.solve(alpha * np.eye(n) + _gram(x, g), b)
+    want = np.linalg.solve(alpha * np.eye(n) + scale * _gram(x, g), b)
     np.testing.assert_allclose(a, want, rtol=1e-8, atol=1e-8)
 
 
@@ -60,7 +71,10 @@ def test_var_syntax_for_the_unknown():
 @pytest.mark.parametrize(
     "formula,varinv,axis,error,words",
     [
-        ("Exp(-g * SqDist(x, y)) * b + b", "b", 1, ValueError, "K\\(x, y\\)"),
+        ("Exp(-g * SqDist(x, y)) * b + 1", "b", 1, ValueError, "K\\(x, y\\)"),
+        ("Exp(-g * SqDist(x, y)) * b * b", "b", 1, ValueError, "K\\(x, y\\)"),
+        ("Exp(-g * SqDist(x, y)) / b", "b", 1, ValueError, "K\\(x, y\\)"),
+        ("Exp(-SqDist(x, y) * b)", "b", 1, ValueError, "K\\(x, y\\)"),
         ("Exp(-g * SqDist(x, y)) * b", "c", 1, ValueError, "not an alias"),
         ("Exp(-g * SqDist(x, y)) * b", "b", 0, ValueError, "must be a Vi"),
         ("Exp(-g * SqDist(x, y)) * b", "b", 2, ValueError, "axis must be"),

@@ -275,5 +275,8 @@ def parse_expression(text: str, names: dict[str, ir.Node]) -> tuple[ir.Node, tup
     'exp(neg(sqdist(Var(0,3,i),Var(1,3,j))))'
     """
     parser = _Parser(text, names)
-    node = parser.parse()
+    try:
+        node = parser.parse()
+    except RecursionError:
+        raise FormulaError("the formula is nested too deeply", text, 0, len(text)) from None
     return node, tuple(parser.written)
