@@ -2,9 +2,10 @@
 formula string, on the library's one solver (:func:`kernelsolve.linalg.solve.solve`).
 
 The formula must be a scalar kernel times the unknown, ``K(x, y) * b`` (or
-``b * K(x, y)``, ``2 * K * b / s``, ``K1 * b + K2 * b``...), with the kernel built from the same points on both sides
-(``Kinv(x, x, b, ...)``); the solve is then differentiable in torch with
-respect to ``b``, ``alpha``, the points and the parameters.
+``b * K(x, y)``, ``2 * K * b / s``, ``K1 * b + K2 * b``...), with the kernel
+built from the same points on both sides (``Kinv(x, x, b, ...)``); the solve
+is then differentiable in torch with respect to ``b``, ``alpha``, the points
+and the parameters.
 """
 
 from __future__ import annotations

@@ -27,7 +27,8 @@ def _gram(x, g):
         ("b * Exp(-g * SqDist(x, y))", 1.0),
         ("-(2 * Exp(-g * SqDist(x, y)) * b / g) * IntCst(-1)", 0.5),
         (
-            "Exp(-g * SqDist(x, y)) * b + b * Exp(-g * SqDist(x, y)) - b * 0.5 * Exp(-g*SqDist(x,y))",
+            "Exp(-g * SqDist(x, y)) * b + b * Exp(-g * SqDist(x, y))"
+            " - b * 0.5 * Exp(-g*SqDist(x,y))",
             1.5,
         ),
     ],
