@@ -50,7 +50,7 @@ def _dense(op, axis, w=None):
         ),
         "Zero": lambda: np.zeros((f.shape[0], 1)),
     }
-    if w is not None:
+    if w is not None:  # weights indexed like the reduced axis
         e = np.exp(f - f.max(1, keepdims=True))
         table["SumSoftMaxWeight"] = lambda: e @ w / e.sum(1, keepdims=True)
         table["LogSumExpWeight"] = lambda: f.max(1)[:, None] + np.log(e @ w)
@@ -99,6 +99,14 @@ def test_weighted_reductions(op, lib):
     b_pos = np.abs(b)  # weighted log-sum-exp: positive weights
     args = (x, y, b_pos, s) if lib == "numpy" else tuple(map(torch.tensor, (x, y, b_pos, s)))
     _check(g(*args), _dense(op, 1, b_pos), False)
+
+
+@pytest.mark.parametrize("op", WEIGHTED)
+def test_weighted_reductions_over_i(op):
+    a = np.abs(rng.standard_normal((M, 2)))  # weights indexed by i
+    aliases = ["x = Vi(3)", "y = Vj(3)", "a = Vi(2)", "s = Pm(1)"]
+    g = Genred(FORMULA, aliases, reduction_op=op, axis=0, formula2="a")
+    _check(g(x, y, a, s), _dense(op, 0, a), False)
 
 
 def test_logsumexp_with_weight_formula_is_lse_weight():
