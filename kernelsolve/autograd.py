@@ -22,6 +22,10 @@ Otherwise the reduction becomes a node of torch's graph:
   ``L = logsumexp(F)``, two differentiable reductions.
 * ``argmin``, ``argmax``, ``argKmin``: int64, no gradient.
 
+Block-sparse reductions (``ranges``): the backward reductions keep the
+request's ranges (the j-variables' reduction over i reads their other half),
+and rows with no kept pair get no gradient.
+
 Broadcast batch dimensions: each gradient is summed back to its argument's
 shape. Tensors are saved with ``save_for_backward``, so a backward after an
 in-place change of an argument raises torch's version-counter error.
@@ -123,7 +127,7 @@ def reduce(request: ReductionRequest):
         summand = ir.make(
             "mul", ir.make("exp", ir.make("sub", request.formula, L)), request.weight
         )
-        return reduce(
+        out = reduce(
             request._replace(
                 formula=summand,
                 reduction="sum",
@@ -132,6 +136,9 @@ def reduce(request: ReductionRequest):
                 weight=None,
             )
         )
+        if request.ranges is not None:  # a row with no kept pair: 0 / 0 as the kernel
+            out = out.masked_fill(lse.isneginf(), float("nan"))
+        return out
     raise ValueError(f"no gradient rule for the reduction {name!r}")
 
 
@@ -216,9 +223,16 @@ def _smooth_backward(request: ReductionRequest, leaves, out, grad_out, wanted):
         joint = parts[0][1]
         for _, f in parts[1:]:
             joint = ir.make("concat", joint, f)
+        # block-sparse: the same kept blocks (over i: the other half of ranges)
         total = reduce(
             ReductionRequest(
-                joint, "sum", tuple(ext_leaves), ext_cats, axis, options=request.options
+                joint,
+                "sum",
+                tuple(ext_leaves),
+                ext_cats,
+                axis,
+                options=request.options,
+                ranges=request.ranges,
             )
         )
         start = 0
@@ -369,7 +383,10 @@ def _select_reduce(request: ReductionRequest):
         idx4 = idx.unsqueeze(-1) if D == 1 else idx
     else:
         idx4 = idx.unsqueeze(-2)
-    selected = _selected_values(request, idx4)
+    # a row with no kept pair (block-sparse) has index -1: no gradient there
+    found = idx4 >= 0
+    selected = _selected_values(request, idx4.clamp(min=0))
+    selected = torch.where(found, selected, torch.zeros((), dtype=selected.dtype))
     out = _functions()[1].apply(values, selected.reshape(values.shape))
     return out if request.reduction in ("min", "max", "kmin") else (out, idx)
 

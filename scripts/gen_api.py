@@ -38,6 +38,7 @@ LAZYTENSOR_GROUPS: list[tuple[str, list[tuple[str, str]]]] = [
             ("ni", "Number of i-points (rows), None if no i-variable."),
             ("nj", "Number of j-points (columns), None if no j-variable."),
             ("formula", "The formula: an `engine.ir.Node` (its `.key` is the canonical text)."),
+            ("ranges", ""),
         ],
     ),
     (

@@ -257,10 +257,11 @@ def test_unknown_keyword(kw):
         pytest.param(lambda F, r: F.argKmin(2, dim=0, ranges=r), id="argKmin"),
     ],
 )
-def test_ranges_not_supported(call):
-    """ranges= other than None is documented as not implemented."""
+def test_ranges_malformed(call):
+    """Malformed ranges= (slices of shape (1, 2) instead of (1,)) is a ValueError
+    naming the array (tests/engine/test_ranges_errors.py has every case)."""
     ranges = (np.array([[0, M]]), np.array([[0, 1]]), np.array([[0, 1]])) * 2
-    with pytest.raises(NotImplementedError, match="ranges"):
+    with pytest.raises(ValueError, match="slices_[ij] must have shape"):
         call(scalar_kernel(), ranges)
 
 

@@ -32,6 +32,8 @@ from .arrays import ArrayKind
 from .backends import cpu, reference
 from .cache import register_memo
 from .codegen.spec import KernelSpec
+from .ranges import plan as ranges_mod
+from .ranges import reference as ranges_reference
 from .request import TARGETS, USER_NAMES, ReductionRequest, target_of
 
 __all__ = ["Plan", "context", "execute", "plan", "reduce"]
@@ -57,7 +59,9 @@ def reduce(request: ReductionRequest):
     >>> out.dtype, out[:, 0].tolist()
     (dtype('float16'), [2.0, 2.0, 2.0])
     """
-    return execute(plan(request), request.arguments)
+    if request.ranges is None:  # dense: execute(plan, leaves), as tools that wrap it call it
+        return execute(plan(request), request.arguments)
+    return execute(plan(request), request.arguments, request.ranges)
 
 
 def plan(request: ReductionRequest) -> Plan:
@@ -70,7 +74,7 @@ def plan(request: ReductionRequest) -> Plan:
     opts = request.options
     target = opts.target or _configured_target()
     key = (request.formula, request.weight, request.reduction, request.K, request.axis)
-    key += (target, opts.acc_dtype, request.cats, _compiler())
+    key += (target, opts.acc_dtype, request.cats, _compiler(), request.ranges is not None)
     key += tuple([_signature(x) for x in request.arguments])
     found = _plans.get(key)
     if found is None:
@@ -135,6 +139,8 @@ class Plan:
     host: cpu.HostCall | None = None  # the CPU target's precomputed call
     shapes: tuple = ()  # each leaf's shape with the full batch rank
     cast: str | None = None  # float16 / bfloat16 computed in float32 on the host
+    # block-sparse: the names of the half of pykeops' ranges in use (empty: dense)
+    range_names: tuple = ()
 
 
 _plans: dict = register_memo({}, "dispatch.plans")
@@ -273,6 +279,16 @@ def _make_plan(request: ReductionRequest, target: str) -> Plan:
             f"({'i' if axis == 0 else 'j'}: {N})"
         )
     target = _choose_target(target, kind)
+    range_names = ()
+    if request.ranges is not None:
+        range_names = ranges_mod.NAMES[:3] if axis == 1 else ranges_mod.NAMES[3:]
+        if batch:
+            raise ValueError(
+                f"ranges= with batch dimensions {batch}: block-sparse reductions take "
+                "2-D problems only (pykeops does not support them with batch dimensions "
+                "either); loop over the batch, or use a block-diagonal ranges argument "
+                "on the stacked points"
+            )
     # the CUDA kernel reads float16 / bfloat16 itself; the host targets get
     # float32 copies, and their results are cast back to the input's dtype
     half = kind.dtype in arrays.HALF_DTYPES
@@ -290,6 +306,7 @@ def _make_plan(request: ReductionRequest, target: str) -> Plan:
             acc_dtype=acc_dtype or compute,
             var_cats=request.cats,
             var_dims=tuple(s[-1] for s in full),
+            ranges=bool(range_names),
         )
     if target == "cpu":
         host = cpu.HostCall(spec, full, [c == ir.J for c in request.cats], batch, M, N)
@@ -309,6 +326,7 @@ def _make_plan(request: ReductionRequest, target: str) -> Plan:
         host=host,
         shapes=full,
         cast=cast,
+        range_names=range_names,
     )
 
 
@@ -344,10 +362,14 @@ def _cast_outputs(outs: list, kind: ArrayKind, cast: str | None) -> list:
     ]
 
 
-def execute(plan: Plan, leaves: Sequence):
-    """Run a :func:`plan` on ``leaves`` (arrays of the planned signature)."""
+def execute(plan: Plan, leaves: Sequence, ranges=None):
+    """Run a :func:`plan` on ``leaves`` (arrays of the planned signature);
+    ``ranges``: pykeops' block-sparse ranges, as in the request of the plan
+    (the plan of a reduction over i reads their second half)."""
     kind = plan.kind
     hc = plan.host
+    if plan.range_names or ranges is not None:
+        return _execute_blocks(plan, leaves, ranges)
     if hc is not None and plan.cast is None:  # the hot path: all but the data is planned
         host = []
         for x, s in zip(leaves, plan.shapes):
@@ -384,7 +406,42 @@ def execute(plan: Plan, leaves: Sequence):
     return plan.red.present(outs, plan.formula.dim, plan.K)
 
 
-def _run_cuda(plan: Plan, leaves: Sequence) -> list:
+def _execute_blocks(plan: Plan, leaves: Sequence, ranges):
+    """:func:`execute` of a block-sparse plan: ``ranges`` checked, then the
+    target runs only the kept blocks (:mod:`.ranges`)."""
+    if not plan.range_names or ranges is None:
+        raise ValueError(
+            "ranges= given to a dense plan, or missing from a block-sparse one: "
+            "plan and execute the same request"
+        )
+    if plan.range_names != ranges_mod.NAMES[:3]:  # over i: the plan is transposed
+        ranges = ranges_mod.swap_axes(ranges)
+    blocks = ranges_mod.block_plan(ranges, plan.M, plan.N, plan.range_names)
+    kind = plan.kind
+    if plan.target == "cuda":
+        outs = _run_cuda(plan, leaves, blocks)
+    else:
+        host = [_host_array(x, kind, s, plan.cast) for x, s in zip(leaves, plan.shapes)]
+        if plan.host is not None:
+            threads = cpu.num_threads(config.num_threads, blocks.pairs())
+            outs = plan.host(host, threads, blocks)
+        else:
+            outs = ranges_reference.reduce(
+                plan.formula,
+                plan.red,
+                host,
+                plan.cats,
+                blocks,
+                weight=plan.weight,
+                K=plan.K,
+                dtype=np.dtype(np.float32 if plan.cast else kind.dtype),
+                acc_dtype=plan.acc_dtype,
+            )
+        outs = _cast_outputs(outs, kind, plan.cast)
+    return plan.red.present(outs, plan.formula.dim, plan.K)
+
+
+def _run_cuda(plan: Plan, leaves: Sequence, blocks=None) -> list:
     from .backends import cuda
 
     kind = plan.kind
@@ -399,7 +456,7 @@ def _run_cuda(plan: Plan, leaves: Sequence) -> list:
         if not arrays.is_array(x):
             x = arrays.scalar_array(x, kind.lib, kind.dtype, kind.device)
         dev.append(arrays.to_cupy(x if tuple(x.shape) == s else x.reshape(s)))
-    outs = cuda.run(plan.spec, dev, plan.batch, plan.M, plan.N, kind.lib)
+    outs = cuda.run(plan.spec, dev, plan.batch, plan.M, plan.N, kind.lib, blocks=blocks)
     return [arrays.from_cupy(o, kind.lib, kind.dtype) for o in outs]
 
 

@@ -107,7 +107,7 @@ class ReductionRequest(NamedTuple):
 
     def over_j(self) -> ReductionRequest:
         """The same request as a reduction over j (transposed when over i):
-        every target folds over j."""
+        every target folds over j, and reads the first half of ``ranges``."""
         if self.axis == 1:
             return self
         if self.axis != 0:
@@ -120,4 +120,6 @@ class ReductionRequest(NamedTuple):
             weight=weight,
             cats=ir.swap_cats(self.cats),
             axis=1,
+            # the transposed reduction reads the other half of pykeops' layout
+            ranges=None if self.ranges is None else (*self.ranges[3:6], *self.ranges[0:3]),
         )

@@ -44,7 +44,7 @@ import numpy as np
 from ..engine import arrays, ir
 from ..engine.ops import complex as cops
 from .binding import bind_array, bind_number, is_int, join
-from .core import LazyTensor
+from .core import LazyTensor, carry_ranges
 from .reductions import ReductionCall, write_out
 
 __all__ = ["ComplexLazyTensor", "is_complex_input"]
@@ -194,12 +194,7 @@ class ComplexLazyTensor(LazyTensor):
     # Building formulas
     # ------------------------------------------------------------------
     def _with(self, node) -> LazyTensor:
-        """``node`` over this LazyTensor's arrays (a real LazyTensor for the
-        ops with real results)."""
-        cls = LazyTensor if node.op in _REAL_RESULT else ComplexLazyTensor
-        return cls._new(
-            node, self.variables, self.cats, self.ni, self.nj, self.batchdims, self._kind
-        )
+        return wrap(self, node)
 
     def _unary(self, op: str, attrs: tuple = ()) -> LazyTensor:
         if op in _SAME_ON_PAIRS:
@@ -215,8 +210,11 @@ class ComplexLazyTensor(LazyTensor):
     def _nary(self, op: str, *others, attrs: tuple = ()) -> LazyTensor:
         if op != "concat":
             raise unsupported(op)
-        (a, b), joined = join([self, ComplexLazyTensor(LazyTensor._as_lazy(others[0]))])
-        return ComplexLazyTensor._new(ir.make("concat", a, b), *joined)
+        other = ComplexLazyTensor(LazyTensor._as_lazy(others[0]))
+        (a, b), joined = join([self, other])
+        return carry_ranges(
+            ComplexLazyTensor._new(ir.make("concat", a, b), *joined), (self, other)
+        )
 
     def _binary(self, op: str, other, name: str = "the right operand") -> LazyTensor:
         return binary(op, self, LazyTensor._as_lazy(other), name)
@@ -321,7 +319,15 @@ def binary(op: str, a: LazyTensor, b: LazyTensor, name: str = "the right operand
         fa = fa if a.is_complex else cops.real2complex(fa)
         fb = fb if b.is_complex else cops.real2complex(fb)
         node = ir.make(_BINARY[op], fa, fb)
-    return ComplexLazyTensor._new(node, *joined)
+    return carry_ranges(ComplexLazyTensor._new(node, *joined), (a, b))
+
+
+def wrap(src: LazyTensor, node: ir.Node) -> LazyTensor:
+    """``node`` over the arrays (and ranges) of ``src``: a ComplexLazyTensor,
+    or a real LazyTensor for the ops with real results."""
+    cls = LazyTensor if node.op in _REAL_RESULT else ComplexLazyTensor
+    out = cls._new(node, src.variables, src.cats, src.ni, src.nj, src.batchdims, src._kind)
+    return carry_ranges(out, (src,))
 
 
 def as_complex(result):

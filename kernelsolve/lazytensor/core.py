@@ -16,6 +16,7 @@ import numpy as np
 
 from ..engine import arrays, ir
 from ..engine.grad import vjp
+from ..engine.ranges.plan import join_ranges, swap_axes
 from .binding import bind_array, bind_number, is_int, join
 from .reductions import Reductions
 
@@ -50,6 +51,7 @@ class LazyTensor(Reductions):
     """
 
     __slots__ = ("formula", "variables", "cats", "ni", "nj", "batchdims", "_kind", "_mm")
+    __slots__ += ("_ranges",)
 
     # Make NumPy defer to our reflected operators: ``array * lazy`` calls
     # ``lazy.__rmul__`` instead of broadcasting over the LazyTensor.
@@ -100,6 +102,19 @@ class LazyTensor(Reductions):
         out.formula, out.variables, out.cats = formula, variables, cats
         out.ni, out.nj, out.batchdims, out._kind = ni, nj, batchdims, kind
         return out
+
+    @property
+    def ranges(self):
+        """pykeops' block-sparse ``ranges`` (six integer arrays, see
+        :mod:`kernelsolve.engine.ranges`) that this LazyTensor's reductions and
+        ``@`` use when they are not given ``ranges=``; None (default): dense.
+        Operations carry it to their results, as in pykeops."""
+        return getattr(self, "_ranges", None)
+
+    @ranges.setter
+    def ranges(self, value) -> None:
+        self._ranges = value
+        self._mm = None  # the kept plan of K @ v was made without these ranges
 
     @staticmethod
     def _as_lazy(x) -> LazyTensor:
@@ -158,9 +173,10 @@ class LazyTensor(Reductions):
     # ------------------------------------------------------------------
     def _unary(self, op: str, attrs: tuple = ()) -> LazyTensor:
         node = ir.make(op, self.formula, attrs=attrs)
-        return LazyTensor._new(
+        out = LazyTensor._new(
             node, self.variables, self.cats, self.ni, self.nj, self.batchdims, self._kind
         )
+        return carry_ranges(out, (self,))
 
     def _nary(self, op: str, *others, attrs: tuple = ()) -> LazyTensor:
         operands = [self] + [LazyTensor._as_lazy(o) for o in others]
@@ -170,7 +186,8 @@ class LazyTensor(Reductions):
                     return self.real2complex()._nary(op, *others)
                 raise _complex.unsupported(op)
         formulas, joined = join(operands)
-        return LazyTensor._new(ir.make(op, *formulas, attrs=attrs), *joined)
+        out = LazyTensor._new(ir.make(op, *formulas, attrs=attrs), *joined)
+        return carry_ranges(out, operands)
 
     def _binary(self, op: str, other, name: str = "the right operand") -> LazyTensor:
         """``_nary`` for one other operand (every arithmetic operator);
@@ -180,7 +197,8 @@ class LazyTensor(Reductions):
             if other.is_complex:
                 return _complex.binary(op, self, other, name)
         formulas, joined = join((self, other), ("the left operand", name))
-        return LazyTensor._new(ir.make(op, formulas[0], formulas[1]), *joined)
+        out = LazyTensor._new(ir.make(op, formulas[0], formulas[1]), *joined)
+        return carry_ranges(out, (self, other))
 
     # Arithmetic -------------------------------------------------------
     def __add__(self, other):
@@ -410,10 +428,7 @@ class LazyTensor(Reductions):
         return self._as_complex("exp1j")
 
     def _as_complex(self, op: str):
-        node = ir.make(op, self.formula)
-        return _complex.ComplexLazyTensor._new(
-            node, self.variables, self.cats, self.ni, self.nj, self.batchdims, self._kind
-        )
+        return _complex.wrap(self, ir.make(op, self.formula))
 
     @property
     def real(self):
@@ -475,8 +490,8 @@ class LazyTensor(Reductions):
     # Transpose
     # ------------------------------------------------------------------
     def t(self) -> LazyTensor:
-        """Swap the i and j axes: ``K.t()[j, i] == K[i, j]``."""
-        return type(self)._new(
+        """Swap the i and j axes: ``K.t()[j, i] == K[i, j]`` (and the halves of ``ranges``)."""
+        out = type(self)._new(
             ir.swap_ij(self.formula),
             self.variables,
             ir.swap_cats(self.cats),
@@ -485,10 +500,22 @@ class LazyTensor(Reductions):
             self.batchdims,
             self._kind,
         )
+        if self.ranges is not None:
+            out._ranges = swap_axes(self.ranges)
+        return out
 
     @property
     def T(self) -> LazyTensor:
         return self.t()
+
+
+def carry_ranges(out: LazyTensor, operands) -> LazyTensor:
+    """``out`` with the ``ranges`` of its operands (pykeops carries them through
+    every operation; two different ones are an error)."""
+    found = [r for o in operands if (r := getattr(o, "_ranges", None)) is not None]
+    if found:
+        out._ranges = join_ranges(found)
+    return out
 
 
 # ComplexLazyTensor subclasses LazyTensor: imported once LazyTensor exists

@@ -29,6 +29,20 @@ _IGNORED_KEYWORDS = (
 )
 
 
+def check_ranges_argument(value):
+    """``ranges=`` as a reduction takes it: None, or pykeops' six integer
+    arrays (checked against the problem's sizes when the reduction runs)."""
+    if value is None:
+        return None
+    if not isinstance(value, (tuple, list)) or len(value) != 6:
+        raise TypeError(
+            "ranges= must be None or a tuple of six integer arrays (ranges_i, slices_i, "
+            "redranges_j, ranges_j, slices_j, redranges_i), as "
+            "kernelsolve.keops.torch.cluster.from_matrix returns"
+        )
+    return tuple(value)
+
+
 def reduction_options(kwargs: dict, base: ReductionOptions = DEFAULT_OPTIONS):
     """pykeops' reduction keywords -> (options, call, out, ranges).
 
@@ -51,8 +65,7 @@ def reduction_options(kwargs: dict, base: ReductionOptions = DEFAULT_OPTIONS):
             if value:
                 acc_dtype = "float64"
         elif key == "ranges":
-            if value is not None:
-                raise NotImplementedError("ranges=: block-sparse reductions are not supported yet")
+            ranges = check_ranges_argument(value)
         elif key not in _IGNORED_KEYWORDS:
             raise TypeError(f"unexpected keyword argument {key!r} for a reduction")
     return ReductionOptions(target, acc_dtype, sum_scheme), call, out, ranges
@@ -77,8 +90,9 @@ _OPTIONS_DOC = """
         "reference"; None: ``config.backend``), ``dtype_acc`` ("auto" or
         "float64": the accumulator), ``use_double_acc`` (True: float64
         accumulator), ``call`` (False: return a :class:`ReductionCall`),
-        ``out`` (an array to write the result into), ``ranges`` (block-sparse
-        reductions: not supported yet, must be None); pykeops' speed-only
+        ``out`` (an array to write the result into), ``ranges`` (pykeops'
+        six integer arrays of a block-sparse reduction, see
+        :mod:`kernelsolve.engine.ranges`; default: ``K.ranges``); pykeops' speed-only
         keywords (``enable_chunks``, ``sum_scheme``, ``device_id``,
         ``optional_flags``, ``use_fast_math``) are accepted and ignored."""
 
@@ -152,10 +166,12 @@ class ReductionCall:
                 )
             request = request._replace(arguments=tuple(args))
         if kwargs:
-            options, call, out, _ = reduction_options(kwargs, request.options)
+            options, call, out, ranges = reduction_options(kwargs, request.options)
             if "call" in kwargs or "out" in kwargs:
                 raise TypeError("call= and out= are given when the reduction is made, not run")
             request = request._replace(options=options)
+            if "ranges" in kwargs:
+                request = request._replace(ranges=ranges)
         return autograd.reduce(request)
 
     def __repr__(self):
@@ -195,10 +211,20 @@ class Reductions:
     def _reduce(self, name: str, axis: int, *, weight=None, K=None, **kwargs):
         if weight is None and not kwargs:  # the common call: nothing to join or parse
             request = ReductionRequest(
-                self.formula, name, self.variables, self.cats, axis, None, K
+                self.formula,
+                name,
+                self.variables,
+                self.cats,
+                axis,
+                None,
+                K,
+                DEFAULT_OPTIONS,
+                self.ranges,
             )
             return autograd.reduce(request)
         options, call, out, ranges = reduction_options(kwargs)
+        if "ranges" not in kwargs:  # K.ranges = ... (pykeops' attribute)
+            ranges = self.ranges
         operands = [self] + ([self._as_lazy(weight)] if weight is not None else [])
         formulas, (variables, cats, *_) = join(operands, ("the formula", "weight"))
         weight_node = formulas[1] if weight is not None else None
@@ -339,7 +365,7 @@ class Reductions:
                 leaf = v[:, None] if v.ndim == 1 else v
                 leaves = self.variables + (leaf,)
                 if context == dispatch.context() and not autograd.needs_grad(leaves):
-                    Kv = dispatch.execute(plan, leaves)
+                    Kv = _execute(plan, leaves, self.ranges)
                     return Kv[..., 0] if v.ndim == 1 else Kv
         return self._matmul(v)
 
@@ -370,7 +396,8 @@ class Reductions:
         if autograd.needs_grad(leaves):
             Kv = prod._reduce("sum", 1)
         else:
-            plan = dispatch.plan(ReductionRequest(prod.formula, "sum", leaves, prod.cats))
+            request = ReductionRequest(prod.formula, "sum", leaves, prod.cats, ranges=self.ranges)
+            plan = dispatch.plan(request)
             if (
                 v.ndim <= 2
                 and len(leaves) == len(self.variables) + 1
@@ -380,7 +407,7 @@ class Reductions:
                 # can rebuild these leaves itself next time
                 sig = (type(v), v.shape, v.dtype, _device_of(v))
                 self._mm = (sig, dispatch.context(), plan)
-            Kv = dispatch.execute(plan, leaves)
+            Kv = _execute(plan, leaves, self.ranges)
         return Kv[..., 0] if v.ndim == 1 else Kv
 
     @keywords(renamed={"tol": "rtol"}, refused={"eps": "rtol"}, name="LazyTensor.solve")
@@ -446,6 +473,14 @@ class Reductions:
 
     def rmatvec(self, v):
         return self.T @ v
+
+
+def _execute(plan, leaves, ranges):
+    """``dispatch.execute``, called as ``(plan, leaves)`` when dense (the form
+    that tools wrapping it, such as the tests' spies, take)."""
+    if ranges is None:
+        return dispatch.execute(plan, leaves)
+    return dispatch.execute(plan, leaves, ranges)
 
 
 def _device_of(x):

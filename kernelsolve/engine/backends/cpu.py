@@ -20,7 +20,7 @@ import numpy as np
 
 from ..._version import __version__ as _version
 from ..cache import get_or_build, key_of, memoized, register_memo
-from ..codegen.cpu import cpu_j_stride, render_cpu
+from ..codegen.cpu import CPU_VECTOR_J, cpu_j_stride, cpu_tiling, render_cpu
 from ..codegen.spec import KernelSpec
 from ..reductions import INDEX
 from .common import all_batch_offsets
@@ -183,21 +183,24 @@ def memoized_build(memo: dict, spec, render, flags, suffix: str, load, *key_extr
     return lib
 
 
-def _load(path: Path):
-    lib = ctypes.CDLL(str(path))
-    fn = lib.ks_kernel
-    fn.restype = ctypes.c_int
-    fn.argtypes = [
-        ctypes.c_int64,
-        ctypes.c_int64,
-        ctypes.c_int64,
-        ctypes.c_void_p,
-        ctypes.c_void_p,
-        ctypes.c_void_p,
-        ctypes.c_int,
-    ]
-    fn._keepalive = lib
-    return fn
+_ARGTYPES = [ctypes.c_int64] * 3 + [ctypes.c_void_p] * 3 + [ctypes.c_int]
+# a block-sparse kernel also takes its groups, their count and the j-ranges
+_RANGES_ARGTYPES = _ARGTYPES + [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
+
+
+def _loader(argtypes: list):
+    def load(path: Path):
+        lib = ctypes.CDLL(str(path))
+        fn = lib.ks_kernel
+        fn.restype = ctypes.c_int
+        fn.argtypes = argtypes
+        fn._keepalive = lib
+        return fn
+
+    return load
+
+
+_load, _load_ranges = _loader(_ARGTYPES), _loader(_RANGES_ARGTYPES)
 
 
 _memo: dict = register_memo({}, "cpu.kernels")
@@ -205,7 +208,9 @@ _memo: dict = register_memo({}, "cpu.kernels")
 
 def kernel(spec: KernelSpec):
     """The compiled function for ``spec`` (memoised, cached on disk)."""
-    return memoized_build(_memo, spec, render_cpu, FLAGS, ".so", _load)
+    return memoized_build(
+        _memo, spec, render_cpu, FLAGS, ".so", _load_ranges if spec.ranges else _load
+    )
 
 
 # Below this many pairs one thread is faster than waking a team of threads.
@@ -260,15 +265,15 @@ def _aligned_empty(shape: tuple, dtype) -> np.ndarray:
     return raw[start : start + nbytes].view(dtype).reshape(shape)
 
 
-def layout(a: np.ndarray, cat_is_j: bool) -> np.ndarray:
+def layout(a: np.ndarray, cat_is_j: bool, pad: int = 0) -> np.ndarray:
     """The kernel's layout: j-variables (batch, D, NS) with the row stride
-    ``NS = cpu_j_stride(N)`` and zeros in the padding columns (64-byte aligned
-    when copied), others unchanged; always C-contiguous (copies only what is
-    not)."""
+    ``NS = cpu_j_stride(N) + pad`` and zeros in the padding columns (64-byte
+    aligned when copied), others unchanged; always C-contiguous (copies only
+    what is not)."""
     if not cat_is_j:
         return a if a.flags.c_contiguous else np.ascontiguousarray(a)
     n = a.shape[-2]
-    ns = cpu_j_stride(n)
+    ns = cpu_j_stride(n) + pad
     t = a.swapaxes(-1, -2)
     if ns == n and t.flags.c_contiguous:
         return t
@@ -303,15 +308,17 @@ class HostCall:
     """
 
     __slots__ = ("spec", "nbatch", "M", "N", "is_j", "out_specs", "boff", "boff_ptr")
-    __slots__ += ("args_t", "outs_t", "pairs", "_fn", "_memo_of_fn", "_small_j")
+    __slots__ += ("args_t", "outs_t", "pairs", "_fn", "_memo_of_fn", "_small_j", "_pad")
 
     def __init__(self, spec: KernelSpec, shapes, is_j, batch: tuple, M: int, N: int):
         self.spec, self.M, self.N = spec, M, N
         self.nbatch = math.prod(batch)
         self.pairs = self.nbatch * M * N
         self.is_j = tuple(is_j)
+        # block-sparse kernels read whole vectors past a j-range that ends at N
+        self._pad = CPU_VECTOR_J if spec.ranges else 0
         laid = [
-            _Shape(s[:-2] + (s[-1], cpu_j_stride(s[-2])) if j else s)
+            _Shape(s[:-2] + (s[-1], cpu_j_stride(s[-2]) + self._pad) if j else s)
             for s, j in zip(shapes, self.is_j)
         ]
         self.boff = all_batch_offsets(np, laid, batch) if batch else np.zeros(len(laid), np.int64)
@@ -332,9 +339,11 @@ class HostCall:
             for lay, j in zip(laid, self.is_j)
         )
 
-    def __call__(self, leaves: list[np.ndarray], nthreads: int) -> list[np.ndarray]:
+    def __call__(self, leaves: list[np.ndarray], nthreads: int, blocks=None) -> list[np.ndarray]:
         """Run on ``leaves`` (NumPy arrays of the planned shapes, any strides);
-        one output array per output, shaped ``batch + (M, size)``."""
+        one output array per output, shaped ``batch + (M, size)``. ``blocks``:
+        the :class:`~kernelsolve.engine.ranges.plan.BlockPlan` of a
+        block-sparse spec."""
         fn = self._fn
         if fn is None or self._memo_of_fn is not _memo or self.spec not in _memo:
             # compiled on first use (a plan is made without compiling); looked up
@@ -350,10 +359,16 @@ class HostCall:
                 a = out
                 keep.append(a)
             elif j or not a.flags.c_contiguous:
-                a = layout(a, j)
+                a = layout(a, j, self._pad)
                 keep.append(a)
             ptrs.append(_ptr(a))
         outs = [_empty(shape, dtype) for shape, dtype in self.out_specs]
+        extra = ()
+        if self.spec.ranges:
+            groups = blocks.groups(cpu_tiling(self.spec)[0])
+            red = np.ascontiguousarray(blocks.red, dtype=np.int64)
+            keep += [groups, red]
+            extra = (groups.ctypes.data, len(groups), red.ctypes.data)
         fn(
             self.nbatch,
             self.M,
@@ -362,5 +377,6 @@ class HostCall:
             self.boff_ptr,
             self.outs_t(*[_ptr(o) for o in outs]),
             nthreads,
+            *extra,
         )
         return outs

@@ -20,6 +20,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..cache import memoized, register_memo
 from ..codegen.cuda import cuda_shared_bytes, render_cuda, split_sizes
 from ..codegen.spec import KernelSpec
@@ -89,6 +91,15 @@ def plan_launch(
         chunk,
         cuda_shared_bytes(spec, block),
     )
+
+
+def ranges_launch(blocks, block: int) -> tuple:
+    """Host arrays of a block-sparse launch: the groups of rows (one per
+    thread block, at most ``block`` rows each) and the j-ranges (int64)."""
+    if blocks is None:
+        raise ValueError("a block-sparse kernel needs its BlockPlan (blocks=)")
+    red = np.ascontiguousarray(blocks.red, dtype=np.int64).reshape(-1)
+    return blocks.groups(block), red if len(red) else np.zeros(2, np.int64)
 
 
 # ----------------------------------------------------------------------------
@@ -221,10 +232,13 @@ def _stream(lib: str):
     return cupy.cuda.get_current_stream()
 
 
-def run(spec: KernelSpec, leaves: list, batch: tuple, M: int, N: int, lib: str) -> list:
+def run(
+    spec: KernelSpec, leaves: list, batch: tuple, M: int, N: int, lib: str, blocks=None
+) -> list:
     """Launch on device arrays (CuPy arrays, torch CUDA tensors viewed as
     CuPy through DLPack). ``leaves`` are ``batch + (n, d)`` / ``batch + (d,)``
     with the full number of batch dims. Returns CuPy arrays ``batch + (M, size)``.
+    ``blocks``: the BlockPlan of a block-sparse spec (:func:`ranges_launch`).
     """
     import cupy
 
@@ -233,7 +247,12 @@ def run(spec: KernelSpec, leaves: list, batch: tuple, M: int, N: int, lib: str) 
         dev = [cupy.ascontiguousarray(cupy.asarray(a)) for a in leaves]
         boff = all_batch_offsets(cupy, dev, batch)
         plan = plan_launch(
-            spec, nbatch, M, N, sm_count=cupy.cuda.Device().attributes["MultiProcessorCount"]
+            spec,
+            nbatch,
+            M,
+            N,
+            sm_count=cupy.cuda.Device().attributes["MultiProcessorCount"],
+            nsplit=1 if spec.ranges else None,
         )
         outs = alloc_outputs(cupy, spec, batch, M)
         nv, ni = split_sizes(spec)
@@ -255,7 +274,13 @@ def run(spec: KernelSpec, leaves: list, batch: tuple, M: int, N: int, lib: str) 
             cupy.int64(plan.chunk),
             cupy.int64(plan.blocks_per_batch),
         )
-        main(plan.grid, (plan.block,), args, shared_mem=plan.shared_bytes)
+        grid = plan.grid
+        if spec.ranges:
+            groups, red = ranges_launch(blocks, plan.block)
+            args += (cupy.asarray(groups), cupy.asarray(red))
+            grid = (len(groups), 1)
+        if grid[0]:
+            main(grid, (plan.block,), args, shared_mem=plan.shared_bytes)
         if plan.nsplit > 1:
             merge = mod.get_function("ks_merge")
             mb = 128

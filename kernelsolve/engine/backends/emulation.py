@@ -22,7 +22,7 @@ from ..codegen.cuda import cuda_merge_param_list, cuda_param_list, render_cuda, 
 from ..codegen.spec import KernelSpec
 from .common import all_batch_offsets, alloc_outputs
 from .cpu import memoized_build
-from .cuda import plan_launch
+from .cuda import plan_launch, ranges_launch
 
 HEADER = Path(__file__).with_name("cuda_emulation.h")
 FLAGS = ("-std=c++20", "-O1", "-pthread", "-fPIC", "-shared", "-w")
@@ -97,16 +97,21 @@ def run(
     block: int | None = None,
     nsplit: int | None = None,
     sm_count: int = 132,
+    blocks=None,
 ) -> list[np.ndarray]:
     """Execute ``ks_main`` (and ``ks_merge`` when j is split) on the host.
 
     ``leaves`` use the GPU layout: ``batch + (n, d)`` for i- and j-variables,
-    ``batch + (d,)`` for parameters, full number of batch dims.
+    ``batch + (d,)`` for parameters, full number of batch dims. ``blocks``:
+    the :class:`~kernelsolve.engine.ranges.plan.BlockPlan` of a block-sparse
+    spec (one block per group of rows, j never split).
     """
     lib = library(spec)
     nbatch = math.prod(batch) if batch else 1
     dev = [np.ascontiguousarray(a) for a in leaves]
     boff = all_batch_offsets(np, dev, batch)
+    if spec.ranges:
+        nsplit = 1
     plan = plan_launch(spec, nbatch, M, N, sm_count=sm_count, block=block, nsplit=nsplit)
     outs = alloc_outputs(np, spec, batch, M)
     nv, ni = split_sizes(spec)
@@ -114,8 +119,14 @@ def run(
     part_v = np.empty(max(1, rows * plan.nsplit * nv), dtype=np.dtype(spec.acc_dtype))
     part_i = np.empty(max(1, rows * plan.nsplit * ni), dtype=np.int64)
     values = [nbatch, M, N, *dev, boff, *outs, part_v, part_i, plan.chunk, plan.blocks_per_batch]
+    grid_x = plan.grid_x
+    if spec.ranges:
+        groups, red = ranges_launch(blocks, plan.block)
+        values += [groups, red]
+        grid_x = len(groups)
     ptrs, keep = _pack(values)
-    lib.ks_emu_main(plan.grid_x, plan.nsplit, plan.block, plan.shared_bytes, ptrs)
+    if grid_x:
+        lib.ks_emu_main(grid_x, plan.nsplit, plan.block, plan.shared_bytes, ptrs)
     if plan.nsplit > 1:
         mb = 64
         ptrs, keep = _pack([rows, *outs, part_v, part_i, plan.nsplit])

@@ -322,7 +322,8 @@ def _factored_sum(row: _Row, scal: ir.Node, vec: ir.Node) -> _Body:
             names = [sums[k] for k in cols] + ([sums2[k] for k in cols] if two else [])
 
             def body(mask, cols=cols):
-                if vec.op == "var" and vec.attrs[1] == ir.J:
+                # (block-sparse: the columns past a j-range are real data, maybe inf)
+                if vec.op == "var" and vec.attrs[1] == ir.J and not spec.ranges:
                     mask = None  # 0 * 0 on the padding (a j-variable's is 0): adds 0
                 lines = [f"const {T} k1 = kbuf[j - j0];"]
                 lines += [f"const {T} k2 = kbuf2[j - j0];"] if two else []
@@ -404,6 +405,40 @@ def _strategy(row: _Row) -> _Body:
     return _plain_fold(row)
 
 
+def _j_loops(spec: KernelSpec, rows: int, tile: int):
+    """(extra entry parameters, the row-group count, (the group's head, the
+    opening of its j-tile loop), the closing): every j in tiles (dense), or
+    the tiles of the group's j-ranges (block-sparse, see :func:`render_cpu`)."""
+    if not spec.ranges:
+        groups = [
+            f"  const int64_t NS = {c_j_stride('N')};",
+            f"  const int64_t ngroups = (R + {rows - 1}) / {rows};",
+        ]
+        head = [f"const int64_t r0 = g * {rows}, r1 = r0 + {rows} < R ? r0 + {rows} : R;"]
+        tiles = [
+            f"for (int64_t t0 = 0; t0 < N; t0 += {tile}) {{",
+            f"  const int64_t t1 = t0 + {tile} < N ? t0 + {tile} : N;",
+        ]
+        return "", groups, (head, tiles), ["}"]
+    sig = ", const int64_t* ks_groups, int64_t ks_ngroups, const int64_t* ks_red"
+    groups = [
+        f"  const int64_t NS = {c_j_stride('N')} + {CPU_VECTOR_J};",
+        "  const int64_t ngroups = ks_ngroups;",
+    ]
+    # ks_ names: the strategies and reductions declare s0, s, ... of their own
+    head = [
+        "const int64_t r0 = ks_groups[4 * g], r1 = ks_groups[4 * g + 1];",
+        "const int64_t ks_s0 = ks_groups[4 * g + 2], ks_s1 = ks_groups[4 * g + 3];",
+    ]
+    tiles = [
+        "for (int64_t ks_s = ks_s0; ks_s < ks_s1; ks_s++) {",
+        "const int64_t ks_ja = ks_red[2 * ks_s], ks_jb = ks_red[2 * ks_s + 1];",
+        f"for (int64_t t0 = ks_ja; t0 < ks_jb; t0 += {tile}) {{",
+        f"  const int64_t t1 = t0 + {tile} < ks_jb ? t0 + {tile} : ks_jb;",
+    ]
+    return sig, groups, (head, tiles), ["}", "}"]
+
+
 def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
     """C++ source of the CPU kernel (see the module docstring).
 
@@ -411,6 +446,14 @@ def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
 
         int entry(int64_t nbatch, int64_t M, int64_t N, const T** args,
                   const int64_t* boff, void** outs, int nthreads)
+
+    and for a block-sparse spec (``spec.ranges``) three more arguments,
+    ``const int64_t* ks_groups, int64_t ks_ngroups, const int64_t* ks_red``:
+    the groups of :meth:`~kernelsolve.engine.ranges.plan.BlockPlan.groups`
+    (made with the rows per group of :func:`cpu_tiling`) and the j-ranges.
+    Each group folds only its j-ranges, tile by tile; j-variables then have
+    :func:`cpu_j_stride` + :data:`CPU_VECTOR_J` columns, so that the whole
+    vectors of a range that ends at N stay inside the array.
     """
     row = _Row.of(spec)
     body = _strategy(row)
@@ -439,27 +482,26 @@ def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
             "}",
         ]
     outs = {f"out{k}": f"out{k}" for k in range(2)}
+    sig, groups, j_open, j_close = _j_loops(spec, rows, tile)
     src = [
         "#include <stdint.h>",
         CPU_LIBM,
         CPU_MATH,
         spec.reduction.c_preamble,
         f"{CPU.kernel_prefix} int {entry}(int64_t nbatch, int64_t M, int64_t N,",
-        f"    const {spec.T}** args, const int64_t* boff, void** outs, int nthreads) {{",
+        f"    const {spec.T}** args, const int64_t* boff, void** outs, int nthreads{sig}) {{",
         "  const int64_t R = nbatch * M;",
-        f"  const int64_t NS = {c_j_stride('N')};",
-        f"  const int64_t ngroups = (R + {rows - 1}) / {rows};",
+        *groups,
         "  #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)",
         "  for (int64_t g = 0; g < ngroups; g++) {",
-        f"    const int64_t r0 = g * {rows}, r1 = r0 + {rows} < R ? r0 + {rows} : R;",
+        *_indent(4, j_open[0]),
         *spec.declare_acc("    ", rows=rows),
         *_indent(4, body.scratch),
         "    for (int64_t r = r0; r < r1; r++) {",
         "      const int64_t rr = r - r0;",
         *_indent(6, spec.snippet("init", row="rr").splitlines()),
         "    }",
-        f"    for (int64_t t0 = 0; t0 < N; t0 += {tile}) {{",
-        f"      const int64_t t1 = t0 + {tile} < N ? t0 + {tile} : N;",
+        *_indent(4, j_open[1]),
         "      for (int64_t r = r0; r < r1; r++) {",
         "        const int64_t rr = r - r0;",
         "        const int64_t b = r / M, i = r - b * M;",
@@ -471,7 +513,7 @@ def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
         *_indent(10, body.single),
         "        }",
         "      }",
-        "    }",
+        *_indent(4, j_close),
         "    for (int64_t r = r0; r < r1; r++) {",
         "      const int64_t rr = r - r0;",
         *_indent(6, spec.out_decls("r")),

@@ -23,6 +23,8 @@ def cuda_param_list(spec: KernelSpec) -> list[tuple[str, str]]:
     params += [("void*", f"outp{k}") for k in range(len(spec.outputs()))]
     params += [(f"{spec.ACC}*", "part_v"), ("int64_t*", "part_i")]
     params += [("int64_t", "chunk"), ("int64_t", "blocks_per_batch")]
+    if spec.ranges:  # block-sparse: one group of rows per block, and the j-ranges
+        params += [("const int64_t*", "ks_groups"), ("const int64_t*", "ks_red")]
     return params
 
 
@@ -96,6 +98,38 @@ def _split_buffers(spec: KernelSpec, d: GPUDialect) -> tuple[list[str], list[str
     return store, load_a, load_b
 
 
+def _rows_and_j(spec: KernelSpec, d: GPUDialect) -> tuple[list[str], list[str], list[str]]:
+    """The block's rows (``b``, ``i``, ``active``) and the j-ranges it folds:
+    dense, rows ``i`` of batch entry ``b`` and the columns of the split; block-
+    sparse, the group ``ks_groups[block]`` (the block's index) = (r0, r1, s0, s1) of rows and
+    its j-ranges ``ks_red[s0:s1]`` (no batch, no split of j)."""
+    if not spec.ranges:
+        bdim = d.block_dim_x
+        head = [
+            f"  const int64_t b = {d.block_x} / blocks_per_batch;",
+            f"  const int64_t i = ({d.block_x} % blocks_per_batch) * (int64_t){bdim}"
+            f" + {d.thread_x};",
+            "  const bool active = i < M;",
+        ]
+        split = [
+            f"  const int64_t js = (int64_t){d.block_y} * chunk;",
+            "  const int64_t je = js + chunk < N ? js + chunk : N;",
+        ]
+        return head + split, [], []
+    head = [
+        f"  const int64_t* grp = ks_groups + 4 * (int64_t){d.block_x};",
+        "  const int64_t b = 0;",
+        f"  const int64_t i = grp[0] + {d.thread_x};",
+        "  const bool active = i < grp[1];",
+    ]
+    j_open = [
+        # ks_rs: reductions name accumulator fields s, m, ...
+        "  for (int64_t ks_rs = grp[2]; ks_rs < grp[3]; ks_rs++) {",
+        "  const int64_t js = ks_red[2 * ks_rs], je = ks_red[2 * ks_rs + 1];",
+    ]
+    return head, j_open, ["  }"]
+
+
 def _main_kernel(
     spec: KernelSpec, d: GPUDialect, out_decls: list[str], finalize: str
 ) -> list[str]:
@@ -110,18 +144,16 @@ def _main_kernel(
     store, _, _ = _split_buffers(spec, d)
     params = ", ".join(f"{t} {n}" for t, n in cuda_param_list(spec))
     bdim, ind = d.block_dim_x, "        "
+    head, j_open, j_close = _rows_and_j(spec, d)
     return [
         f"{d.kernel_prefix} void ks_main({params}) {{",
         f"  KS_DYNAMIC_SHARED({T}, ysh);",
-        f"  const int64_t b = {d.block_x} / blocks_per_batch;",
-        f"  const int64_t i = ({d.block_x} % blocks_per_batch) * (int64_t){bdim} + {d.thread_x};",
-        "  const bool active = i < M;",
+        *head,
         "  const int64_t ii = active ? i : 0;  // inactive threads still stage tiles",
-        f"  const int64_t js = (int64_t){d.block_y} * chunk;",
-        "  const int64_t je = js + chunk < N ? js + chunk : N;",
         *["  " + s for s in pre_lines],
         *spec.declare_acc("  "),
         *["  " + line for line in spec.snippet("init").splitlines()],
+        *j_open,
         f"  for (int64_t jt = js; jt < je; jt += {bdim}) {{",
         f"    const int64_t jl = jt + {d.thread_x};",
         "    if (jl < je) {",
@@ -138,6 +170,7 @@ def _main_kernel(
         "    }",
         f"    {d.barrier}",
         "  }",
+        *j_close,
         "  if (!active) return;",
         "  const int64_t r = b * M + i;",
         f"  if ({d.grid_dim_y} == 1) {{",

@@ -41,11 +41,14 @@ class KernelSpec:
     acc_dtype: str
     var_cats: tuple[int, ...]  # category of each argument
     var_dims: tuple[int, ...]
+    # block-sparse: the kernel folds the kept j-ranges of groups of rows
+    # (engine/ranges) instead of every j
+    ranges: bool = False
 
     def __post_init__(self):
         # Specs key the kernel memos on every call: hash the fields once.
         fields = (self.formula, self.weight, self.reduction, self.K, self.dtype)
-        fields += (self.acc_dtype, self.var_cats, self.var_dims)
+        fields += (self.acc_dtype, self.var_cats, self.var_dims, self.ranges)
         object.__setattr__(self, "_hash", hash(fields))
 
     def __hash__(self) -> int:

@@ -1,8 +1,23 @@
 """kernelsolve's stand-in for ``pykeops.numpy``: the same names, one engine.
 
->>> from kernelsolve.keops.numpy import LazyTensor, Vi, Vj, Pm
+>>> from kernelsolve.keops.numpy import Genred, KernelSolve, LazyTensor, Vi, Vj, Pm
 """
 
 from ...lazytensor import LazyTensor, Pm, Vi, Vj
+from ..genred import Genred, generic_argkmin, generic_argmin, generic_logsumexp, generic_sum
+from ..kernel_solve import KernelSolve
 
-__all__ = ["LazyTensor", "Pm", "Vi", "Vj"]
+# ComplexLazyTensor (another module builds it): from ...lazytensor import ComplexLazyTensor
+
+__all__ = [
+    "Genred",
+    "KernelSolve",
+    "LazyTensor",
+    "Pm",
+    "Vi",
+    "Vj",
+    "generic_argkmin",
+    "generic_argmin",
+    "generic_logsumexp",
+    "generic_sum",
+]

@@ -1,8 +1,28 @@
 """kernelsolve's stand-in for ``pykeops.torch``: the same names, one engine.
 
->>> from kernelsolve.keops.torch import LazyTensor, Vi, Vj, Pm
+Importing this module imports torch (as ``pykeops.torch`` does); ``import
+kernelsolve`` alone does not.
+
+>>> from kernelsolve.keops.torch import Genred, KernelSolve, LazyTensor, Vi, Vj, Pm
 """
 
-from ...lazytensor import LazyTensor, Pm, Vi, Vj
+import torch  # noqa: F401  (a missing torch fails here, with its own message)
 
-__all__ = ["LazyTensor", "Pm", "Vi", "Vj"]
+from ...lazytensor import LazyTensor, Pm, Vi, Vj
+from ..genred import Genred, generic_argkmin, generic_argmin, generic_logsumexp, generic_sum
+from ..kernel_solve import KernelSolve
+
+# ComplexLazyTensor (another module builds it): from ...lazytensor import ComplexLazyTensor
+
+__all__ = [
+    "Genred",
+    "KernelSolve",
+    "LazyTensor",
+    "Pm",
+    "Vi",
+    "Vj",
+    "generic_argkmin",
+    "generic_argmin",
+    "generic_logsumexp",
+    "generic_sum",
+]

@@ -1,0 +1,9 @@
+"""``pykeops.torch.cluster``: clustering helpers for block-sparse reductions
+(``ranges=``), with pykeops' names, signatures and results on torch tensors.
+
+>>> from kernelsolve.keops.torch.cluster import grid_cluster, from_matrix, swap_axes
+"""
+
+# the same functions for both libraries: they follow their inputs' library
+from ...engine.ranges.cluster import *  # noqa: F403
+from ...engine.ranges.cluster import __all__  # noqa: F401
