@@ -19,12 +19,14 @@ go here too, e.g.::
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 
 from ...engine import ir
+from ...engine.ops import complex as complex_ops
 from ...engine.ops.derivatives import place
 from . import autodiff
 
@@ -135,6 +137,11 @@ def _mod(x: ir.Node, n: ir.Node, d: ir.Node | None = None) -> ir.Node:
     return ir.make("mod", x, n, ir.const(0) if d is None else d)
 
 
+def _arity(build: Callable) -> int:
+    """How many formulas a complex builder takes (1 or 2)."""
+    return len(inspect.signature(build).parameters)
+
+
 BUILDERS: dict[str, Builder] = {
     # variables and constants
     "Var": Builder(_variable, "iii"),
@@ -230,4 +237,9 @@ BUILDERS: dict[str, Builder] = {
     "Laplacian": Builder(autodiff.laplacian, "ff"),
     "GradMatrix": Builder(autodiff.grad_matrix, "ff"),
     # Kron / TensorDot: one line each once their IR builders exist (see the module doc).
+    # complex numbers (interleaved real and imaginary parts): engine/ops/complex.py
+    **{
+        name: Builder(build, "fi" if name == "ComplexSumT" else "f" * _arity(build))
+        for name, build in complex_ops.PYKEOPS.items()
+    },
 }

@@ -3,13 +3,12 @@
 >>> from kernelsolve.keops.numpy import Genred, KernelSolve, LazyTensor, Vi, Vj, Pm
 """
 
-from ...lazytensor import LazyTensor, Pm, Vi, Vj
+from ...lazytensor import ComplexLazyTensor, LazyTensor, Pm, Vi, Vj
 from ..genred import Genred, generic_argkmin, generic_argmin, generic_logsumexp, generic_sum
 from ..kernel_solve import KernelSolve
 
-# ComplexLazyTensor (another module builds it): from ...lazytensor import ComplexLazyTensor
-
 __all__ = [
+    "ComplexLazyTensor",
     "Genred",
     "KernelSolve",
     "LazyTensor",

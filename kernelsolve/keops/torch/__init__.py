@@ -8,13 +8,12 @@ kernelsolve`` alone does not.
 
 import torch  # noqa: F401  (a missing torch fails here, with its own message)
 
-from ...lazytensor import LazyTensor, Pm, Vi, Vj
+from ...lazytensor import ComplexLazyTensor, LazyTensor, Pm, Vi, Vj
 from ..genred import Genred, generic_argkmin, generic_argmin, generic_logsumexp, generic_sum
 from ..kernel_solve import KernelSolve
 
-# ComplexLazyTensor (another module builds it): from ...lazytensor import ComplexLazyTensor
-
 __all__ = [
+    "ComplexLazyTensor",
     "Genred",
     "KernelSolve",
     "LazyTensor",
