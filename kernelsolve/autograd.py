@@ -485,9 +485,15 @@ def _smooth_jvp(request: ReductionRequest, leaves, out, tangents):
         summand = ir.make("mul", ir.make("exp", ir.make("sub", F, L)), summand)
     if ir.is_const(summand, 0):
         return out.new_zeros(out.shape)
+    # same axis, options and block-sparse ranges as the reduction itself
     tangent = reduce(
-        ReductionRequest(
-            summand, "sum", tuple(ext_leaves), tuple(ext_cats), 1, options=request.options
+        request._replace(
+            formula=summand,
+            reduction="sum",
+            arguments=tuple(ext_leaves),
+            cats=tuple(ext_cats),
+            weight=None,
+            K=None,
         )
     )
     return tangent if tangent.shape == out.shape else tangent.expand(out.shape)
