@@ -16,6 +16,9 @@ import torch.autograd.forward_ad as fwAD
 
 from kernelsolve import LazyTensor, Pm, Vi, Vj, config
 
+from .autograd_cases import OP_CASES, REDUCTIONS_BY_NAME, axis_for, differentiable_function
+from .autograd_cases import REDUCTIONS as AD_REDUCTIONS
+
 F64 = torch.float64
 
 # reduction name -> (lazy, dense) of (F, b) with F the (M, N) formula -> (M, E)
@@ -289,3 +292,41 @@ def test_compiled_target_jvp_and_hessian():
     x, y, b, p = values
     got = torch.func.hessian(lambda x: f(x, y, b, p).sum())(x)
     _close(got, torch.func.hessian(lambda x: g(x, y, b, p).sum())(x), 1e-9, "hessian")
+
+
+# ----------------------------------------------------------------------------
+# Every differentiable op under every reduction (tests/autograd_cases.py)
+# ----------------------------------------------------------------------------
+
+# each op case under two reductions, in rotation: every op and every reduction
+# is covered (each reduction by ~10 ops), for a fifth of the full cross-product
+FORWARD_COMBINATIONS = [
+    (c.name, AD_REDUCTIONS[(k + shift) % len(AD_REDUCTIONS)].name)
+    for k, c in enumerate(OP_CASES)
+    for shift in (0, len(AD_REDUCTIONS) // 2)
+]
+
+
+def test_forward_combinations_cover_every_op_and_reduction():
+    assert {c for c, _ in FORWARD_COMBINATIONS} == {c.name for c in OP_CASES}
+    assert {r for _, r in FORWARD_COMBINATIONS} == {r.name for r in AD_REDUCTIONS}
+
+
+@pytest.mark.parametrize(
+    "case_name,red_name", FORWARD_COMBINATIONS, ids=[f"{c}-{r}" for c, r in FORWARD_COMBINATIONS]
+)
+def test_forward_gradcheck(case_name, red_name):
+    """Forward-mode Jacobians (torch.autograd.forward_ad, one dual per input
+    entry) agree with finite differences, for the i-, j-variable, the
+    parameter and the extra tensor (v, weights) at once."""
+    index = next(k for k, c in enumerate(OP_CASES) if c.name == case_name)
+    case, red = OP_CASES[index], REDUCTIONS_BY_NAME[red_name]
+    axis = axis_for(index, red)
+    inputs = case.inputs() + red.extra(axis)
+    assert torch.autograd.gradcheck(
+        differentiable_function(case, red, axis),
+        inputs,
+        check_forward_ad=True,
+        check_backward_ad=False,
+        check_undefined_grad=False,
+    )
