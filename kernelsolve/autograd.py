@@ -316,7 +316,7 @@ def _functions():
         def jvp(ctx, _, *tangents):
             request = ctx.call.request
             if request.reduction not in _SMOOTH:
-                return _no_tangents(request, ctx)
+                return _no_tangents(ctx)
             *tensors, out = ctx.saved_tensors
             it = iter(tensors)
             leaves = [next(it) if x is None else x for x in ctx.numbers]
@@ -447,7 +447,7 @@ def _selected_values(request: ReductionRequest, idx):
 # ----------------------------------------------------------------------------
 
 
-def _no_tangents(request: ReductionRequest, ctx):
+def _no_tangents(ctx):
     """The tangents of an engine reduction without a rule of its own: zero for
     the values (min/max/Kmin get theirs from :func:`_select_reduce`), none for
     integer indices."""
