@@ -166,6 +166,17 @@ def test_sinxdivx_derivative_is_zero_at_zero():
     np.testing.assert_allclose(back, got)
 
 
+@pytest.mark.parametrize("op", ["max", "min"])
+def test_inner_extremum_of_a_persistent_tie(op):
+    """max(concat(x, x)) = x: tangent t and gradient g, not 2 t and 2 g (ties
+    share the derivative evenly, as torch's amax)."""
+    x, t = ir.var(0, ir.I, 1), ir.var(1, ir.I, 1)
+    f = ir.make(op, ir.make("concat", x, x))
+    xs, ts = np.array([[0.3], [-1.0]]), np.array([[2.0], [0.5]])
+    np.testing.assert_allclose(_eval(jvp(f, {x: t}), [xs, ts]), ts)
+    np.testing.assert_allclose(_eval(vjp(f, x, t), [xs, ts]), ts)
+
+
 def test_jvp_of_a_jvp_is_the_second_derivative():
     """Any order: d^2/dh^2 sin(x + h t) = -sin(x) t^2."""
     x, t = ir.var(0, ir.I, 1), ir.var(1, ir.I, 1)

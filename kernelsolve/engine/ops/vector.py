@@ -3,14 +3,14 @@ products of vectors and matrices (row-major, flattened), and slicing. One
 declaration per op: dim rule, C, NumPy, VJP, JVP and LazyTensor method (see
 :mod:`.base`).
 
-Non-differentiable points: ``max``/``min`` send the cotangent to *every*
-coordinate equal to the extremum (mask ``x == max``; torch's ``amax`` splits
-it, ``torch.max(dim)`` picks one index), identical when there is no tie;
+Non-differentiable points: ``max``/``min`` split the cotangent evenly
+between the coordinates equal to the extremum (as torch's ``amax``; exact
+for a tie that persists, e.g. ``max(concat(x, x))``), and their tangent is
+the mean of the tangent over those coordinates; a NaN extremum gets 0;
 ``norm2``/``normalize`` use ``rsqrt(sqnorm2(x))`` with ``rsqrt(0) = 0``, so
 their gradient at ``x = 0`` is 0 (no NaN); ``argmax``, ``argmin`` and
 ``onehot`` have derivative 0. The JVPs are the transposes of the VJPs,
-conventions included: ``max``'s tangent is the sum of the tangent over the
-coordinates equal to the maximum.
+conventions included.
 """
 
 from __future__ import annotations
@@ -70,6 +70,14 @@ def _c_arg_extremum(cmp: str):
     return c
 
 
+def _extremum_share(node, x):
+    """The weights of the coordinates of ``x`` equal to the extremum ``node``:
+    ``1 / count`` each, 0 elsewhere (everywhere when the extremum is NaN)."""
+    mask = make("eq", x, node)
+    count = make("sum", mask)
+    return make("div", mask, make("add", count, make("eq", count, const(0))))
+
+
 def _np_arg(pick):
     return lambda a: pick(a, axis=-1)[..., None].astype(a.dtype)
 
@@ -108,8 +116,8 @@ for _name, _cmp, _pick in (("max", ">", np.max), ("min", "<", np.min)):
         dims.scalar,
         c=_c_extremum(_cmp),
         numpy=_keepdims(_pick),
-        vjp=lambda node, g, x: (make("mul", g, make("eq", x, node)),),
-        jvp=_unary_jvp(lambda node, t, x: make("scalprod", t, make("eq", x, node))),
+        vjp=lambda node, g, x: (make("mul", g, _extremum_share(node, x)),),
+        jvp=_unary_jvp(lambda node, t, x: make("scalprod", t, _extremum_share(node, x))),
         doc=f"The {_name}imum coordinate (NaN propagates).",
     )
 for _name, _cmp, _pick in (("argmax", ">", np.argmax), ("argmin", "<", np.argmin)):
