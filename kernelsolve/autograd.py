@@ -33,6 +33,16 @@ in-place change of an argument raises torch's version-counter error.
 ``torch.func`` transforms: the functions define ``setup_context`` (so
 ``torch.func.grad``/``vjp``/``jacrev`` work) and a ``vmap`` rule that turns
 the mapped dimension into a leading batch dimension of the reduction.
+
+Forward mode (``torch.func.jvp``, ``jacfwd``, ``hessian``,
+``torch.autograd.forward_ad``): the functions' ``jvp`` rule builds the
+tangent *formula* with :func:`.engine.grad.jvp`, the input tangents bound as
+extra variables of their arguments' categories, and evaluates it through this
+same function, so that tangents are differentiable again (any order, forward
+over reverse included). ``sum``: the sum of the formula's tangent;
+``logsumexp``: its softmax-weighted sum, ``sum_j exp(F_ij - L_i) dF_ij``
+(``exp(F - L) (dF w + dw)`` with a weight); ``min``/``max``/``Kmin`` values:
+the tangent of the formula at the selected pairs; indices: none.
 """
 
 from __future__ import annotations
@@ -41,7 +51,7 @@ from collections.abc import Sequence
 
 from .engine import arrays, dispatch, ir
 from .engine.cache import memoized
-from .engine.grad import vjp
+from .engine.grad import jvp, vjp
 from .engine.request import ReductionRequest
 
 __all__ = ["reduce", "needs_grad"]
@@ -78,6 +88,8 @@ def needs_grad(leaves: Sequence) -> bool:
             grad = None
             break
         grad = grad or x.requires_grad
+    if grad is not None and _has_forward_tangent(torch, tensors):
+        return True
     if grad is None:
         raise NotImplementedError(
             "kernelsolve reductions do not support torch's legacy batched gradients "
@@ -85,6 +97,15 @@ def needs_grad(leaves: Sequence) -> bool:
             "with vectorize=True); use torch.func.jacrev / torch.func.vmap, which work"
         )
     return grad and torch.is_grad_enabled()
+
+
+def _has_forward_tangent(torch, tensors) -> bool:
+    """True inside ``torch.autograd.forward_ad.dual_level`` for a dual tensor
+    (forward mode does not depend on grad mode)."""
+    forward_ad = torch.autograd.forward_ad
+    if forward_ad._current_level < 0:
+        return False
+    return any(forward_ad.unpack_dual(x).tangent is not None for x in tensors)
 
 
 @memoized("autograd.torch_checks", maxsize=1)
@@ -279,12 +300,14 @@ def _functions():
             if ints:
                 ctx.mark_non_differentiable(*ints)
             if call.request.reduction not in _SMOOTH:
+                ctx.save_for_forward(*outs)
                 return
             # numbers bound to parameters are kept aside; tensors are saved so
             # that torch detects in-place changes before the backward
             ctx.numbers = [None if isinstance(x, torch.Tensor) else x for x in leaves]
             tensors = [x for x in leaves if isinstance(x, torch.Tensor)]
             ctx.save_for_backward(*tensors, output)
+            ctx.save_for_forward(*tensors, output)
 
         @staticmethod
         def backward(ctx, grad_out, *more):
@@ -302,6 +325,16 @@ def _functions():
                 for k, x in enumerate(leaves)
             ]
             return (None, *_smooth_backward(request, leaves, out, grad_out, wanted))
+
+        @staticmethod
+        def jvp(ctx, _, *tangents):
+            request = ctx.call.request
+            if request.reduction not in _SMOOTH:
+                return _no_tangents(ctx)
+            *tensors, out = ctx.saved_tensors
+            it = iter(tensors)
+            leaves = [next(it) if x is None else x for x in ctx.numbers]
+            return _smooth_jvp(request, leaves, out, tangents)
 
         @staticmethod
         def vmap(info, in_dims, call, *leaves):
@@ -328,6 +361,11 @@ def _functions():
         @staticmethod
         def backward(ctx, g):
             return None, g
+
+        @staticmethod
+        def jvp(ctx, t_values, t_selected):
+            # the values' own tangent is the kernel's, zero: the selected pairs carry it
+            return t_selected if t_selected is not None else t_values
 
         @staticmethod
         def vmap(info, in_dims, values, selected):
@@ -419,3 +457,60 @@ def _selected_values(request: ReductionRequest, idx):
         # a formula of parameters alone gives one row: broadcast it
         columns.append(r.expand(batch + (rows, 1)).reshape(batch + (M, Kk)))
     return torch.stack(columns, -1)
+
+
+# ----------------------------------------------------------------------------
+# Forward mode: the tangent of a reduction is a reduction of the formula's tangent
+# ----------------------------------------------------------------------------
+
+
+def _no_tangents(ctx):
+    """The tangents of an engine reduction without a rule of its own: zero for
+    the values (min/max/Kmin get theirs from :func:`_select_reduce`), none for
+    integer indices."""
+    outs = ctx.saved_tensors
+    zero = tuple(o.new_zeros(o.shape) if o.is_floating_point() else None for o in outs)
+    return zero if len(zero) > 1 else zero[0]
+
+
+def _smooth_jvp(request: ReductionRequest, leaves, out, tangents):
+    """Tangent of the reduction ``out`` (``sum``, ``logsumexp``,
+    ``logsumexp_weight`` over j) for the leaves' ``tangents`` (None: zero)."""
+    variables = {}
+    for root in (request.formula, request.weight):
+        if root is not None:
+            for v in ir.variables(root):
+                variables[v.attrs[0]] = v
+    ext_leaves, ext_cats = list(leaves), list(request.cats)
+    tvars = {}
+    for k, t in enumerate(tangents):
+        v = variables.get(k)
+        if t is None or v is None:
+            continue
+        tvars[v] = ir.var(len(ext_leaves), v.attrs[1], v.attrs[2])
+        ext_leaves.append(t)
+        ext_cats.append(request.cats[k])
+    F, W = request.formula, request.weight
+    summand = jvp(F, tvars)
+    if request.reduction == "logsumexp_weight":
+        summand = ir.make("add", ir.make("mul", summand, W), jvp(W, tvars))
+    if request.reduction != "sum" and not ir.is_const(summand, 0):
+        # d log sum_j e^F = sum_j e^(F - L) dF, L the output (softmax weights)
+        L = ir.var(len(ext_leaves), ir.I, out.shape[-1])
+        ext_leaves.append(out)
+        ext_cats.append(ir.I)
+        summand = ir.make("mul", ir.make("exp", ir.make("sub", F, L)), summand)
+    if ir.is_const(summand, 0):
+        return out.new_zeros(out.shape)
+    # same axis, options and block-sparse ranges as the reduction itself
+    tangent = reduce(
+        request._replace(
+            formula=summand,
+            reduction="sum",
+            arguments=tuple(ext_leaves),
+            cats=tuple(ext_cats),
+            weight=None,
+            K=None,
+        )
+    )
+    return tangent if tangent.shape == out.shape else tangent.expand(out.shape)

@@ -666,24 +666,6 @@ def test_logsumexp_gradients_are_stable_for_large_exponents():
             _close(g, e, 1e-9, f"pair {k}", atol=1e-10)
 
 
-@pytest.mark.parametrize("transform", ["jvp", "jacfwd", "hessian"])
-def test_forward_mode_raises(transform):
-    """Forward-mode AD (torch.func.jvp, jacfwd, hessian) is not implemented: it
-    raises (NotImplementedError or a RuntimeError about jvp), never a wrong value."""
-    x, y = _rand((4, 2), 1, grad=False), _rand((5, 2), 2, grad=False)
-
-    def f(x):
-        return _fn_kernel(x, y).sum()
-
-    with pytest.raises((NotImplementedError, RuntimeError), match="(?i)jvp|forward"):
-        if transform == "jvp":
-            torch.func.jvp(f, (x,), (torch.ones_like(x),))
-        elif transform == "jacfwd":
-            torch.func.jacfwd(f)(x)
-        else:
-            torch.func.hessian(f)(x)
-
-
 # ============================================================================
 # 8. Bad input
 # ============================================================================

@@ -1,4 +1,5 @@
-"""Symbolic vector-Jacobian products on the formula IR.
+"""Symbolic vector-Jacobian (reverse mode) and Jacobian-vector (forward
+mode) products on the formula IR.
 
 :func:`vjp` turns a formula ``F`` (a :class:`~.ir.Node`), a variable leaf
 ``x`` of ``F`` and a cotangent formula ``g`` (of dimension ``F.dim``) into the
@@ -21,13 +22,21 @@ Broadcasting: an elementwise op broadcasts a dim-1 argument against a dim-D
 node; the contribution to that argument is then summed (``sum``) over the
 inner dimension. Conversely a dim-1 contribution to a dim-D argument is
 broadcast (multiplied by ``const(1, D)``).
+
+:func:`jvp` is the forward twin: given a tangent formula for some variables,
+it visits ``ir.topological_order(F)`` children first and gives each node that
+depends on them a *tangent* (a node of the same dimension) from the ``jvp``
+rule of its op; the root's tangent is the result, ``sum_x dF/dx . t_x``.
+Hash-consing shares the subformulas of the tangent with those of ``F``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from . import ir
 
-__all__ = ["vjp"]
+__all__ = ["jvp", "vjp"]
 
 
 def _fit(c: ir.Node, dim: int) -> ir.Node:
@@ -85,3 +94,51 @@ def vjp(root: ir.Node, wrt: ir.Node, cotangent: ir.Node) -> ir.Node:
             prev = adjoint.get(id(arg))
             adjoint[id(arg)] = c if prev is None else ir.make("add", prev, c)
     return adjoint.get(id(wrt), ir.const(0, wrt.dim))
+
+
+# ----------------------------------------------------------------------------
+# Forward-mode propagation
+# ----------------------------------------------------------------------------
+
+
+def jvp(root: ir.Node, tangents: Mapping[ir.Node, ir.Node]) -> ir.Node:
+    """Formula of ``sum_x d root / d x . tangents[x]`` (dimension ``root.dim``).
+
+    ``tangents`` maps ``var`` leaves to tangent formulas of their dimension;
+    variables not in it have a zero tangent. If none of them occurs in
+    ``root`` the result is ``const(0, root.dim)``.
+
+    Example
+    -------
+    >>> from kernelsolve.engine import ir
+    >>> x, t = ir.var(0, ir.I, 1), ir.var(1, ir.I, 1)
+    >>> jvp(ir.make("square", x), {x: t}).key
+    'mul(mul(Const(2,1),Var(1,1,i)),Var(0,1,i))'
+    """
+    tangent: dict[int, ir.Node] = {}
+    for v, t in tangents.items():
+        if v.op != "var":
+            raise ValueError(f"jvp: tangents must be keyed by var leaves, got {v.op!r}")
+        if t.dim != v.dim:
+            raise ValueError(
+                f"jvp: the tangent of {v.key} has dimension {t.dim}, expected {v.dim}"
+            )
+        if not ir.is_const(t, 0):
+            tangent[id(v)] = t
+    for node in ir.topological_order(root):
+        if node.op in ("var", "const"):
+            continue
+        ts = tuple(tangent.get(id(a)) for a in node.args)
+        if all(t is None for t in ts):
+            continue
+        t = ir.OPS[node.op].jvp(node, ts, *node.args)
+        if t is None:
+            continue
+        t = _fit(t, node.dim) if t.dim == 1 else t
+        if t.dim != node.dim:
+            raise ValueError(
+                f"jvp: the {node.op} rule gave a tangent of dimension {t.dim}, expected {node.dim}"
+            )
+        if not ir.is_const(t, 0):
+            tangent[id(node)] = t
+    return tangent.get(id(root), ir.const(0, root.dim))

@@ -2,9 +2,10 @@
 (kernelsolve.engine.ops) with all of its rules, and a LazyTensor method builds it.
 
 These tests fail for an op added without a dimension rule, a C rendering, a
-NumPy evaluation, a VJP rule or a LazyTensor method; the per-op checks of
-each rule's *values* are in test_ops.py (C and NumPy against dense NumPy),
-test_grad.py (VJP against torch) and test_codegen.py (rendering).
+NumPy evaluation, a VJP rule, a JVP rule or a LazyTensor method; the per-op
+checks of each rule's *values* are in test_ops.py (C and NumPy against dense
+NumPy), test_grad.py (VJP against torch), test_jvp.py (JVP against finite
+differences and the VJP) and test_codegen.py (rendering).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from kernelsolve.engine import ir
 from kernelsolve.engine.backends import reference
 from kernelsolve.engine.codegen.dialect import CPU
 from kernelsolve.engine.codegen.formula import render_formula
-from kernelsolve.engine.ops.base import Op, declare, no_gradient
+from kernelsolve.engine.ops.base import Op, declare, no_gradient, no_tangent
 
 OP_NAMES = sorted(ir.OPS)
 
@@ -32,7 +33,7 @@ def test_op_declares_every_rule(name):
     op = ir.OPS[name]
     assert isinstance(op, Op) and op.name == name
     assert op.arity in (1, 2, 3)
-    for rule in (op.dim, op.c, op.numpy, op.vjp):
+    for rule in (op.dim, op.c, op.numpy, op.vjp, op.jvp):
         assert callable(rule)
     assert op.doc, f"{name}: no doc (the LazyTensor method's docstring)"
     assert hasattr(LazyTensor, op.method), f"{name}: no LazyTensor.{op.method}"
@@ -114,9 +115,9 @@ def test_the_lazytensor_method_builds_the_op(name):
 
 @pytest.mark.parametrize("name", OP_NAMES)
 def test_every_rule_runs_on_the_op(name):
-    """The C, NumPy and VJP rules all accept the op as the LazyTensor method
-    builds it and give results of the op's dimension (the values are checked
-    elsewhere, see the module docstring)."""
+    """The C, NumPy, VJP and JVP rules all accept the op as the LazyTensor
+    method builds it and give results of the op's dimension (the values are
+    checked elsewhere, see the module docstring)."""
     x, y, s, m = _operands()
     call = CALLS.get(name, lambda x, y, s, m: getattr(x, ir.OPS[name].method)())
     f = call(x, y, s, m).formula
@@ -128,13 +129,26 @@ def test_every_rule_runs_on_the_op(name):
     contributions = ir.OPS[name].vjp(f, ir.const(1, f.dim), *f.args)
     assert len(contributions) == len(f.args)
     assert all(c is None or isinstance(c, ir.Node) for c in contributions)
+    tangents = tuple(ir.const(1, a.dim) for a in f.args)
+    t = ir.OPS[name].jvp(f, tangents, *f.args)
+    assert t is None or (isinstance(t, ir.Node) and t.dim in (1, f.dim))
+    zero = ir.OPS[name].jvp(f, (None,) * len(f.args), *f.args)  # all tangents zero
+    assert zero is None or ir.is_const(zero, 0)
 
 
 def test_declaring_an_op_twice_or_without_a_rule_fails():
     exp = ir.OPS["exp"]
     with pytest.raises(ValueError, match="already declared"):
         declare(exp)
-    incomplete = Op("nothing", 1, exp.dim, exp.c, None, no_gradient, "nothing")
+    incomplete = Op("nothing", 1, exp.dim, exp.c, None, no_gradient, "nothing", jvp=no_tangent)
     with pytest.raises(TypeError, match="missing rule"):
         declare(incomplete)
+    assert "nothing" not in ir.OPS
+
+
+def test_declaring_an_op_without_a_jvp_fails():
+    exp = ir.OPS["exp"]
+    without_jvp = Op("nothing", 1, exp.dim, exp.c, exp.numpy, exp.vjp, "nothing")
+    with pytest.raises(TypeError, match=r"missing rule\(s\) \['jvp'\]"):
+        declare(without_jvp)
     assert "nothing" not in ir.OPS

@@ -12,7 +12,8 @@ An :class:`Op` gathers everything the library knows about one operation:
 * ``jvp``: its Jacobian-vector product (forward mode), read by :mod:`..grad`,
 * ``method``: the :class:`~kernelsolve.LazyTensor` attribute that builds it.
 
-``tests/engine/test_ops_declared.py`` fails for any op that lacks one of them.
+``tests/engine/test_ops_declared.py`` fails for any op that lacks one of them,
+and :func:`declare` refuses it.
 This module imports nothing from the rest of the library (the IR imports it);
 the declarations themselves live in :mod:`.elementwise` and :mod:`.vector`.
 """
@@ -22,13 +23,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["OPS", "Op", "declare", "no_gradient"]
+__all__ = ["OPS", "Op", "declare", "no_gradient", "no_tangent"]
 
 
 def no_gradient(node, g, *args) -> tuple[None, ...]:
     """The VJP of an op whose derivative is 0 wherever it exists (step, sign,
     floor, comparisons, argmin, ...): no contribution to any argument."""
     return (None,) * len(args)
+
+
+def no_tangent(node, tangents, *args) -> None:
+    """The JVP of an op whose derivative is 0 wherever it exists (the forward
+    twin of :func:`no_gradient`): a zero tangent whatever the arguments'."""
+    return None
 
 
 @dataclass(frozen=True)
@@ -55,8 +62,9 @@ class Op:
       for ops whose derivative is 0;
     * ``jvp(node, tangents, *args)``: ``tangents`` holds one tangent per
       argument (an IR node of the argument's dim, or None for a zero
-      tangent); returns the output's tangent (an IR node of ``node.dim``,
-      written with IR ops only) or None when it is zero.
+      tangent); returns the output's tangent (an IR node of ``node.dim``, or
+      of dim 1 which then broadcasts; written with IR ops only) or None when
+      it is zero; :func:`no_tangent` for ops whose derivative is 0.
     """
 
     name: str
@@ -85,7 +93,8 @@ def declare(op: Op) -> Op:
     """Register ``op`` in :data:`OPS` (a name may be declared once)."""
     if op.name in OPS or op.name in ("var", "const"):
         raise ValueError(f"operation {op.name!r} is already declared")
-    missing = [f for f in ("dim", "c", "numpy", "vjp") if not callable(getattr(op, f))]
+    rules = ("dim", "c", "numpy", "vjp", "jvp")
+    missing = [f for f in rules if not callable(getattr(op, f))]
     if missing or not op.method:
         raise TypeError(f"operation {op.name!r}: missing rule(s) {missing or ['method']}")
     OPS[op.name] = op

@@ -1,6 +1,10 @@
 """Elementwise ops: each output coordinate from the same coordinate of each
 argument (dimension-1 arguments broadcast). One declaration per op: dim rule,
-C, NumPy, VJP and LazyTensor method (see :mod:`.base`).
+C, NumPy, VJP, JVP and LazyTensor method (see :mod:`.base`). A unary op's
+Jacobian is diagonal, so its JVP is its VJP rule applied to the tangent
+(:func:`.derivatives.self_adjoint`); the n-ary ops declare theirs from their
+partial derivatives (:func:`.derivatives.linear`), with the same conventions
+at non-differentiable points as their VJP.
 
 Conventions at non-differentiable points (measure zero): ``step``, ``sign``,
 ``floor``, ``round`` and the comparisons have derivative 0; ``abs`` has
@@ -9,9 +13,10 @@ the cotangent where ``a <= x <= b``, ``a`` where ``x < a``, ``b`` where
 ``x > b`` (and ``x >= a``); ``mod(x, n, d) = x - n floor((x - d) / n)`` has
 ``dx = 1``, ``dn = -floor((x - d) / n)``, ``dd = 0``; ``ifelse(c, a, b)``
 gives ``a`` the cotangent where ``c >= 0``, ``b`` where ``c < 0``, nothing to
-``c``. ``sqrt``, ``log``, ``inv``, ``div``, ``powf``, ``xlogx`` and
-``sinxdivx`` are singular (inf/NaN) where their derivative is
-(``sinxdivx`` at exactly 0 gives NaN: ``(cos x - sinc x) / x``).
+``c``. ``sqrt``, ``log``, ``inv``, ``div``, ``powf`` and ``xlogx`` are
+singular (inf/NaN) where their derivative is. ``sinxdivx``'s derivative
+``(cos x - sinc x) / x`` is selected away at exactly 0, where it is 0 (its
+own derivatives, second order on, stay NaN there).
 """
 
 from __future__ import annotations
@@ -22,18 +27,24 @@ import numpy as np
 
 from ..ir import const, make
 from . import dims
-from .base import Op, declare, no_gradient
-from .derivatives import chain, masked
+from .base import Op, declare, no_gradient, no_tangent
+from .derivatives import added, chain, linear, masked, self_adjoint
 
 
 def _unary(name: str, *, c, numpy, vjp, doc: str, method: str = "", nattrs: int = 0) -> Op:
-    """Declare a unary elementwise op (its LazyTensor method: ``method``, else ``name``)."""
-    return declare(Op(name, 1, dims.keep, c, numpy, vjp, method or name, True, nattrs, doc))
+    """Declare a unary elementwise op (its LazyTensor method: ``method``, else
+    ``name``); its JVP is its VJP on the tangent (diagonal Jacobian)."""
+    jvp = no_tangent if vjp is no_gradient else self_adjoint(vjp)
+    return declare(
+        Op(name, 1, dims.keep, c, numpy, vjp, method or name, True, nattrs, doc, jvp=jvp)
+    )
 
 
-def _nary(name: str, arity: int, *, c, numpy, vjp, doc: str, method: str = "") -> Op:
+def _nary(name: str, arity: int, *, c, numpy, vjp, jvp, doc: str, method: str = "") -> Op:
     """Declare a binary or ternary elementwise op."""
-    return declare(Op(name, arity, dims.elementwise, c, numpy, vjp, method or name, True, 0, doc))
+    return declare(
+        Op(name, arity, dims.elementwise, c, numpy, vjp, method or name, True, 0, doc, jvp=jvp)
+    )
 
 
 def _libm(name: str) -> Callable:
@@ -130,6 +141,12 @@ def _vjp_clampint(node, g, x):
 def _vjp_rsqrt(node, g, x):
     # d x^(-1/2) = -1/2 x^(-3/2) = -1/2 rsqrt(x)^3 (0 where rsqrt(x) = 0)
     return (make("mul", make("mul", const(-0.5), g), make("pow", node, attrs=(3,))),)
+
+
+def _sinxdivx_derivative(node, x):
+    # 0 where -|x| >= 0 (x == 0), where the quotient is 0 / 0
+    quotient = make("div", make("sub", make("cos", x), node), x)
+    return make("ifelse", make("neg", make("abs", x)), const(0), quotient)
 
 
 def _rsqrt_of_one_minus_square(x):
@@ -282,7 +299,7 @@ _unary(
     "sinxdivx",
     c=lambda e, a: f"({a} == 0 ? ({e.T})1 : {e.fn('sin')}({a}) / {a})",
     numpy=_np_sinxdivx,
-    vjp=chain(lambda n, x: make("div", make("sub", make("cos", x), n), x)),
+    vjp=chain(_sinxdivx_derivative),
     doc="``sin(x) / x``, 1 at 0.",
 )
 _unary("floor", c=_libm("floor"), numpy=np.floor, vjp=no_gradient, doc="Round down.")
@@ -344,6 +361,45 @@ def _vjp_mod(node, g, x, n, d):
     return (g, make("neg", make("mul", g, q)), None)
 
 
+def _jvp_div(node, t, a, b):
+    # (ta - node tb) / b
+    return linear(t, lambda: make("inv", b), lambda: make("neg", make("div", node, b)))
+
+
+def _jvp_powf(node, t, a, b):
+    return linear(
+        t,
+        lambda: make("mul", b, make("powf", a, make("sub", b, const(1)))),
+        lambda: make("mul", node, make("log", a)),
+    )
+
+
+def _jvp_atan2(node, t, y, x):
+    r = make("inv", make("add", make("square", x), make("square", y)))
+    return linear(t, lambda: make("mul", x, r), lambda: make("neg", make("mul", y, r)))
+
+
+def _jvp_clamp(node, t, x, a, b):
+    not_below = make("ge", x, a)
+    return linear(
+        t,
+        lambda: make("mul", not_below, make("le", x, b)),
+        lambda: make("lt", x, a),
+        lambda: make("mul", not_below, make("gt", x, b)),
+    )
+
+
+def _jvp_ifelse(node, t, c, a, b):
+    return linear(t, None, lambda: make("ge", c, const(0)), lambda: make("lt", c, const(0)))
+
+
+def _jvp_mod(node, t, x, n, d):
+    def dn():
+        return make("neg", make("floor", make("div", make("sub", x, d), n)))
+
+    return linear(t, lambda: const(1), dn, None)
+
+
 def _compare(name: str, c_op: str, np_fn, method: str) -> None:
     _nary(
         name,
@@ -351,6 +407,7 @@ def _compare(name: str, c_op: str, np_fn, method: str) -> None:
         c=lambda e, a, b: f"({a} {c_op} {b} ? ({e.T})1 : ({e.T})0)",
         numpy=_np_compare(np_fn),
         vjp=no_gradient,
+        jvp=no_tangent,
         doc=f"1 where ``x {c_op} y``, else 0.",
         method=method,
     )
@@ -362,6 +419,7 @@ _nary(
     c=lambda e, a, b: f"({a} + {b})",
     numpy=np.add,
     vjp=lambda n, g, a, b: (g, g),
+    jvp=lambda n, t, a, b: added(*t),
     doc="``x + y``.",
     method="__add__",
 )
@@ -371,6 +429,7 @@ _nary(
     c=lambda e, a, b: f"({a} - {b})",
     numpy=np.subtract,
     vjp=lambda n, g, a, b: (g, make("neg", g)),
+    jvp=lambda n, t, a, b: added(t[0], None if t[1] is None else make("neg", t[1])),
     doc="``x - y``.",
     method="__sub__",
 )
@@ -380,6 +439,7 @@ _nary(
     c=lambda e, a, b: f"({a} * {b})",
     numpy=np.multiply,
     vjp=lambda n, g, a, b: (make("mul", g, b), make("mul", g, a)),
+    jvp=lambda n, t, a, b: linear(t, lambda: b, lambda: a),
     doc="``x * y``.",
     method="__mul__",
 )
@@ -389,6 +449,7 @@ _nary(
     c=lambda e, a, b: f"({a} / {b})",
     numpy=np.divide,
     vjp=_vjp_div,
+    jvp=_jvp_div,
     doc="``x / y``.",
     method="__truediv__",
 )
@@ -398,6 +459,7 @@ _nary(
     c=lambda e, a, b: f"{e.fn('pow')}({a}, {b})",
     numpy=np.power,
     vjp=_vjp_powf,
+    jvp=_jvp_powf,
     doc="``x ** y`` for a real exponent.",
     method="__pow__",
 )
@@ -407,6 +469,7 @@ _nary(
     c=lambda e, a, b: f"{e.fn('atan2')}({a}, {b})",
     numpy=np.arctan2,
     vjp=_vjp_atan2,
+    jvp=_jvp_atan2,
     doc="``atan2(y, x)``.",
 )
 _compare("eq", "==", np.equal, "__eq__")
@@ -421,6 +484,7 @@ _nary(
     c=lambda e, x, a, b: (f"({x} > {b} ? {b} : {x})", lambda t: f"({x} < {a} ? {a} : {t})"),
     numpy=lambda x, a, b: np.where(x < a, a, np.where(x > b, b, x)),
     vjp=_vjp_clamp,
+    jvp=_jvp_clamp,
     doc="Clamp ``x`` to ``[a, b]``.",
 )
 _nary(
@@ -429,6 +493,7 @@ _nary(
     c=lambda e, x, a, b: f"({x} >= 0 ? {a} : {b})",
     numpy=lambda x, a, b: np.where(x >= 0, a, b),
     vjp=_vjp_ifelse,
+    jvp=_jvp_ifelse,
     doc="``a`` where ``x >= 0``, ``b`` elsewhere.",
 )
 _nary(
@@ -437,5 +502,6 @@ _nary(
     c=lambda e, x, n, d: f"({x} - {n} * {e.fn('floor')}(({x} - {d}) / {n}))",
     numpy=lambda x, n, d: x - n * np.floor((x - d) / n),
     vjp=_vjp_mod,
+    jvp=_jvp_mod,
     doc="``x - n * floor((x - d) / n)``.",
 )

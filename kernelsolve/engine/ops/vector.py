@@ -1,14 +1,16 @@
 """Vector ops: reductions of the inner dimension (sum, max, norms, ...),
 products of vectors and matrices (row-major, flattened), and slicing. One
-declaration per op: dim rule, C, NumPy, VJP and LazyTensor method (see
+declaration per op: dim rule, C, NumPy, VJP, JVP and LazyTensor method (see
 :mod:`.base`).
 
-Non-differentiable points: ``max``/``min`` send the cotangent to *every*
-coordinate equal to the extremum (mask ``x == max``; torch's ``amax`` splits
-it, ``torch.max(dim)`` picks one index), identical when there is no tie;
+Non-differentiable points: ``max``/``min`` split the cotangent evenly
+between the coordinates equal to the extremum (as torch's ``amax``; exact
+for a tie that persists, e.g. ``max(concat(x, x))``), and their tangent is
+the mean of the tangent over those coordinates; a NaN extremum gets 0;
 ``norm2``/``normalize`` use ``rsqrt(sqnorm2(x))`` with ``rsqrt(0) = 0``, so
 their gradient at ``x = 0`` is 0 (no NaN); ``argmax``, ``argmin`` and
-``onehot`` have derivative 0.
+``onehot`` have derivative 0. The JVPs are the transposes of the VJPs,
+conventions included.
 """
 
 from __future__ import annotations
@@ -17,13 +19,20 @@ import numpy as np
 
 from ..ir import const, make
 from . import dims
-from .base import OPS, Op, declare, no_gradient
-from .derivatives import place
+from .base import OPS, Op, declare, no_gradient, no_tangent
+from .derivatives import added, bilinear, place, self_adjoint
 
 
-def _vector(name, arity, dim, *, c, numpy, vjp, doc, method="", nattrs=0) -> Op:
+def _vector(name, arity, dim, *, c, numpy, vjp, jvp, doc, method="", nattrs=0) -> Op:
     """Declare a non-elementwise op (``c(e, node, *args)``, see :class:`.base.Op`)."""
-    return declare(Op(name, arity, dim, c, numpy, vjp, method or name, False, nattrs, doc))
+    return declare(
+        Op(name, arity, dim, c, numpy, vjp, method or name, False, nattrs, doc, jvp=jvp)
+    )
+
+
+def _unary_jvp(rule):
+    """A one-argument JVP ``rule(node, t, x)``, None for a zero tangent."""
+    return lambda node, tangents, x: None if tangents[0] is None else rule(node, tangents[0], x)
 
 
 def _keepdims(f):
@@ -61,6 +70,14 @@ def _c_arg_extremum(cmp: str):
     return c
 
 
+def _extremum_share(node, x):
+    """The weights of the coordinates of ``x`` equal to the extremum ``node``:
+    ``1 / count`` each, 0 elsewhere (everywhere when the extremum is NaN)."""
+    mask = make("eq", x, node)
+    count = make("sum", mask)
+    return make("div", mask, make("add", count, make("eq", count, const(0))))
+
+
 def _np_arg(pick):
     return lambda a: pick(a, axis=-1)[..., None].astype(a.dtype)
 
@@ -89,6 +106,7 @@ _vector(
     c=lambda e, n, a: e.define([e.sum(a)]),
     numpy=_keepdims(np.sum),
     vjp=lambda node, g, x: (make("mul", g, const(1, x.dim)),),
+    jvp=_unary_jvp(lambda node, t, x: make("sum", t)),
     doc="Sum of the coordinates.",
 )
 for _name, _cmp, _pick in (("max", ">", np.max), ("min", "<", np.min)):
@@ -98,7 +116,8 @@ for _name, _cmp, _pick in (("max", ">", np.max), ("min", "<", np.min)):
         dims.scalar,
         c=_c_extremum(_cmp),
         numpy=_keepdims(_pick),
-        vjp=lambda node, g, x: (make("mul", g, make("eq", x, node)),),
+        vjp=lambda node, g, x: (make("mul", g, _extremum_share(node, x)),),
+        jvp=_unary_jvp(lambda node, t, x: make("scalprod", t, _extremum_share(node, x))),
         doc=f"The {_name}imum coordinate (NaN propagates).",
     )
 for _name, _cmp, _pick in (("argmax", ">", np.argmax), ("argmin", "<", np.argmin)):
@@ -109,6 +128,7 @@ for _name, _cmp, _pick in (("argmax", ">", np.argmax), ("argmin", "<", np.argmin
         c=_c_arg_extremum(_cmp),
         numpy=_np_arg(_pick),
         vjp=no_gradient,
+        jvp=no_tangent,
         doc=f"Index of the {_name[3:]}imum coordinate (first NaN if any), as a float.",
     )
 _vector(
@@ -118,6 +138,7 @@ _vector(
     c=lambda e, n, a: e.define([e.sum(_squares(a))]),
     numpy=lambda a: (a * a).sum(axis=-1, keepdims=True),
     vjp=lambda node, g, x: (make("mul", make("mul", const(2), g), x),),
+    jvp=_unary_jvp(lambda node, t, x: make("mul", const(2), make("scalprod", x, t))),
     doc="Squared Euclidean norm ``|x|^2``.",
 )
 _vector(
@@ -127,6 +148,9 @@ _vector(
     c=lambda e, n, a: e.define([f"{e.fn('sqrt')}({e.sum(_squares(a))})"]),
     numpy=lambda a: np.sqrt((a * a).sum(axis=-1, keepdims=True)),
     vjp=lambda node, g, x: (make("mul", make("mul", g, make("rsqrt", make("sqnorm2", x))), x),),
+    jvp=_unary_jvp(
+        lambda node, t, x: make("mul", make("scalprod", x, t), make("rsqrt", make("sqnorm2", x)))
+    ),
     doc="Euclidean norm ``|x|``.",
 )
 _vector(
@@ -136,6 +160,7 @@ _vector(
     c=_c_normalize,
     numpy=_np_normalize,
     vjp=_vjp_normalize,
+    jvp=self_adjoint(_vjp_normalize),
     doc="``x / |x|``, and 0 for the zero vector.",
 )
 
@@ -179,6 +204,43 @@ def _vjp_weightedsqnorm(node, g, s, x):
     return (gs, make("mul", make("mul", make("mul", const(2), g), s), x))
 
 
+def _jvp_weightedsqnorm(node, t, s, x):
+    ts, tx = t
+    D = x.dim
+    full = s.dim == D * D and D != 1
+    dx = None
+    if tx is not None:  # <tx, (S + S^T) x>, or 2 sum_k s_k x_k tx_k
+        if full:
+            sx = make("add", make("matvecmult", s, x), make("vecmatmult", x, s))
+            dx = make("scalprod", tx, sx)
+        else:
+            dx = make("mul", const(2), make("sum", make("mul", make("mul", s, x), tx)))
+    ds = None
+    if ts is not None:  # x^T tS x
+        if full:
+            ds = make("scalprod", ts, make("tensorprod", x, x))
+        elif s.dim == 1:
+            ds = make("mul", ts, make("sqnorm2", x))
+        else:
+            ds = make("scalprod", ts, make("square", x))
+    return added(ds, dx)
+
+
+def _jvp_sqdist(node, t, a, b):
+    ta, tb = t
+    d = added(ta, None if tb is None else make("neg", tb))
+    return None if d is None else make("mul", const(2), make("scalprod", make("sub", a, b), d))
+
+
+def _jvp_concat(node, t, a, b):
+    ta, tb = t
+    if ta is None and tb is None:
+        return None
+    ta = const(0, a.dim) if ta is None else ta
+    tb = const(0, b.dim) if tb is None else tb
+    return make("concat", ta, tb)
+
+
 def _vjp_sqdist(node, g, a, b):
     ga = make("mul", make("mul", const(2), g), make("sub", a, b))
     return (ga, make("neg", ga))
@@ -218,6 +280,7 @@ _vector(
     c=lambda e, n, a, b: e.define([e.sum([f"{x} * {y}" for x, y in zip(a, b)])]),
     numpy=lambda a, b: (a * b).sum(axis=-1, keepdims=True),
     vjp=lambda node, g, a, b: (make("mul", g, b), make("mul", g, a)),
+    jvp=lambda node, t, a, b: bilinear("scalprod", t, a, b),
     doc="Scalar product ``<x, y>``.",
     method="__or__",
 )
@@ -228,6 +291,7 @@ _vector(
     c=_c_sqdist,
     numpy=lambda a, b: ((a - b) ** 2).sum(axis=-1, keepdims=True),
     vjp=_vjp_sqdist,
+    jvp=_jvp_sqdist,
     doc="Squared distance ``|x - y|^2``.",
 )
 _vector(
@@ -237,6 +301,7 @@ _vector(
     c=_c_weightedsqnorm,
     numpy=_np_weightedsqnorm,
     vjp=_vjp_weightedsqnorm,
+    jvp=_jvp_weightedsqnorm,
     doc="``x^T S x`` with weights ``S`` of dim 1, D (diagonal) or D*D (full, row-major).",
 )
 _vector(
@@ -246,6 +311,7 @@ _vector(
     c=_c_matvec,
     numpy=_np_matvec,
     vjp=lambda node, g, A, v: (make("tensorprod", g, v), make("vecmatmult", g, A)),
+    jvp=lambda node, t, A, v: bilinear("matvecmult", t, A, v),
     doc="Matrix (row-major, dim n*p) times vector (dim p): dim n.",
 )
 _vector(
@@ -255,6 +321,7 @@ _vector(
     c=_c_vecmat,
     numpy=_np_vecmat,
     vjp=lambda node, g, v, A: (make("matvecmult", A, g), make("tensorprod", v, g)),
+    jvp=lambda node, t, v, A: bilinear("vecmatmult", t, v, A),
     doc="Vector (dim n) times matrix (row-major, dim n*p): dim p.",
 )
 _vector(
@@ -264,6 +331,7 @@ _vector(
     c=lambda e, n, a, b: e.define([f"{x} * {y}" for x in a for y in b]),
     numpy=_np_tensorprod,
     vjp=lambda node, g, a, b: (make("matvecmult", g, b), make("vecmatmult", a, g)),
+    jvp=lambda node, t, a, b: bilinear("tensorprod", t, a, b),
     doc="Outer product (dims n and p): dim n*p, row-major.",
 )
 
@@ -296,6 +364,7 @@ _vector(
     c=lambda e, n, a: [a[n.attrs[0]]],
     numpy=lambda a, m: a[..., m : m + 1],
     vjp=lambda node, g, x: (place(g, node.attrs[0], x.dim),),
+    jvp=_unary_jvp(lambda node, t, x: make("elem", t, attrs=node.attrs)),
     doc="The coordinate ``x[m]``.",
     nattrs=1,
 )
@@ -306,6 +375,7 @@ _vector(
     c=lambda e, n, a: a[n.attrs[0] : n.attrs[0] + n.attrs[1]],
     numpy=lambda a, start, d: a[..., start : start + d],
     vjp=lambda node, g, x: (place(g, node.attrs[0], x.dim),),
+    jvp=_unary_jvp(lambda node, t, x: make("extract", t, attrs=node.attrs)),
     doc="The coordinates ``x[start:start + d]``.",
     nattrs=2,
 )
@@ -319,6 +389,7 @@ _vector(
         make("extract", g, attrs=(0, a.dim)),
         make("extract", g, attrs=(a.dim, b.dim)),
     ),
+    jvp=_jvp_concat,
     doc="Concatenation along the inner dimension.",
 )
 _vector(
@@ -328,6 +399,7 @@ _vector(
     c=_c_onehot,
     numpy=_np_onehot,
     vjp=no_gradient,
+    jvp=no_tangent,
     doc="One-hot vector of dimension D at index ``round(x)``.",
     method="one_hot",
     nattrs=1,
