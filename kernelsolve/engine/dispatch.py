@@ -70,7 +70,7 @@ def plan(request: ReductionRequest) -> Plan:
     opts = request.options
     target = opts.target or _configured_target()
     key = (request.formula, request.weight, request.reduction, request.K, request.axis)
-    key += (target, opts.acc_dtype, request.cats, _compiler())
+    key += (target, opts.acc_dtype, opts.sum_scheme, request.cats, _compiler())
     key += tuple([_signature(x) for x in request.arguments])
     found = _plans.get(key)
     if found is None:
@@ -290,6 +290,7 @@ def _make_plan(request: ReductionRequest, target: str) -> Plan:
             acc_dtype=acc_dtype or compute,
             var_cats=request.cats,
             var_dims=tuple(s[-1] for s in full),
+            sum_scheme=request.options.sum_scheme,
         )
     if target == "cpu":
         host = cpu.HostCall(spec, full, [c == ir.J for c in request.cats], batch, M, N)
