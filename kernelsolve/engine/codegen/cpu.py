@@ -395,15 +395,25 @@ def _block_reduce(row: _Row) -> _Body:
 
 
 def _plain_fold(row: _Row) -> _Body:
-    """The block's values folded pair by pair with the reduction's ``c_fold``."""
+    """The block's values folded pair by pair with the reduction's ``c_fold``
+    (under ``block_sum``, a reduction that sums folds the block into the
+    ``_b`` accumulator, merged into the row's after the block)."""
     spec, T = row.spec, row.spec.T
     body = _buffered_block(row)
-    fold = spec.snippet("fold", row="rr", val="val", w="w", j="j")
+    apart = spec.scheme.tile_sums and bool(spec.reduction.sums)
+    if apart:
+        body.scratch = spec.declare_acc(suffix="_b") + body.scratch
+        body.single += spec.snippet("init", into="_b").splitlines()
+        fold = spec.snippet("fold", into="_b", val="val", w="w", j="j")
+    else:
+        fold = spec.snippet("fold", row="rr", val="val", w="w", j="j")
     body.single.append("for (int64_t j = j0; j < j1; j++) {")
     body.single.append(f"  const {T}* val = buf + (j - j0) * {spec.D};")
     if spec.E:
         body.single.append(f"  const {T}* w = wbuf + (j - j0) * {spec.E};")
     body.single += ["  " + line for line in fold.splitlines()] + ["}"]
+    if apart:
+        body.single += spec.snippet("merge", row="rr").splitlines()
     return body
 
 
