@@ -226,6 +226,11 @@ OP_CASES: list[OpCase] = [
     _case("matvecmult", lambda X, Y, P: X.matvecmult(Y * P), (6, 2, 2)),
     _case("vecmatmult", lambda X, Y, P: (X * P).vecmatmult(Y), (2, 6, 2)),
     _case("tensorprod", lambda X, Y, P: X.tensorprod(Y * P), (2, 3, 3)),
+    _case(
+        "tensordot",
+        lambda X, Y, P: X.keops_tensordot(Y * P, (2, 3), (3, 2), (1,), (0,), (1, 0)),
+        (6, 6, 6),
+    ),
 ]
 CASES_BY_NAME = {c.name: c for c in OP_CASES}
 
