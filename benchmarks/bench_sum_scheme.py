@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -121,14 +120,9 @@ def baseline(args) -> tuple[dict, str]:
 
 
 def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    from kernelsolve.engine.backends.cpu import cpu_model
+
+    return f"{cpu_model()}, {os.cpu_count()} cores"
 
 
 def main(argv=None) -> int:
