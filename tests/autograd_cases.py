@@ -229,6 +229,11 @@ OP_CASES: list[OpCase] = [
     # every complex op (engine/ops/complex.py) in one real-valued formula; each
     # op's own VJP is checked against torch in tests/engine/test_complex_ops.py
     _case("complex", lambda X, Y, P: _complex_mix(X, Y, P), D2, op="complexmult"),
+    _case(
+        "tensordot",
+        lambda X, Y, P: X.keops_tensordot(Y * P, (2, 3), (3, 2), (1,), (0,), (1, 0)),
+        (6, 6, 6),
+    ),
 ]
 
 

@@ -562,10 +562,14 @@ KWARGS = [
     {"use_double_acc": False},
     {"sum_scheme": "kahan_scheme"},
     {"sum_scheme": "block_sum"},
+    {"sum_scheme": "direct_sum"},
     {"enable_chunks": False},
     {"ranges": None},
     {"backend": "CPU", "dtype_acc": "float64", "enable_chunks": False, "ranges": None},
 ]
+
+
+SUM_TYPE = ("sum", "logsumexp")
 
 
 @pytest.mark.parametrize("kwargs", KWARGS, ids=_kw_id)
@@ -574,9 +578,14 @@ KWARGS = [
 @pytest.mark.parametrize("lib", LIBS)
 def test_pykeops_kwargs_accepted(kwargs, name, dtype, lib):
     """backend / dtype_acc / use_double_acc / sum_scheme / enable_chunks / ranges=None
-    are accepted and keep the output dtype and the result."""
+    are accepted and keep the output dtype and the result (as in pykeops,
+    block_sum and kahan_scheme only on the reductions that sum)."""
     F, Fd = setup(lib, dtype, "D3")
     call, ref = KW_REDUCTIONS[name]
+    if kwargs.get("sum_scheme", "direct_sum") != "direct_sum" and name not in SUM_TYPE:
+        with pytest.raises(ValueError, match="only valid for sum-type reductions"):
+            call(F, dim=1, **kwargs)
+        return
     res = call(F, dim=1, **kwargs)
     check_kind(res, lib, dtype, index=name == "argmin")
     if name == "argmin":

@@ -74,7 +74,14 @@ def plan(request: ReductionRequest) -> Plan:
     opts = request.options
     target = opts.target or _configured_target()
     key = (request.formula, request.weight, request.reduction, request.K, request.axis)
-    key += (target, opts.acc_dtype, request.cats, _compiler(), request.ranges is not None)
+    key += (
+        target,
+        opts.acc_dtype,
+        opts.sum_scheme,
+        request.cats,
+        _compiler(),
+        request.ranges is not None,
+    )
     key += tuple([_signature(x) for x in request.arguments])
     found = _plans.get(key)
     if found is None:
@@ -307,6 +314,7 @@ def _make_plan(request: ReductionRequest, target: str) -> Plan:
             var_cats=request.cats,
             var_dims=tuple(s[-1] for s in full),
             ranges=bool(range_names),
+            sum_scheme=request.options.sum_scheme,
         )
     if target == "cpu":
         host = cpu.HostCall(spec, full, [c == ir.J for c in request.cats], batch, M, N)

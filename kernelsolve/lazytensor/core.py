@@ -19,9 +19,10 @@ from ..engine.grad import vjp
 from ..engine.ranges.plan import join_ranges, swap_axes
 from .binding import bind_array, bind_number, is_int, join
 from .reductions import Reductions
+from .tensor_products import TensorProducts
 
 
-class LazyTensor(Reductions):
+class LazyTensor(TensorProducts, Reductions):
     """Symbolic (batch..., M, N, D) tensor whose entries are a formula.
 
     Parameters
@@ -447,6 +448,11 @@ class LazyTensor(Reductions):
     def angle(self):
         """The argument of real numbers: 0 for x >= 0, pi for x < 0 (``atan2(0, x)``)."""
         return LazyTensor._as_lazy(0)._nary("atan2", self)
+
+    def _combine(self, build, *others) -> LazyTensor:
+        """``build(*formulas)`` (an IR builder) of this LazyTensor and ``others``."""
+        formulas, joined = join([self] + [LazyTensor._as_lazy(o) for o in others])
+        return LazyTensor._new(build(*formulas), *joined)
 
     # Symbolic gradient ------------------------------------------------
     def grad(self, other: LazyTensor, gradin) -> LazyTensor:

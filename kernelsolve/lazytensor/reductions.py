@@ -15,18 +15,16 @@ import numpy as np
 
 from .. import autograd
 from ..engine import arrays, dispatch
+from ..engine import reductions as red_mod
+from ..engine.codegen import summation
 from ..engine.request import DEFAULT_OPTIONS, ReductionOptions, ReductionRequest, target_of
 from ..tolerance import CG_RTOL, keywords
 from .binding import is_int, join
 
-_IGNORED_KEYWORDS = (
-    # Accepted for pykeops compatibility; they tune speed, not results.
-    "enable_chunks",
-    "sum_scheme",
-    "device_id",
-    "optional_flags",
-    "use_fast_math",
-)
+# pykeops' keywords that tune speed, never results: accepted and ignored.
+# (enable_chunks: pykeops' "chunked" mode for large inner dimensions; the CPU
+# and GPU templates here pick their own blocking.)
+_SPEED_KEYWORDS = ("enable_chunks", "optional_flags", "use_fast_math")
 
 
 def check_ranges_argument(value):
@@ -46,9 +44,11 @@ def check_ranges_argument(value):
 def reduction_options(kwargs: dict, base: ReductionOptions = DEFAULT_OPTIONS):
     """pykeops' reduction keywords -> (options, call, out, ranges).
 
-    ``backend`` (validated now), ``dtype_acc`` / ``use_double_acc`` set the
-    options; ``call`` and ``out`` are returned apart; the speed-only keywords
-    of pykeops are accepted and ignored; anything else is a ``TypeError``.
+    ``backend``, ``dtype_acc`` / ``use_double_acc`` and ``sum_scheme`` set
+    the options (validated now); ``call`` and ``out`` are returned apart;
+    ``device_id`` is checked for its form here and against the data by
+    :func:`check_device_id`; the speed-only keywords of pykeops are accepted
+    and ignored; anything else is a ``TypeError``.
     """
     target, acc_dtype, sum_scheme = base
     call, out, ranges = True, None, None
@@ -63,12 +63,80 @@ def reduction_options(kwargs: dict, base: ReductionOptions = DEFAULT_OPTIONS):
             acc_dtype = None if value in (None, "auto") else str(value)
         elif key == "use_double_acc":
             if value:
+                if kwargs.get("dtype_acc") not in (None, "auto", "float64"):
+                    raise ValueError("use_double_acc=True and dtype_acc: set only one of the two")
                 acc_dtype = "float64"
+        elif key == "sum_scheme":
+            sum_scheme = None if value in (None, "auto") else summation.scheme(value).name
+        elif key == "device_id":
+            _device_index(value)
         elif key == "ranges":
             ranges = check_ranges_argument(value)
-        elif key not in _IGNORED_KEYWORDS:
+        elif key not in _SPEED_KEYWORDS:
             raise TypeError(f"unexpected keyword argument {key!r} for a reduction")
     return ReductionOptions(target, acc_dtype, sum_scheme), call, out, ranges
+
+
+def _device_index(device_id):
+    """pykeops' ``device_id`` -> None (wherever the data is: None or -1),
+    ``"cpu"`` or a GPU index."""
+    if device_id is None or (is_int(device_id) and device_id == -1):
+        return None
+    if is_int(device_id) and device_id >= 0:
+        return int(device_id)
+    text = str(device_id).lower()  # "cpu", "cuda", "cuda:1", a torch.device
+    if text == "cpu":
+        return "cpu"
+    if text in ("cuda", "gpu"):
+        return 0
+    head, _, index = text.partition(":")
+    if head in ("cuda", "gpu") and index.isdigit():
+        return int(index)
+    raise ValueError(
+        f"device_id={device_id!r}: expected -1 or None (where the data is), 'cpu', "
+        "or a GPU index (0, 1, ... or 'cuda:N')"
+    )
+
+
+def check_device_id(device_id, device: str) -> None:
+    """Raise unless ``device_id`` names ``device``, where the data lives
+    (``"cpu"`` or ``"cuda:N"``): kernelsolve runs a reduction where its
+    arrays are and never moves them (DESIGN: arrays in, same arrays out).
+
+    >>> check_device_id(-1, "cpu"); check_device_id(0, "cuda:0")
+    >>> check_device_id(0, "cpu")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: device_id=0 asks for GPU 0, but the data is on the host (cpu): ...
+    """
+    want = _device_index(device_id)
+    if want is None or want == device or (want == 0 and device == "cuda"):
+        return
+    if want == "cpu":
+        raise ValueError(
+            f"device_id={device_id!r} asks for the host, but the data is on {device}: "
+            "kernelsolve computes where the arrays are; move them first (x.cpu())"
+        )
+    if device == "cpu":
+        raise ValueError(
+            f"device_id={device_id!r} asks for GPU {want}, but the data is on the host (cpu): "
+            "kernelsolve computes where the arrays are; move them to the GPU first (x.cuda()) "
+            "or pass device_id=-1"
+        )
+    if f"cuda:{want}" != device:
+        raise ValueError(
+            f"device_id={device_id!r} asks for GPU {want}, but the data is on {device}: "
+            f"move it there first (x.to('cuda:{want}')) or pass device_id=-1"
+        )
+
+
+def check_sum_scheme(options: ReductionOptions, reduction: str) -> None:
+    """pykeops' rule: ``block_sum`` and ``kahan_scheme`` only apply to the
+    reductions that sum (sum, logsumexp and its weighted forms)."""
+    if options.sum_scheme not in (None, "direct_sum") and not red_mod.REDUCTIONS[reduction].sums:
+        raise ValueError(
+            f"sum_scheme={options.sum_scheme!r} is only valid for sum-type reductions "
+            f"(sum, logsumexp, sumsoftmaxweight), not {reduction!r}"
+        )
 
 
 # The options every reduction method takes, as its signature shows them
@@ -79,9 +147,12 @@ _OPTION_PARAMETERS = [
         ("backend", None),
         ("dtype_acc", "auto"),
         ("use_double_acc", False),
+        ("sum_scheme", "auto"),
         ("call", True),
         ("out", None),
         ("ranges", None),
+        ("device_id", None),
+        ("enable_chunks", True),
     )
 ] + [inspect.Parameter("speed_options", inspect.Parameter.VAR_KEYWORD)]
 
@@ -89,12 +160,18 @@ _OPTIONS_DOC = """
         Options (keywords, pykeops' names): ``backend`` ("auto", "CPU", "GPU",
         "reference"; None: ``config.backend``), ``dtype_acc`` ("auto" or
         "float64": the accumulator), ``use_double_acc`` (True: float64
-        accumulator), ``call`` (False: return a :class:`ReductionCall`),
-        ``out`` (an array to write the result into), ``ranges`` (pykeops'
-        six integer arrays of a block-sparse reduction, see
-        :mod:`kernelsolve.engine.ranges`; default: ``K.ranges``); pykeops' speed-only
-        keywords (``enable_chunks``, ``sum_scheme``, ``device_id``,
-        ``optional_flags``, ``use_fast_math``) are accepted and ignored."""
+        accumulator), ``sum_scheme`` ("auto" = "block_sum": block sums merged
+        with compensated additions, about the rounding of the result;
+        "direct_sum": plain additions; "kahan_scheme": every value added with
+        compensation; sum-type reductions only), ``call`` (False: return a
+        :class:`ReductionCall`), ``out`` (an array to write the result into),
+        ``ranges`` (pykeops' six integer arrays of a block-sparse reduction,
+        see :mod:`kernelsolve.engine.ranges`; default: ``K.ranges``),
+        ``device_id`` (-1 / None: where the data is; "cpu" or a GPU index
+        must name the device of the data, which is never moved),
+        ``enable_chunks`` (a speed hint of pykeops: accepted, no effect on
+        results); pykeops' ``optional_flags`` and ``use_fast_math`` are
+        accepted and ignored."""
 
 
 def reduction_method(fn):
@@ -169,6 +246,9 @@ class ReductionCall:
             options, call, out, ranges = reduction_options(kwargs, request.options)
             if "call" in kwargs or "out" in kwargs:
                 raise TypeError("call= and out= are given when the reduction is made, not run")
+            check_sum_scheme(options, request.reduction)
+            if kwargs.get("device_id") is not None:
+                check_device_id(kwargs["device_id"], arrays.resolve_kind(request.arguments).device)
             request = request._replace(options=options)
             if "ranges" in kwargs:
                 request = request._replace(ranges=ranges)
@@ -225,6 +305,9 @@ class Reductions:
         options, call, out, ranges = reduction_options(kwargs)
         if "ranges" not in kwargs:  # K.ranges = ... (pykeops' attribute)
             ranges = self.ranges
+        check_sum_scheme(options, name)
+        if kwargs.get("device_id") is not None and self._kind is not None:
+            check_device_id(kwargs["device_id"], self._kind.device)
         operands = [self] + ([self._as_lazy(weight)] if weight is not None else [])
         formulas, (variables, cats, *_) = join(operands, ("the formula", "weight"))
         weight_node = formulas[1] if weight is not None else None
@@ -331,9 +414,14 @@ class Reductions:
     Kmin_argKmin_reduction = Kmin_argKmin
 
     @reduction_method
-    def logsumexp(self, axis=None, dim=None, weight=None, **kwargs):
+    def logsumexp(self, axis=None, dim=None, weight=None, other=None, **kwargs):
         """``log sum exp(F)`` over i or j (per coordinate of F); with
-        ``weight=w``: ``log sum exp(F) * w`` for a scalar F."""
+        ``weight=w`` (or pykeops' other name for it, ``other=w``):
+        ``log sum exp(F) * w`` for a scalar F."""
+        if other is not None:
+            if weight is not None:
+                raise TypeError("logsumexp: give the weight once, as weight= or other=")
+            weight = other
         a = self._axis(axis, dim)
         if weight is None:
             return self._reduce("logsumexp", a, **kwargs)
@@ -349,10 +437,27 @@ class Reductions:
     sumsoftmaxweight_reduction = sumsoftmaxweight
 
     # Linear operator ---------------------------------------------------
-    def __matmul__(self, v):
+    def __matmul__(self, v, **kwargs):
         """``K @ v``: sum_j K_ij v_j for v of shape (N,), (N, E) or
-        (..., N, E); returns (M,), (M, E) or (..., M, E)."""
+        (..., N, E); returns (M,), (M, E) or (..., M, E).
+
+        ``K.__matmul__(v, **options)`` takes the options of the reductions
+        (``sum_scheme=``, ``backend=``, ``out=``, ``device_id=``, ...: see
+        :meth:`sum`), as pykeops' does.
+
+        Example
+        -------
+        >>> import numpy as np
+        >>> from kernelsolve import Vi, Vj
+        >>> x, b = np.random.rand(5, 2), np.ones((5, 1))
+        >>> K = (-Vi(x).sqdist(Vj(x))).exp()
+        >>> out = np.empty((5, 1))
+        >>> K.__matmul__(b, sum_scheme="kahan_scheme", out=out) is out
+        True
+        """
         t = type(v)
+        if kwargs:
+            return self._matmul(v, kwargs)
         if t is np.ndarray or t is arrays.torch_tensor_type():
             # K @ v again with v of the same kind and shape (an iterative solver,
             # a training loop): the product's plan is kept on K, so the call skips
@@ -369,7 +474,7 @@ class Reductions:
                     return Kv[..., 0] if v.ndim == 1 else Kv
         return self._matmul(v)
 
-    def _matmul(self, v):
+    def _matmul(self, v, kwargs=None):
         if self.ndim != 1:
             raise ValueError(
                 f"K @ v needs a scalar formula (inner dimension 1); K has inner "
@@ -393,6 +498,12 @@ class Reductions:
             Kv = prod.sum(prod.nbatchdims + 1)
             return Kv[..., 0] if v.ndim == 1 else Kv
         leaves = prod.variables
+        if kwargs:
+            out = kwargs.pop("out", None)
+            Kv = prod._reduce("sum", 1, **kwargs)
+            if isinstance(Kv, ReductionCall):
+                return Kv
+            return write_out(Kv[..., 0] if v.ndim == 1 else Kv, out)
         if autograd.needs_grad(leaves):
             Kv = prod._reduce("sum", 1)
         else:

@@ -16,6 +16,7 @@ import pytest
 from kernelsolve.engine import ir
 from kernelsolve.engine.backends import reference
 from kernelsolve.engine.grad import vjp
+from kernelsolve.engine.ops import tensor
 
 torch = pytest.importorskip("torch", reason="torch not installed: torch.autograd is the oracle")
 
@@ -48,6 +49,21 @@ def _t_vecmat(v, A):
 def _t_tensorprod(a, b):
     out = a[..., :, None] * b[..., None, :]
     return out.reshape(out.shape[:-2] + (-1,))
+
+
+def _t_tensordot(at, a, b):
+    """pykeops' TensorDot with torch.einsum (batch axes broadcast)."""
+    dimfa, dimfb, contfa, contfb, perm = at
+    la, lb = list("abcdefgh"[: len(dimfa)]), list("ijklmnop"[: len(dimfb)])
+    for ka, kb in zip(contfa, contfb):
+        lb[kb] = la[ka]
+    kept = [la[k] for k in range(len(dimfa)) if k not in contfa]
+    kept += [lb[k] for k in range(len(dimfb)) if k not in contfb]
+    out = [kept[k] for k in np.argsort(perm)]
+    A = a.reshape(a.shape[:-1] + dimfa)
+    B = b.reshape(b.shape[:-1] + dimfb)
+    T = torch.einsum(f"...{''.join(la)},...{''.join(lb)}->...{''.join(out)}", A, B)
+    return T.reshape(T.shape[: T.ndim - len(out)] + (-1,))
 
 
 def _t_wsqn(s, x):
@@ -124,6 +140,7 @@ T_OPS_ATTR = {
     "onehot": lambda at, a: _f(torch.round(a) == torch.arange(at[0], dtype=a.dtype), a),
     "argmax": lambda at, a: _f(torch.argmax(a, -1, keepdim=True), a),
     "argmin": lambda at, a: _f(torch.argmin(a, -1, keepdim=True), a),
+    "tensordot": _t_tensordot,
 }
 
 
@@ -243,6 +260,13 @@ case("vecmatmult", mk("vecmatmult", X(2), Y(6)), rx=SYM, ry=SYM)
 case("vecmatmult_p", mk("vecmatmult", mk("sin", Y(3)), mk("mul", X(6), Pm(1))), rx=SYM)
 case("tensorprod", mk("tensorprod", mk("sin", x), Y(2)), rx=SYM, ry=SYM)
 case("tensorprod_p", mk("tensorprod", Pm(2), mk("mul", x, y)), rp=SYM)
+case(
+    "tensordot",
+    mk("tensordot", X(6), mk("sin", Y(6)), attrs=((2, 3), (3, 2), (1,), (0,), (1, 0))),
+    rx=SYM,
+    ry=SYM,
+)
+case("tensordot_kron", tensor.kron(mk("mul", x, Pm(3)), Y(2), (3, 1), (1, 2)), rp=SYM)
 case(
     "onehot",
     mk("mul", mk("onehot", mk("mul", X(1), c(3)), attrs=(4,)), mk("mul", Y(4), Pm(1))),

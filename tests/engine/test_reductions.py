@@ -87,6 +87,9 @@ def _render_names(red, D, K, E):
     for f in red.fields(D, K, E):
         names[f.name] = f"A_{f.name}"
         names[f.name + "_b"] = f"B_{f.name}"
+    for n in red.sums:  # the compensation terms (KernelSpec.compensations)
+        names[n + "_c"] = f"A_{n}_c"
+        names[n + "_c_b"] = f"B_{n}_c"
     return names
 
 

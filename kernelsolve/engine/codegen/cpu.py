@@ -28,6 +28,7 @@ from .. import ir
 from .dialect import CPU
 from .formula import param_and_i_loads, render_formula
 from .spec import KernelSpec
+from .summation import preamble as sum_preamble
 
 # exp(x) = 2^n exp(r) with a polynomial for exp(r): inline, branch-free and
 # vectorizable, keeping 0 / inf / NaN exact (why not -ffast-math: it lets the
@@ -227,16 +228,31 @@ class _Row:
         return lines
 
     def add(self, acc: str, e: str, mask: str | None) -> str:
-        """``acc += e``; masked lanes add +0, which leaves every sum unchanged
-        (a sum that starts at +0 is never -0 under round to nearest)."""
-        if mask is None:
-            return f"{acc} += ({self.spec.ACC})({e});"
-        return f"{acc} += ({self.spec.ACC})ks_keep(({self.spec.T})({e}), {mask});"
+        """``acc += e`` by the sum scheme's fold (:mod:`.summation`; the
+        compensation of ``acc`` is ``acc`` + "c", see :meth:`open_sums`);
+        masked lanes add +0, which leaves every sum unchanged (a sum that
+        starts at +0 is never -0 under round to nearest)."""
+        ACC = self.spec.ACC
+        x = f"({e})" if mask is None else f"ks_keep(({self.spec.T})({e}), {mask})"
+        return f"KS_FOLD_ADD({ACC}, {acc}, {acc}c, {x});"
 
-    def acc_rows(self) -> tuple[str, str]:
-        """The accumulator of rows i and i + 1 (a sum's one field)."""
+    def open_sums(self, sums: list[str]) -> tuple[list[str], str]:
+        """Declarations of a SIMD loop's sums (and of their compensations
+        when the scheme compensates every value), and its pragma."""
+        names = sums + ([f"{s}c" for s in sums] if self.spec.scheme.fold_compensated else [])
+        decls = [f"{self.spec.ACC} {x} = 0;" for x in names]
+        return decls, f"#pragma omp simd reduction(+:{', '.join(names)})"
+
+    def merge(self, k: int, s: str, second: bool = False) -> list[str]:
+        """A block's sum ``s`` (see :meth:`open_sums`) into coordinate ``k``
+        of the accumulator of row i (or i + 1), by the scheme's merge."""
         name = self.spec.fields()[0].name
-        return self.spec.names("rr")[name], self.spec.names("rr + 1")[name]
+        names = self.spec.names("rr + 1" if second else "rr")
+        acc, comp, ACC = names[name], names[f"{name}_c"], self.spec.ACC
+        lines = [f"KS_MERGE_ADD({ACC}, {acc}[{k}], {comp}[{k}], {s});"]
+        if self.spec.scheme.fold_compensated:
+            lines.append(f"{comp}[{k}] += {s}c;")
+        return lines
 
 
 @dataclass
@@ -254,24 +270,23 @@ class _Body:
 def _fused_sum(row: _Row) -> _Body:
     """A sum folded inside the SIMD loop; the two-row variant renders the
     formula a second time on the next row's loads and shares the j loads."""
-    spec, ACC = row.spec, row.spec.ACC
+    spec = row.spec
     stmts, (fexpr,) = row.render([spec.formula])
-    acc, acc2 = row.acc_rows()
     sums = [f"s{k}" for k in range(spec.D)]
-    single = [f"{ACC} {s} = 0;" for s in sums]
+    single, pragma = row.open_sums(sums)
     single += _simd_loop(
-        f"#pragma omp simd reduction(+:{', '.join(sums)})",
+        pragma,
         lambda mask: row.j_loads + stmts + [row.add(s, e, mask) for s, e in zip(sums, fexpr)],
         row.full,
         row.bj,
     )
-    single += [f"{acc}[{k}] += ({ACC}){s};" for k, s in enumerate(sums)]
+    single += [line for k, s in enumerate(sums) for line in row.merge(k, s)]
     dual_pre = row.second_row_loads()
     stmts2, (fexpr2,) = row.render([spec.formula], second_row=True, prefix="w")
     sums2 = [f"u{k}" for k in range(spec.D)]
-    dual = [f"{ACC} {s} = 0;" for s in sums + sums2]
+    dual, pragma = row.open_sums(sums + sums2)
     dual += _simd_loop(
-        f"#pragma omp simd reduction(+:{', '.join(sums + sums2)})",
+        pragma,
         lambda mask: (
             row.j_loads
             + stmts
@@ -282,8 +297,8 @@ def _fused_sum(row: _Row) -> _Body:
         row.full,
         row.bj,
     )
-    dual += [f"{acc}[{k}] += ({ACC}){s};" for k, s in enumerate(sums)]
-    dual += [f"{acc2}[{k}] += ({ACC}){s};" for k, s in enumerate(sums2)]
+    dual += [line for k, s in enumerate(sums) for line in row.merge(k, s)]
+    dual += [line for k, s in enumerate(sums2) for line in row.merge(k, s, second=True)]
     return _Body(single, dual_pre, dual)
 
 
@@ -296,7 +311,6 @@ def _factored_sum(row: _Row, scal: ir.Node, vec: ir.Node) -> _Body:
     s_stmts, (s_expr,) = row.render([scal])
     s2_stmts, (s2_expr,) = row.render([scal], second_row=True, prefix="w")
     v_stmts, (v_expr,) = row.render([vec], prefix="z")
-    acc, acc2 = row.acc_rows()
     sums, sums2 = [f"s{k}" for k in range(spec.D)], [f"u{k}" for k in range(spec.D)]
 
     def scalar_loop(two: bool) -> list[str]:
@@ -333,12 +347,11 @@ def _factored_sum(row: _Row, scal: ir.Node, vec: ir.Node) -> _Body:
                     lines += [row.add(sums2[k], f"k2 * {v_expr[k]}", mask) for k in cols]
                 return lines
 
-            out += [f"{spec.ACC} {x} = 0;" for x in names]
-            pragma = f"#pragma omp simd reduction(+:{', '.join(names)})"
-            out += _simd_loop(pragma, body, row.full, row.bj)
-            out += [f"{acc}[{k}] += ({spec.ACC}){sums[k]};" for k in cols]
+            decls, pragma = row.open_sums(names)
+            out += decls + _simd_loop(pragma, body, row.full, row.bj)
+            out += [line for k in cols for line in row.merge(k, sums[k])]
             if two:
-                out += [f"{acc2}[{k}] += ({spec.ACC}){sums2[k]};" for k in cols]
+                out += [line for k in cols for line in row.merge(k, sums2[k], second=True)]
         return out
 
     single = scalar_loop(False) + product_loops(False)
@@ -383,15 +396,25 @@ def _block_reduce(row: _Row) -> _Body:
 
 
 def _plain_fold(row: _Row) -> _Body:
-    """The block's values folded pair by pair with the reduction's ``c_fold``."""
+    """The block's values folded pair by pair with the reduction's ``c_fold``
+    (under ``block_sum``, a reduction that sums folds the block into the
+    ``_b`` accumulator, merged into the row's after the block)."""
     spec, T = row.spec, row.spec.T
     body = _buffered_block(row)
-    fold = spec.snippet("fold", row="rr", val="val", w="w", j="j")
+    apart = spec.scheme.tile_sums and bool(spec.reduction.sums)
+    if apart:
+        body.scratch = spec.declare_acc(suffix="_b") + body.scratch
+        body.single += spec.snippet("init", into="_b").splitlines()
+        fold = spec.snippet("fold", into="_b", val="val", w="w", j="j")
+    else:
+        fold = spec.snippet("fold", row="rr", val="val", w="w", j="j")
     body.single.append("for (int64_t j = j0; j < j1; j++) {")
     body.single.append(f"  const {T}* val = buf + (j - j0) * {spec.D};")
     if spec.E:
         body.single.append(f"  const {T}* w = wbuf + (j - j0) * {spec.E};")
     body.single += ["  " + line for line in fold.splitlines()] + ["}"]
+    if apart:
+        body.single += spec.snippet("merge", row="rr").splitlines()
     return body
 
 
@@ -487,6 +510,7 @@ def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
         "#include <stdint.h>",
         CPU_LIBM,
         CPU_MATH,
+        sum_preamble(spec.sum_scheme),
         spec.reduction.c_preamble,
         f"{CPU.kernel_prefix} int {entry}(int64_t nbatch, int64_t M, int64_t N,",
         f"    const {spec.T}** args, const int64_t* boff, void** outs, int nthreads{sig}) {{",

@@ -12,6 +12,7 @@ from ..reductions import INDEX
 from .dialect import CUDA, GPUDialect
 from .formula import param_and_i_loads, render_formula
 from .spec import KernelSpec
+from .summation import preamble as sum_preamble
 
 
 def cuda_param_list(spec: KernelSpec) -> list[tuple[str, str]]:
@@ -137,7 +138,13 @@ def _main_kernel(
     pre_lines, loaded = param_and_i_loads(spec, lambda k: f"arg{k}", row="ii")
     stage, j_loads = _tile_staging(spec, d, loaded)
     stmts, results = render_formula(spec.roots, T, d, lambda n: loaded[n.attrs[0]])
-    fold = spec.snippet("fold", val="val", w="w", j="j")
+    # block_sum: a tile's values are summed apart (the _b accumulator), then
+    # merged into the row's sums (see summation.py)
+    tiles = spec.scheme.tile_sums and bool(spec.reduction.sums)
+    into = "_b" if tiles else ""
+    fold = spec.snippet("fold", into=into, val="val", w="w", j="j")
+    tile_init = spec.snippet("init", into="_b").splitlines() if tiles else []
+    tile_merge = spec.snippet("merge").splitlines() if tiles else []
     val_decl = [f"const {T} val[{spec.D}] = {{{', '.join(results[0])}}};"]
     if spec.E:
         val_decl.append(f"const {T} w[{spec.E}] = {{{', '.join(results[1])}}};")
@@ -152,6 +159,7 @@ def _main_kernel(
         "  const int64_t ii = active ? i : 0;  // inactive threads still stage tiles",
         *["  " + s for s in pre_lines],
         *spec.declare_acc("  "),
+        *(spec.declare_acc("  ", suffix="_b") if tiles else []),
         *["  " + line for line in spec.snippet("init").splitlines()],
         *j_open,
         f"  for (int64_t jt = js; jt < je; jt += {bdim}) {{",
@@ -162,11 +170,13 @@ def _main_kernel(
         f"    {d.barrier}",
         "    if (active) {",
         f"      const int64_t jn = je - jt < (int64_t){bdim} ? je - jt : (int64_t){bdim};",
+        *["      " + line for line in tile_init],
         "      for (int64_t jj = 0; jj < jn; jj++) {",
         "        const int64_t j = jt + jj;",
         *[ind + s for s in j_loads + stmts + val_decl],
         *[ind + line for line in fold.splitlines()],
         "      }",
+        *["      " + line for line in tile_merge],
         "    }",
         f"    {d.barrier}",
         "  }",
@@ -226,6 +236,7 @@ def render_cuda(spec: KernelSpec, dialect: GPUDialect = CUDA) -> str:
     src = [
         dialect.preamble,
         dialect.half_preamble if spec.dtype in HALF_DTYPES else "",
+        sum_preamble(spec.sum_scheme),
         spec.reduction.c_preamble,
         *_main_kernel(spec, dialect, out_decls, finalize),
         *_merge_kernel(spec, dialect, out_decls, finalize),

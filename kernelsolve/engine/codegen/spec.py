@@ -17,8 +17,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import ir
-from ..reductions import INDEX, Reduction
+from ..reductions import INDEX, VALUE, Field, Reduction
 from .dialect import CUDA
+from .summation import Scheme, scheme
 
 # Compute type of each dtype: float16 / bfloat16 are computed and accumulated
 # in float (the CUDA target loads and converts them; the CPU target is handed
@@ -44,11 +45,13 @@ class KernelSpec:
     # block-sparse: the kernel folds the kept j-ranges of groups of rows
     # (engine/ranges) instead of every j
     ranges: bool = False
+    sum_scheme: str | None = None  # a summation.SCHEMES name; None: the default
 
     def __post_init__(self):
+        object.__setattr__(self, "sum_scheme", scheme(self.sum_scheme).name)
         # Specs key the kernel memos on every call: hash the fields once.
         fields = (self.formula, self.weight, self.reduction, self.K, self.dtype)
-        fields += (self.acc_dtype, self.var_cats, self.var_dims, self.ranges)
+        fields += (self.acc_dtype, self.var_cats, self.var_dims, self.ranges, self.sum_scheme)
         object.__setattr__(self, "_hash", hash(fields))
 
     def __hash__(self) -> int:
@@ -97,16 +100,29 @@ class KernelSpec:
         """The formulas every pair evaluates: the formula, then the weight."""
         return [self.formula] + ([self.weight] if self.weight is not None else [])
 
+    @property
+    def scheme(self) -> Scheme:
+        """How the kernel adds up its sums (:mod:`.summation`)."""
+        return scheme(self.sum_scheme)
+
     def fields(self):
-        return self.reduction.fields(self.D, self.K, self.E)
+        """The reduction's accumulator fields, then :meth:`compensations`."""
+        return self.reduction.fields(self.D, self.K, self.E) + self.compensations()
+
+    def compensations(self) -> list[Field]:
+        """The compensation term ``<name>_c`` of each sum of the reduction
+        (``Reduction.sums``; see :mod:`.summation`)."""
+        sizes = {f.name: f.size for f in self.reduction.fields(self.D, self.K, self.E)}
+        return [Field(f"{n}_c", sizes[n], VALUE, 0) for n in self.reduction.sums]
 
     def outputs(self):
         return self.reduction.outputs(self.D, self.K, self.E)
 
-    def names(self, row: str | None = None) -> dict[str, str]:
+    def names(self, row: str | None = None, into: str = "") -> dict[str, str]:
         """``$``-placeholder values for the reduction's C snippets. With
         ``row``, the accumulator fields are rows ``<field>_rows[row]`` of
-        per-row arrays (see :meth:`declare_acc`)."""
+        per-row arrays (see :meth:`declare_acc`); with ``into="_b"``, they
+        are the second accumulator (a tile's sum on the GPU)."""
         names = {
             "D": str(self.D),
             "K": str(self.K),
@@ -115,7 +131,7 @@ class KernelSpec:
             "out_t": self.S,
         }
         for f in self.fields():
-            names[f.name] = f"{f.name}_rows[{row}]" if row else f.name
+            names[f.name] = f"{f.name}_rows[{row}]" if row else f.name + into
             names[f.name + "_b"] = f.name + "_b"
         return names
 
@@ -140,9 +156,14 @@ class KernelSpec:
             lines.append(f"{ctype}* out{k} = (({ctype}*)outs[{k}]) + ({row}) * {o.size};")
         return lines
 
-    def snippet(self, which: str, row: str | None = None, **extra: str) -> str:
-        """The reduction's ``c_<which>`` snippet with its placeholders filled."""
+    def snippet(self, which: str, row: str | None = None, into: str = "", **extra: str) -> str:
+        """The reduction's ``c_<which>`` snippet with its placeholders filled
+        (``init`` also zeroes the compensation terms of the sums)."""
         red = self.reduction
-        names = self.names(row)
+        names = self.names(row, into)
         names.update(extra)
-        return red.render(getattr(red, f"c_{which}"), **names)
+        text = red.render(getattr(red, f"c_{which}"), **names)
+        if which == "init":
+            for f in self.compensations():
+                text += f"\nfor (int k = 0; k < {f.size}; k++) {names[f.name]}[k] = 0;"
+        return text

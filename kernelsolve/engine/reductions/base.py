@@ -63,6 +63,11 @@ class Reduction:
     # The accumulator is the plain sum of the values (one VALUE field of D
     # entries): the CPU template then folds inside the SIMD loop itself.
     plain_sum = False
+    # The accumulator fields that are sums: each gets a compensation term
+    # ``<name>_c`` (``$<name>_c`` in the snippets, the value of the sum being
+    # ``KS_TOTAL(s, c)``), and pykeops' ``sum_scheme`` applies (see
+    # ``codegen/summation.py``: additions go through KS_FOLD_ADD / KS_MERGE_ADD).
+    sums: tuple[str, ...] = ()
     uses_k = False  # takes the integer K (Kmin family)
     differentiable_outputs = True
     c_preamble = ""

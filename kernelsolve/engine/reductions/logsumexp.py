@@ -19,15 +19,25 @@ _LSE_FOLD = """for (int k = 0; k < $D; k++) {
   $acc_t f = ($acc_t)$val[k];
   if (f > $m[k]) {
     if (f == INFINITY) $s[k] += f;
-    else { $s[k] = LSE_SCALE($s[k], $m[k] - f) + 1; $m[k] = f; }
+    else {
+      const $acc_t sc = exp($m[k] - f);
+      $s[k] = LSE_MUL($s[k], sc);
+      $s_c[k] = LSE_MUL($s_c[k], sc);
+      KS_FOLD_ADD($acc_t, $s[k], $s_c[k], 1);
+      $m[k] = f;
+    }
   } else if (f != -INFINITY) {
-    $s[k] += exp(f - $m[k]);
+    KS_FOLD_ADD($acc_t, $s[k], $s_c[k], exp(f - $m[k]));
   }
 }"""
 
 _LSE_MERGE = """for (int k = 0; k < $D; k++) {
-  $acc_t mm = $m[k] > $m_b[k] ? $m[k] : $m_b[k];
-  $s[k] = LSE_SCALE($s[k], $m[k] - mm) + LSE_SCALE($s_b[k], $m_b[k] - mm);
+  const $acc_t mm = $m[k] > $m_b[k] ? $m[k] : $m_b[k];
+  const $acc_t ea = exp($m[k] - mm), eb = exp($m_b[k] - mm);
+  $s[k] = LSE_MUL($s[k], ea);
+  $s_c[k] = LSE_MUL($s_c[k], ea);
+  KS_MERGE_ADD($acc_t, $s[k], $s_c[k], LSE_MUL($s_b[k], eb));
+  $s_c[k] += LSE_MUL($s_c_b[k], eb);
   $m[k] = mm;
 }"""
 
@@ -38,19 +48,29 @@ _WLSE_FOLD = """{
   if (f > $m[0]) {
     if (f == INFINITY) { for (int e = 0; e < $W; e++) $s[e] += $wt(e) * f; }
     else {
-      for (int e = 0; e < $W; e++) $s[e] = LSE_SCALE($s[e], $m[0] - f) + $wt(e);
+      const $acc_t sc = exp($m[0] - f);
+      for (int e = 0; e < $W; e++) {
+        $s[e] = LSE_MUL($s[e], sc);
+        $s_c[e] = LSE_MUL($s_c[e], sc);
+        KS_FOLD_ADD($acc_t, $s[e], $s_c[e], $wt(e));
+      }
       $m[0] = f;
     }
   } else if (f != -INFINITY) {
     $acc_t ef = exp(f - $m[0]);
-    for (int e = 0; e < $W; e++) $s[e] += $wt(e) * ef;
+    for (int e = 0; e < $W; e++) KS_FOLD_ADD($acc_t, $s[e], $s_c[e], $wt(e) * ef);
   }
 }"""
 
 _WLSE_MERGE = """{
-  $acc_t mm = $m[0] > $m_b[0] ? $m[0] : $m_b[0];
-  for (int e = 0; e < $W; e++)
-    $s[e] = LSE_SCALE($s[e], $m[0] - mm) + LSE_SCALE($s_b[e], $m_b[0] - mm);
+  const $acc_t mm = $m[0] > $m_b[0] ? $m[0] : $m_b[0];
+  const $acc_t ea = exp($m[0] - mm), eb = exp($m_b[0] - mm);
+  for (int e = 0; e < $W; e++) {
+    $s[e] = LSE_MUL($s[e], ea);
+    $s_c[e] = LSE_MUL($s_c[e], ea);
+    KS_MERGE_ADD($acc_t, $s[e], $s_c[e], LSE_MUL($s_b[e], eb));
+    $s_c[e] += LSE_MUL($s_c_b[e], eb);
+  }
   $m[0] = mm;
 }"""
 
@@ -83,6 +103,7 @@ class LogSumExpReduction(Reduction):
     """log sum_j exp(F_ij), per coordinate of F."""
 
     name = "logsumexp"
+    sums = ("s",)
     c_preamble = _LSE_PREAMBLE
     # Block = the NumPy tile algorithm: largest finite value, then a
     # vectorized sum of exp(v - shift). Same invariant as the fold.
@@ -94,16 +115,21 @@ class LogSumExpReduction(Reduction):
     bm = (v > bm && v < INFINITY) ? v : bm;
   }
   const $acc_t shift = bm == -INFINITY ? ($acc_t)0 : bm;
-  $acc_t bs = 0;
-  #pragma omp simd reduction(+:bs)
-  for (int64_t t = 0; t < $n; t++) bs += $exp(($acc_t)$buf[t * $D + k] - shift);
+  $acc_t bs = 0, bc = 0;
+  #pragma omp simd reduction(+:bs, bc)
+  for (int64_t t = 0; t < $n; t++)
+    KS_FOLD_ADD($acc_t, bs, bc, $exp(($acc_t)$buf[t * $D + k] - shift));
   $m_b[k] = bm;
   $s_b[k] = bs;
+  $s_c_b[k] = bc;
 }"""
     c_init = "for (int k = 0; k < $D; k++) { $m[k] = -INFINITY; $s[k] = 0; }"
     c_fold = _LSE_FOLD
     c_merge = _LSE_MERGE
-    c_finalize = "for (int k = 0; k < $D; k++) $out0[k] = ($out_t)LSE_FINAL($m[k], $s[k]);"
+    c_finalize = (
+        "for (int k = 0; k < $D; k++) "
+        "$out0[k] = ($out_t)LSE_FINAL($m[k], KS_TOTAL($s[k], $s_c[k]));"
+    )
 
     def fields(self, D, K=0, E=0):
         return [Field("m", D, VALUE, -np.inf), Field("s", D, VALUE, 0)]
@@ -130,11 +156,15 @@ class WeightedLogSumExpReduction(Reduction):
 
     name = "logsumexp_weight"
     uses_weight = True
+    sums = ("s",)
     c_preamble = _LSE_PREAMBLE
     c_init = "$m[0] = -INFINITY; for (int e = 0; e < $E; e++) $s[e] = 0;"
     c_fold = _WLSE_FOLD.replace("$W", "$E").replace("$wt(e)", "($acc_t)$w[e]")
     c_merge = _WLSE_MERGE.replace("$W", "$E")
-    c_finalize = "for (int e = 0; e < $E; e++) $out0[e] = ($out_t)LSE_FINAL($m[0], $s[e]);"
+    c_finalize = (
+        "for (int e = 0; e < $E; e++) "
+        "$out0[e] = ($out_t)LSE_FINAL($m[0], KS_TOTAL($s[e], $s_c[e]));"
+    )
 
     def check(self, D, K=0, E=0):
         if D != 1:
@@ -171,13 +201,17 @@ class SumSoftMaxWeightReduction(Reduction):
 
     name = "sumsoftmaxweight"
     uses_weight = True
+    sums = ("s",)
     c_preamble = _LSE_PREAMBLE
     c_init = "$m[0] = -INFINITY; for (int e = 0; e < $E + 1; e++) $s[e] = 0;"
     c_fold = _WLSE_FOLD.replace("$W", "($E + 1)").replace(
         "$wt(e)", "(e == 0 ? ($acc_t)1 : ($acc_t)$w[e - 1])"
     )
     c_merge = _WLSE_MERGE.replace("$W", "($E + 1)")
-    c_finalize = "for (int e = 0; e < $E; e++) $out0[e] = ($out_t)($s[e + 1] / $s[0]);"
+    c_finalize = (
+        "for (int e = 0; e < $E; e++) "
+        "$out0[e] = ($out_t)(KS_TOTAL($s[e + 1], $s_c[e + 1]) / KS_TOTAL($s[0], $s_c[0]));"
+    )
 
     def check(self, D, K=0, E=0):
         if D != 1:

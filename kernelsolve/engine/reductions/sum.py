@@ -8,10 +8,14 @@ from .base import VALUE, Field, Output, Reduction
 class SumReduction(Reduction):
     name = "sum"
     plain_sum = True
+    sums = ("acc",)
     c_init = "for (int k = 0; k < $D; k++) $acc[k] = 0;"
-    c_fold = "for (int k = 0; k < $D; k++) $acc[k] += $val[k];"
-    c_merge = "for (int k = 0; k < $D; k++) $acc[k] += $acc_b[k];"
-    c_finalize = "for (int k = 0; k < $D; k++) $out0[k] = ($out_t)$acc[k];"
+    c_fold = "for (int k = 0; k < $D; k++) KS_FOLD_ADD($acc_t, $acc[k], $acc_c[k], $val[k]);"
+    c_merge = """for (int k = 0; k < $D; k++) {
+  KS_MERGE_ADD($acc_t, $acc[k], $acc_c[k], $acc_b[k]);
+  $acc_c[k] += $acc_c_b[k];
+}"""
+    c_finalize = "for (int k = 0; k < $D; k++) $out0[k] = ($out_t)KS_TOTAL($acc[k], $acc_c[k]);"
 
     def fields(self, D, K=0, E=0):
         return [Field("acc", D, VALUE, 0)]
