@@ -123,6 +123,11 @@ def _z2():
 
 CASES.update(
     {
+        "TensorDot": [
+            ("TensorDot(q, x, [3, 3], [3], [1], [0])", lambda: Q.matvecmult(X)),
+            ("TensorDot(q, q, [3, 3], [3, 3], [1], [0], [1, 0])", lambda: _matmul_t(Q, Q)),
+        ],
+        "Kron": [("Kron(x, y, [3], [3])", lambda: X.tensorprod(Y))],
         "Real2Complex": [("Real2Complex(x)", lambda: X.real2complex())],
         "Imag2Complex": [("Imag2Complex(y)", lambda: Y.imag2complex())],
         "ComplexExp1j": [(_Z2, _z2)],
@@ -144,6 +149,15 @@ CASES.update(
         "ComplexRealScal": [(f"ComplexRealScal(u, {_Z1})", lambda: U * _z1())],
     }
 )
+
+
+def _matmul_t(A: LazyTensor, B: LazyTensor) -> LazyTensor:
+    # (A B)^T for 3 x 3 row-major matrices, coordinate by coordinate
+    def entry(i: int, j: int) -> LazyTensor:
+        terms = [A[3 * i + k] * B[3 * k + j] for k in range(3)]
+        return terms[0] + terms[1] + terms[2]
+
+    return LazyTensor.concatenate([entry(i, j) for j in range(3) for i in range(3)])
 
 
 def _reference(lazy: LazyTensor) -> np.ndarray:

@@ -7,11 +7,9 @@ the IR node from them. Argument kinds, one letter each:
 * ``i``: a literal integer (``Elem(x, 2)``, ``Pow(x, -3)``),
 * ``l``: a literal list of integers (``[2, 3]``).
 
-Adding a function is one line here. The ops other modules declare later
-go here too, e.g.::
-
-    "Kron": Builder(lambda a, b, da, db: kron(a, b, da, db), "ffll"),
-    "TensorDot": Builder(tensordot, "ffllll", optional=1),
+Adding a function is one line here; the ops other modules declare
+(:mod:`kernelsolve.engine.ops.tensor`, :mod:`kernelsolve.engine.ops.complex`)
+come in the same way.
 
 >>> BUILDERS["Exp"].kinds, BUILDERS["Elem"].kinds
 ('f', 'fi')
@@ -27,6 +25,7 @@ from fractions import Fraction
 
 from ...engine import ir
 from ...engine.ops import complex as complex_ops
+from ...engine.ops import tensor as tensor_ops
 from ...engine.ops.derivatives import place
 from . import autodiff
 
@@ -236,7 +235,9 @@ BUILDERS: dict[str, Builder] = {
     "Divergence": Builder(autodiff.divergence, "ff"),
     "Laplacian": Builder(autodiff.laplacian, "ff"),
     "GradMatrix": Builder(autodiff.grad_matrix, "ff"),
-    # Kron / TensorDot: one line each once their IR builders exist (see the module doc).
+    # tensors of the inner dimension (row-major shapes given as integer lists)
+    "TensorDot": Builder(tensor_ops.tensordot, "fflllll", optional=1),
+    "Kron": Builder(tensor_ops.kron, "ffll"),
     # complex numbers (interleaved real and imaginary parts): engine/ops/complex.py
     **{
         name: Builder(build, "fi" if name == "ComplexSumT" else "f" * _arity(build))
