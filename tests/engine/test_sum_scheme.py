@@ -176,7 +176,7 @@ def test_logsumexp_inf_and_nan(scheme):
 def test_nvrtc_compiles_every_scheme(reduction, scheme):
     f, weight, arrays = _problem(reduction, np.random.default_rng(2), M=4, N=8)
     spec = KernelSpec(
-        f, weight, R.get(reduction), 0, "float32", "float32", CATS, (2, 2, 3), scheme
+        f, weight, R.get(reduction), 0, "float32", "float32", CATS, (2, 2, 3), sum_scheme=scheme
     )
     assert "ks_main" in cuda.nvrtc_compile(render_cuda(spec))
 
@@ -186,7 +186,9 @@ def test_schemes_differ_only_in_their_additions():
     schemes differ in the macros and (block_sum) the GPU's tile sums."""
     f, weight, _ = _problem("sum", np.random.default_rng(3))
     specs = {
-        s: KernelSpec(f, weight, R.get("sum"), 0, "float32", "float32", CATS, (2, 2, 3), s)
+        s: KernelSpec(
+            f, weight, R.get("sum"), 0, "float32", "float32", CATS, (2, 2, 3), sum_scheme=s
+        )
         for s in SCHEMES
     }
     assert (
