@@ -317,9 +317,7 @@ def _functions():
                     f"kernelsolve: the {request.reduction} reduction has no gradient "
                     "(integer indices)"
                 )
-            *tensors, out = ctx.saved_tensors
-            it = iter(tensors)
-            leaves = [next(it) if x is None else x for x in ctx.numbers]
+            leaves, out = _saved_leaves(ctx)
             wanted = [
                 ctx.needs_input_grad[k + 1] and isinstance(x, torch.Tensor)
                 for k, x in enumerate(leaves)
@@ -331,9 +329,7 @@ def _functions():
             request = ctx.call.request
             if request.reduction not in _SMOOTH:
                 return _no_tangents(ctx)
-            *tensors, out = ctx.saved_tensors
-            it = iter(tensors)
-            leaves = [next(it) if x is None else x for x in ctx.numbers]
+            leaves, out = _saved_leaves(ctx)
             return _smooth_jvp(request, leaves, out, tangents)
 
         @staticmethod
@@ -379,6 +375,14 @@ def _functions():
             return KeepValues.apply(values, selected), 0
 
     return EngineReduction, KeepValues
+
+
+def _saved_leaves(ctx):
+    """(the reduction's leaves, its output) as ``setup_context`` saved them:
+    the numbers bound to parameters back in their places among the tensors."""
+    *tensors, out = ctx.saved_tensors
+    it = iter(tensors)
+    return [next(it) if x is None else x for x in ctx.numbers], out
 
 
 def _batched_leaves(cats, in_dims, leaves):
