@@ -38,6 +38,35 @@ def gauss(LT, x, y, b):
     return (-d2).exp() @ b
 
 
+def best_of(fn, repeat: int) -> float:
+    """The shortest of ``repeat`` wall-clock timings of ``fn()``, in seconds."""
+    t = math.inf
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        t = min(t, time.perf_counter() - t0)
+    return t
+
+
+def peer_setup(description: str, default_sizes: str, argv=None):
+    """The command line shared by the torch-vs-pykeops benchmarks: (sizes,
+    repeat, machine info, {library name: its LazyTensor class})."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--sizes", default=default_sizes)
+    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--quick", action="store_true", help="N = M = 2000, one repeat")
+    args = p.parse_args(argv)
+    sizes = [2000] if args.quick else [int(float(s)) for s in args.sizes.split(",")]
+    repeat = 1 if args.quick else args.repeat
+    pk_lazy, pk_version, pk_error = import_pykeops()
+    libs = {"kernelsolve": KSLazyTensor}
+    if pk_lazy is not None:
+        libs["pykeops"] = pk_lazy
+    else:
+        print(f"pykeops not available: {pk_error}")
+    return sizes, repeat, machine_info(pk_version), libs
+
+
 def timings(LT, N: int, repeat: int) -> dict:
     g = torch.Generator().manual_seed(0)
     x, y = torch.rand(N, 3, generator=g), torch.rand(N, 3, generator=g)
@@ -46,12 +75,7 @@ def timings(LT, N: int, repeat: int) -> dict:
     gauss(LT, *[t.requires_grad_() for t in small]).sum().backward()  # compile everything
 
     def best(fn):
-        t = math.inf
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            fn()
-            t = min(t, time.perf_counter() - t0)
-        return t
+        return best_of(fn, repeat)
 
     def forward():
         with torch.no_grad():
@@ -76,20 +100,7 @@ def timings(LT, N: int, repeat: int) -> dict:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", default="1e4,1e5")
-    p.add_argument("--repeat", type=int, default=2)
-    p.add_argument("--quick", action="store_true", help="N = M = 2000, one repeat")
-    args = p.parse_args(argv)
-    sizes = [2000] if args.quick else [int(float(s)) for s in args.sizes.split(",")]
-    repeat = 1 if args.quick else args.repeat
-    pk_lazy, pk_version, pk_error = import_pykeops()
-    info = machine_info(pk_version)
-    libs = {"kernelsolve": KSLazyTensor}
-    if pk_lazy is not None:
-        libs["pykeops"] = pk_lazy
-    else:
-        print(f"pykeops not available: {pk_error}")
+    sizes, repeat, info, libs = peer_setup(__doc__.splitlines()[0], "1e4,1e5", argv)
     status = 0
     rows = []
     for N in sizes:

@@ -18,26 +18,15 @@ Usage::
 
 from __future__ import annotations
 
-import argparse
-import math
+import functools
 import os
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_reductions import import_pykeops, machine_info, print_report  # noqa: E402
-
-from kernelsolve import LazyTensor as KSLazyTensor  # noqa: E402
-
-
-def gauss(LT):
-    def f(x, y, b):
-        d2 = ((LT(x[:, None, :]) - LT(y[None, :, :])) ** 2).sum(-1)
-        return (-d2).exp() @ b
-
-    return f
+from bench_autograd import best_of, gauss, peer_setup  # noqa: E402
+from bench_reductions import print_report  # noqa: E402
 
 
 def timings(LT, N: int, repeat: int) -> dict:
@@ -45,41 +34,20 @@ def timings(LT, N: int, repeat: int) -> dict:
     primals = (torch.rand(N, 3, generator=g), torch.rand(N, 3, generator=g))
     primals += (torch.rand(N, 1, generator=g),)
     tangents = tuple(torch.randn(t.shape, generator=g) for t in primals)
-    f = gauss(LT)
+    f = functools.partial(gauss, LT)
     small = tuple(t[:300] for t in primals), tuple(t[:300] for t in tangents)
     torch.func.jvp(f, *small)  # compile everything
 
-    def best(fn):
-        t = math.inf
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            fn()
-            t = min(t, time.perf_counter() - t0)
-        return t
-
     out = {
-        "forward": best(lambda: f(*primals)),
-        "jvp": best(lambda: torch.func.jvp(f, primals, tangents)),
+        "forward": best_of(lambda: f(*primals), repeat),
+        "jvp": best_of(lambda: torch.func.jvp(f, primals, tangents), repeat),
     }
     out["tangent"] = torch.func.jvp(f, primals, tangents)[1][:200].clone()
     return out
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", default="1e4,3e4")
-    p.add_argument("--repeat", type=int, default=2)
-    p.add_argument("--quick", action="store_true", help="N = M = 2000, one repeat")
-    args = p.parse_args(argv)
-    sizes = [2000] if args.quick else [int(float(s)) for s in args.sizes.split(",")]
-    repeat = 1 if args.quick else args.repeat
-    pk_lazy, pk_version, pk_error = import_pykeops()
-    info = machine_info(pk_version)
-    libs = {"kernelsolve": KSLazyTensor}
-    if pk_lazy is not None:
-        libs["pykeops"] = pk_lazy
-    else:
-        print(f"pykeops not available: {pk_error}")
+    sizes, repeat, info, libs = peer_setup(__doc__.splitlines()[0], "1e4,3e4", argv)
     status, rows = 0, []
     for N in sizes:
         res = {name: timings(LT, N, repeat) for name, LT in libs.items()}

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from . import ir
+from .ranges.plan import swap_axes
 
 #: The targets of the engine: compiled C++ on the host, CUDA, the NumPy oracle.
 TARGETS = ("cpu", "cuda", "reference")
@@ -121,5 +122,5 @@ class ReductionRequest(NamedTuple):
             cats=ir.swap_cats(self.cats),
             axis=1,
             # the transposed reduction reads the other half of pykeops' layout
-            ranges=None if self.ranges is None else (*self.ranges[3:6], *self.ranges[0:3]),
+            ranges=swap_axes(self.ranges),
         )

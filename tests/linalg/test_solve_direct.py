@@ -19,20 +19,12 @@ import warnings
 
 import numpy as np
 import pytest
+import torch  # in the test extra: a missing torch fails, never skips
 
 from kernelsolve import Vi, Vj, config
 from kernelsolve.linalg import direct
 from kernelsolve.linalg.cg import ConvergenceWarning, NotPositiveDefiniteError
 from kernelsolve.linalg.solve import NearSingularWarning, SolveInfo
-
-try:
-    import torch
-except ImportError:  # pragma: no cover - torch is in the test extras
-    torch = None
-
-needs_torch = pytest.mark.skipif(
-    torch is None, reason="torch not installed (the test extra installs it): torch-only path"
-)
 
 
 def points(n, seed=0, dtype=np.float64):
@@ -133,7 +125,6 @@ def test_not_positive_definite_is_the_same_error_on_both_paths():
         K.solve(np.ones(30), 0.1, solver="cg", precond=None)
 
 
-@needs_torch
 def test_not_positive_definite_torch():
     K = -gauss(torch.tensor(points(30, seed=2)))
     with pytest.raises(NotPositiveDefiniteError, match="Cholesky"):

@@ -34,12 +34,8 @@ def _host(x) -> np.ndarray:
 def _like(a: np.ndarray, ref, dtype: str | None = None):
     """``a`` in the library and device of ``ref`` (``dtype``: torch dtype name)."""
     if arrays.is_torch(ref):
-        torch = arrays._torch()
-        t = torch.from_numpy(np.ascontiguousarray(a))
-        if dtype is not None:
-            t = t.to(getattr(torch, dtype))
-        return t.to(ref.device)
-    return a if dtype is None else a.astype(dtype)
+        return arrays.from_numpy(a, arrays.TORCH, arrays.device(ref), dtype)
+    return arrays.from_numpy(a, arrays.NUMPY, dtype=dtype)
 
 
 def grid_cluster(x, size, *, shift: bool | None = None):
@@ -121,8 +117,10 @@ def cluster_centroids(x, lab, Nlab=None, weights=None, weights_c=None):
     C = len(n)
     if weights is not None:
         w = _host(weights).reshape(-1).astype(np.float64)
-        total = np.bincount(labels, weights=w, minlength=C) if weights_c is None else None
-        total = _host(weights_c).reshape(-1) if weights_c is not None else total
+        if weights_c is not None:
+            total = _host(weights_c).reshape(-1)
+        else:
+            total = np.bincount(labels, weights=w, minlength=C)
     else:
         w, total = None, n
     c = np.empty((C, a.shape[1]), dtype=a.dtype)

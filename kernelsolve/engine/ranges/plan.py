@@ -78,6 +78,11 @@ class BlockPlan(NamedTuple):
         """Index in ``red`` of the first reduction range of each output range."""
         return np.concatenate(([0], self.slices[:-1])) if len(self.slices) else self.slices
 
+    def owners(self) -> np.ndarray:
+        """The output range that owns each reduction range (by position in ``red``)."""
+        counts = self.slices - self.starts()
+        return np.repeat(np.arange(len(counts)), counts)
+
     def pairs(self) -> int:
         """Number of (i, j) pairs the block-sparse reduction evaluates."""
         if not len(self.ranges):
@@ -184,8 +189,7 @@ def _merge_adjacent(plan: BlockPlan) -> BlockPlan:
     then ``[b, c)``: neighbouring clusters) become one: longer SIMD runs, fewer
     partial blocks; the columns and their order are unchanged."""
     red = plan.red[: plan.slices[-1]] if len(plan.slices) else plan.red[:0]
-    counts = plan.slices - plan.starts()
-    owner = np.repeat(np.arange(len(counts)), counts)
+    owner = plan.owners()
     joins = np.zeros(len(red), dtype=bool)
     joins[1:] = (owner[1:] == owner[:-1]) & (red[1:, 0] == red[:-1, 1])
     if not joins.any():
@@ -193,7 +197,7 @@ def _merge_adjacent(plan: BlockPlan) -> BlockPlan:
     first = ~joins
     last = np.append(first[1:], True)
     merged = np.stack([red[first, 0], red[last, 1]], axis=1)
-    per_range = np.bincount(owner[first], minlength=len(counts))
+    per_range = np.bincount(owner[first], minlength=len(plan.slices))
     return plan._replace(red=merged, slices=np.cumsum(per_range).astype(np.int64))
 
 
@@ -208,8 +212,7 @@ def _check_disjoint(plan: BlockPlan, names) -> None:
             f"ranges: the {names[0]} [{r[k, 0]}, {r[k, 1]}) and [{r[k + 1, 0]}, "
             f"{r[k + 1, 1]}) overlap; every output row must belong to one range at most"
         )
-    counts = plan.slices - plan.starts()
-    owner = np.repeat(np.arange(len(counts)), counts)
+    owner = plan.owners()
     red = plan.red[: len(owner)]
     keep = red[:, 1] > red[:, 0]
     owner, red = owner[keep], red[keep]

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 from ...engine import ir
-from .aliases import declare
+from .aliases import claim_position, declare
 from .builders import BUILDERS, Builder
 from .lexer import FormulaError
 from .parser import parse_expression
@@ -69,15 +69,7 @@ def _parse_cached(formulas: tuple, aliases: tuple):
     for text, (node, written) in zip(formulas, parsed):
         used = ir.variables(node) if node is not None else ()
         for v in (*written, *used):
-            pos = v.attrs[0]
-            if pos in found and found[pos] is not v:
-                raise FormulaError(
-                    f"argument {pos} is used as {v.key} but declared as {found[pos].key}",
-                    text,
-                    0,
-                    len(text),
-                )
-            found[pos] = v
+            claim_position(found, v, text, "argument {pos} is used as {new} but declared as {old}")
     n = 1 + max(found, default=-1)
     missing = [k for k in range(n) if k not in found]
     if missing:

@@ -87,13 +87,18 @@ def declare(aliases: Sequence[str]) -> tuple[dict[str, ir.Node], dict[int, ir.No
             if name in names:
                 raise FormulaError(f"alias {name!r} is declared twice", text, 0, len(name))
             names[name] = v
-        pos = v.attrs[0]
-        if pos in positions and positions[pos] is not v:
-            raise FormulaError(
-                f"position {pos} is declared twice, as {positions[pos].key} and {v.key}",
-                text,
-                0,
-                len(text),
-            )
-        positions[pos] = v
+        claim_position(positions, v, text, "position {pos} is declared twice, as {old} and {new}")
     return names, positions
+
+
+def claim_position(positions: dict, v: ir.Node, text: str, conflict: str) -> None:
+    """Record variable ``v`` at its argument position, or raise a
+    :class:`FormulaError` on ``text`` when another variable holds it;
+    ``conflict`` words the clash from ``{pos}``, ``{old}`` and ``{new}``
+    (the variables' keys)."""
+    pos = v.attrs[0]
+    old = positions.get(pos)
+    if old is not None and old is not v:
+        message = conflict.format(pos=pos, old=old.key, new=v.key)
+        raise FormulaError(message, text, 0, len(text))
+    positions[pos] = v

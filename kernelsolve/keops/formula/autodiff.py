@@ -20,6 +20,14 @@ from ...engine.ops.derivatives import place
 __all__ = ["diff", "divergence", "grad", "grad_from_pos", "grad_matrix", "laplacian"]
 
 
+def concat(*parts: ir.Node) -> ir.Node:
+    """``Concat(a, b, ...)``: the parts one after another."""
+    out = parts[0]
+    for p in parts[1:]:
+        out = ir.make("concat", out, p)
+    return out
+
+
 def _need_var(v: ir.Node, what: str = "the variable") -> None:
     if v.op != "var":
         raise ValueError(f"{what} of a derivative must be a variable (an alias or Var(...))")
@@ -80,11 +88,7 @@ def grad_matrix(f: ir.Node, v: ir.Node) -> ir.Node:
     """``GradMatrix(f, v)``: the Jacobian, row ``k`` the gradient of ``f_k``
     (dimension ``f.dim * v.dim``, row-major)."""
     _need_var(v)
-    rows = [vjp(f, v, _basis(k, f.dim)) for k in range(f.dim)]
-    out = rows[0]
-    for r in rows[1:]:
-        out = ir.make("concat", out, r)
-    return out
+    return concat(*[vjp(f, v, _basis(k, f.dim)) for k in range(f.dim)])
 
 
 def divergence(f: ir.Node, v: ir.Node) -> ir.Node:

@@ -103,13 +103,6 @@ def _weighted(check: str | None):
     return build
 
 
-def _concat(*parts: ir.Node) -> ir.Node:
-    out = parts[0]
-    for p in parts[1:]:
-        out = ir.make("concat", out, p)
-    return out
-
-
 def _elem_t(x: ir.Node, n: int, m: int) -> ir.Node:
     if x.dim != 1 or not 0 <= m < n:
         raise ValueError(f"ElemT(x, n, m) needs a scalar x and 0 <= m < n, got m={m}, n={n}")
@@ -223,7 +216,7 @@ BUILDERS: dict[str, Builder] = {
     "ElemT": Builder(_elem_t, "fii"),
     "Extract": _attr("extract", "fii"),
     "ExtractT": Builder(_extract_t, "fii"),
-    "Concat": Builder(_concat, "ff", variadic=True),
+    "Concat": Builder(autodiff.concat, "ff", variadic=True),
     "OneHot": _attr("onehot", "fi"),
     "MatVecMult": _binary("matvecmult"),
     "VecMatMult": _binary("vecmatmult"),
