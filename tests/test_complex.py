@@ -222,6 +222,19 @@ def test_matmul_with_complex_kernel_or_vector():
     np.testing.assert_allclose(Kc @ v.real, Kcd @ v.real)
 
 
+def test_matmul_keywords_reach_a_complex_product():
+    rng = np.random.default_rng(3)
+    x, y = rng.random((M, 2)), rng.random((N, 2))
+    v = rng.random((N, 3)) + 1j * rng.random((N, 3))
+    Kc = (1j * Vi(x).sqdist(Vj(y))).exp()
+    want = np.exp(1j * ((x[:, None] - y[None]) ** 2).sum(-1)) @ v
+    out = np.zeros((M, 3), dtype=np.complex128)
+    assert Kc.__matmul__(v, out=out, sum_scheme="kahan_scheme") is out
+    np.testing.assert_allclose(out, want)
+    with pytest.raises(ValueError, match="backend"):
+        Kc.__matmul__(v, backend="bogus")
+
+
 def test_call_false_and_out():
     a = _data("numpy", "float64")
     z, w = LazyTensor(a["z"]), LazyTensor(a["w"])

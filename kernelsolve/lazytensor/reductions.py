@@ -494,16 +494,16 @@ class Reductions:
         else:
             vj = type(self)(v.reshape(tuple(v.shape[:-2]) + (1,) + tuple(v.shape[-2:])))
         prod = self._binary("mul", vj, "v")  # v may bring batch dims of its own
-        if prod.is_complex:  # lazytensor/complex.py: a complex sum, complex out
-            Kv = prod.sum(prod.nbatchdims + 1)
-            return Kv[..., 0] if v.ndim == 1 else Kv
-        leaves = prod.variables
-        if kwargs:
+        if kwargs:  # a complex prod's _reduce returns complex arrays
             out = kwargs.pop("out", None)
             Kv = prod._reduce("sum", 1, **kwargs)
             if isinstance(Kv, ReductionCall):
                 return Kv
             return write_out(Kv[..., 0] if v.ndim == 1 else Kv, out)
+        if prod.is_complex:  # lazytensor/complex.py: a complex sum, complex out
+            Kv = prod.sum(prod.nbatchdims + 1)
+            return Kv[..., 0] if v.ndim == 1 else Kv
+        leaves = prod.variables
         if autograd.needs_grad(leaves):
             Kv = prod._reduce("sum", 1)
         else:
