@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..engine.request import ReductionRequest
-from ..lazytensor.reductions import reduction_options, write_out
+from ..lazytensor.reductions import check_sum_scheme, reduction_options, write_out
 from .formula import parse_formulas
 from .formula.aliases import parse_alias
 from .reductions import reduction_of
@@ -128,6 +128,8 @@ class Genred:
         if ranges is not None:
             keywords["ranges"] = ranges
         options, _, out, ranges = reduction_options(keywords)
+        if self.engine is not None:  # None: Max_SumShiftExp, whose runner sums
+            check_sum_scheme(options, self.engine)
         request = ReductionRequest(
             self.node,
             self.engine,

@@ -224,3 +224,17 @@ def test_against_pykeops(formula, op, kwargs):
     theirs = pk.Genred(formula, aliases, reduction_op=op, axis=1, **kwargs)(x, y, b)
     assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
     np.testing.assert_allclose(ours, theirs, rtol=1e-10)
+
+
+def test_sum_scheme_refused_on_a_selection_as_on_lazytensor():
+    # pykeops' rule, as LazyTensor.min(..., sum_scheme=...) applies it
+    g = Genred(
+        "SqDist(x, y)",
+        ["x = Vi(3)", "y = Vj(3)"],
+        reduction_op="Min",
+        axis=1,
+        sum_scheme="kahan_scheme",
+    )
+    x, y = np.random.default_rng(0).random((5, 3)), np.random.default_rng(1).random((4, 3))
+    with pytest.raises(ValueError, match="sum_scheme"):
+        g(x, y)
