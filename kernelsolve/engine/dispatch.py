@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import config
-from . import arrays, ir
+from . import arrays, ir, split
 from . import reductions as red_mod
 from .arrays import ArrayKind
 from .backends import cpu, reference
@@ -36,7 +36,7 @@ from .ranges import plan as ranges_mod
 from .ranges import reference as ranges_reference
 from .request import TARGETS, USER_NAMES, ReductionRequest, target_of
 
-__all__ = ["Plan", "context", "execute", "plan", "reduce"]
+__all__ = ["Plan", "context", "execute", "outputs", "plan", "reduce"]
 
 
 def reduce(request: ReductionRequest):
@@ -373,7 +373,17 @@ def _cast_outputs(outs: list, kind: ArrayKind, cast: str | None) -> list:
 def execute(plan: Plan, leaves: Sequence, ranges=None):
     """Run a :func:`plan` on ``leaves`` (arrays of the planned signature);
     ``ranges``: pykeops' block-sparse ranges, as in the request of the plan
-    (the plan of a reduction over i reads their second half)."""
+    (the plan of a reduction over i reads their second half). Under an
+    installed :mod:`.split` (``kernelsolve.distributed.sharded()``), the
+    split runs it across processes."""
+    if split._active is not None:
+        return split._active(plan, leaves, ranges)
+    return plan.red.present(outputs(plan, leaves, ranges), plan.formula.dim, plan.K)
+
+
+def outputs(plan: Plan, leaves: Sequence, ranges=None) -> list:
+    """:func:`execute` in this process, before ``present``: one array per
+    output of the reduction, each ``batch + (M, size)`` (the row axis is -2)."""
     kind = plan.kind
     hc = plan.host
     if plan.range_names or ranges is not None:
@@ -388,7 +398,7 @@ def execute(plan: Plan, leaves: Sequence, ranges=None):
         outs = hc(host, cpu.num_threads(config.num_threads, hc.pairs))
         if kind.lib != arrays.NUMPY:
             outs = _cast_outputs(outs, kind, None)
-        return plan.red.present(outs, plan.formula.dim, plan.K)
+        return outs
     if plan.target == "cuda":
         outs = _run_cuda(plan, leaves)
     else:
@@ -411,7 +421,7 @@ def execute(plan: Plan, leaves: Sequence, ranges=None):
                 memory_limit=config.reference_memory_limit,
             )
         outs = _cast_outputs(outs, kind, plan.cast)
-    return plan.red.present(outs, plan.formula.dim, plan.K)
+    return outs
 
 
 def _execute_blocks(plan: Plan, leaves: Sequence, ranges):
@@ -446,7 +456,7 @@ def _execute_blocks(plan: Plan, leaves: Sequence, ranges):
                 acc_dtype=plan.acc_dtype,
             )
         outs = _cast_outputs(outs, kind, plan.cast)
-    return plan.red.present(outs, plan.formula.dim, plan.K)
+    return outs
 
 
 def _run_cuda(plan: Plan, leaves: Sequence, blocks=None) -> list:
