@@ -36,7 +36,7 @@ from .ranges import plan as ranges_mod
 from .ranges import reference as ranges_reference
 from .request import TARGETS, USER_NAMES, ReductionRequest, target_of
 
-__all__ = ["Plan", "context", "execute", "plan", "reduce"]
+__all__ = ["Plan", "context", "execute", "plan", "reduce", "target_outputs"]
 
 
 def reduce(request: ReductionRequest):
@@ -389,29 +389,34 @@ def execute(plan: Plan, leaves: Sequence, ranges=None):
         if kind.lib != arrays.NUMPY:
             outs = _cast_outputs(outs, kind, None)
         return plan.red.present(outs, plan.formula.dim, plan.K)
-    if plan.target == "cuda":
-        outs = _run_cuda(plan, leaves)
-    else:
-        host = [_host_array(x, kind, s, plan.cast) for x, s in zip(leaves, plan.shapes)]
-        if hc is not None:
-            outs = hc(host, cpu.num_threads(config.num_threads, hc.pairs))
-        else:
-            outs = reference.reduce(
-                plan.formula,
-                plan.red,
-                host,
-                plan.cats,
-                plan.batch,
-                plan.M,
-                plan.N,
-                weight=plan.weight,
-                K=plan.K,
-                dtype=np.dtype(np.float32 if plan.cast else kind.dtype),
-                acc_dtype=plan.acc_dtype,
-                memory_limit=config.reference_memory_limit,
-            )
-        outs = _cast_outputs(outs, kind, plan.cast)
+    outs = _cast_outputs(target_outputs(plan, leaves), kind, plan.cast)
     return plan.red.present(outs, plan.formula.dim, plan.K)
+
+
+def target_outputs(plan: Plan, leaves: Sequence) -> list:
+    """The flat outputs of a dense plan's target, each ``batch + (M, size)``,
+    before :func:`execute` makes them the caller's arrays: NumPy arrays from
+    the host targets (float32 for float16 / bfloat16 inputs), the caller's
+    device arrays from CUDA. :mod:`.partial` runs its plans through it."""
+    if plan.target == "cuda":
+        return _run_cuda(plan, leaves)
+    host = [_host_array(x, plan.kind, s, plan.cast) for x, s in zip(leaves, plan.shapes)]
+    if plan.host is not None:
+        return plan.host(host, cpu.num_threads(config.num_threads, plan.host.pairs))
+    return reference.reduce(
+        plan.formula,
+        plan.red,
+        host,
+        plan.cats,
+        plan.batch,
+        plan.M,
+        plan.N,
+        weight=plan.weight,
+        K=plan.K,
+        dtype=np.dtype(np.float32 if plan.cast else plan.kind.dtype),
+        acc_dtype=plan.acc_dtype,
+        memory_limit=config.reference_memory_limit,
+    )
 
 
 def _execute_blocks(plan: Plan, leaves: Sequence, ranges):
