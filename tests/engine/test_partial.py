@@ -4,6 +4,8 @@ rows of the whole result; the CUDA source of a partial kernel compiles and
 runs in the emulator as the reference.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -277,6 +279,22 @@ def test_empty_column_plan_executes(target):
         for o, value in zip(out, want):
             assert o.shape == (4, 2)
             assert (o == value).all()
+
+
+def test_cuda_plan_without_pairs_runs_no_kernel():
+    """A CUDA plan with no row or no column launches nothing (the launch plan
+    divides by M and N): its outputs are made on the host, in the kernel's
+    dtypes (float16 values, int64 indices). A host plan relabelled as CUDA
+    checks it without a GPU: a launch would fail here."""
+    rng = np.random.default_rng(0)
+    x, y, _ = _data(rng, "min_argmin", 4, 6, (), "float16")
+    plan = dispatch.plan(_request("min_argmin", x, y, None, 1, "cpu"))
+    for rows, cols, M in [((1, 1), None, 0), (None, (2, 2), 4)]:
+        p, leaves = partial.restrict(plan, (x, y), rows, cols)
+        vals, idx = dispatch.target_outputs(replace(p, target="cuda", host=None), leaves)
+        assert vals.shape == idx.shape == (M, 2)
+        assert vals.dtype == np.float16 and idx.dtype == np.int64
+        assert (vals == np.inf).all() and (idx == -1).all()
 
 
 def test_restrict_returns_views():
