@@ -84,15 +84,9 @@ def restrict(
         raise ValueError(f"restrict: expected {len(plan.cats)} leaves, got {len(leaves)}")
     r = _interval(rows, plan.M, "rows")
     c = _interval(cols, plan.N, "cols")
-    out = tuple(
-        x[..., r[0] : r[1], :]
-        if cat == ir.I and r
-        else x[..., c[0] : c[1], :]
-        if cat == ir.J and c
-        else x
-        for x, cat in zip(leaves, plan.cats)
+    return _restricted(plan, r, c), tuple(
+        _slice(x, cat, r, c) for x, cat in zip(leaves, plan.cats)
     )
-    return _restricted(plan, r, c), out
 
 
 def execute_partial(
@@ -221,6 +215,12 @@ def _interval(bounds, n: int, name: str) -> tuple[int, int] | None:
     if not 0 <= lo <= hi <= n:
         raise ValueError(f"{name}={bounds!r}: expected 0 <= lo <= hi <= {n}")
     return lo, hi
+
+
+def _slice(x, cat: int, r, c):
+    """Leaf ``x`` of category ``cat`` on rows ``r`` and columns ``c``: a view."""
+    bounds = r if cat == ir.I else c if cat == ir.J else None
+    return x if bounds is None else x[..., bounds[0] : bounds[1], :]
 
 
 def _restricted(plan: Plan, r, c) -> Plan:
