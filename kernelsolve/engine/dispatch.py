@@ -34,9 +34,10 @@ from .cache import register_memo
 from .codegen.spec import KernelSpec
 from .ranges import plan as ranges_mod
 from .ranges import reference as ranges_reference
+from .reductions import VALUE
 from .request import TARGETS, USER_NAMES, ReductionRequest, target_of
 
-__all__ = ["Plan", "context", "execute", "outputs", "plan", "reduce"]
+__all__ = ["Plan", "context", "execute", "outputs", "plan", "reduce", "target_outputs"]
 
 
 def reduce(request: ReductionRequest):
@@ -399,29 +400,58 @@ def outputs(plan: Plan, leaves: Sequence, ranges=None) -> list:
         if kind.lib != arrays.NUMPY:
             outs = _cast_outputs(outs, kind, None)
         return outs
-    if plan.target == "cuda":
-        outs = _run_cuda(plan, leaves)
-    else:
-        host = [_host_array(x, kind, s, plan.cast) for x, s in zip(leaves, plan.shapes)]
-        if hc is not None:
-            outs = hc(host, cpu.num_threads(config.num_threads, hc.pairs))
-        else:
-            outs = reference.reduce(
-                plan.formula,
-                plan.red,
-                host,
-                plan.cats,
-                plan.batch,
-                plan.M,
-                plan.N,
-                weight=plan.weight,
-                K=plan.K,
-                dtype=np.dtype(np.float32 if plan.cast else kind.dtype),
-                acc_dtype=plan.acc_dtype,
-                memory_limit=config.reference_memory_limit,
-            )
+    outs = target_outputs(plan, leaves)
+    if plan.target != "cuda":
         outs = _cast_outputs(outs, kind, plan.cast)
     return outs
+
+
+def target_outputs(plan: Plan, leaves: Sequence) -> list:
+    """The flat outputs of a dense plan's target, each ``batch + (M, size)``,
+    before :func:`execute` makes them the caller's arrays: NumPy arrays from
+    the host targets (float32 for float16 / bfloat16 inputs), the caller's
+    device arrays from CUDA. :mod:`.partial` runs its plans through it."""
+    if plan.target == "cuda":
+        return _run_cuda(plan, leaves) if plan.M and plan.N else _no_pairs_on_device(plan)
+    host = [_host_array(x, plan.kind, s, plan.cast) for x, s in zip(leaves, plan.shapes)]
+    if plan.host is not None:
+        return plan.host(host, cpu.num_threads(config.num_threads, plan.host.pairs))
+    return _reference(plan, host)
+
+
+def _no_pairs_on_device(plan: Plan) -> list:
+    """The outputs of a CUDA plan with no row or no column (a restricted plan,
+    :mod:`.partial`), made on the host without a kernel (the launch plan
+    divides by both) and moved to the device as the kernel would write them."""
+    kind = plan.kind
+    half = kind.dtype in arrays.HALF_DTYPES
+    outs = _reference(plan, [])
+    specs = plan.red.outputs(plan.formula.dim, plan.K, plan.weight.dim if plan.weight else 0)
+    return [
+        arrays.from_numpy(
+            o, kind.lib, kind.device, kind.dtype if half and s.kind == VALUE else None
+        )
+        for o, s in zip(outs, specs)
+    ]
+
+
+def _reference(plan: Plan, host: list) -> list:
+    """:func:`.backends.reference.reduce` of a dense plan on host arrays."""
+    return reference.reduce(
+        plan.formula,
+        plan.red,
+        host,
+        plan.cats,
+        plan.batch,
+        plan.M,
+        plan.N,
+        weight=plan.weight,
+        K=plan.K,
+        # float16 / bfloat16: computed in float32 (on copies, see _host_array)
+        dtype=np.dtype(np.float32 if plan.kind.dtype in arrays.HALF_DTYPES else plan.kind.dtype),
+        acc_dtype=plan.acc_dtype,
+        memory_limit=config.reference_memory_limit,
+    )
 
 
 def _execute_blocks(plan: Plan, leaves: Sequence, ranges):

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from ..codegen.spec import KernelSpec
-from ..reductions import INDEX
+from ..reductions import ACCUMULATOR, INDEX
 
 
 def batch_offsets(xp, shape_own: tuple, batch: tuple, per_item: int):
@@ -37,9 +37,10 @@ def storage_dtype(dtype: str):
 
 def alloc_outputs(xp, spec: KernelSpec, batch: tuple, M: int) -> list:
     """Uninitialised outputs ``batch + (M, size)``: int64 for indices, the
-    storage dtype of ``spec.dtype`` for values."""
+    storage dtype of ``spec.dtype`` for values, the accumulator's for
+    partial results (ACCUMULATOR outputs)."""
+    dtypes = {INDEX: np.int64, ACCUMULATOR: np.dtype(spec.acc_dtype)}
     values = storage_dtype(spec.dtype)
     return [
-        xp.empty(batch + (M, o.size), dtype=np.int64 if o.kind == INDEX else values)
-        for o in spec.outputs()
+        xp.empty(batch + (M, o.size), dtype=dtypes.get(o.kind, values)) for o in spec.outputs()
     ]

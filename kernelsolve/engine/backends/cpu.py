@@ -22,7 +22,7 @@ from ..._version import __version__ as _version
 from ..cache import get_or_build, key_of, memoized, register_memo
 from ..codegen.cpu import CPU_VECTOR_J, cpu_j_stride, cpu_tiling, render_cpu
 from ..codegen.spec import KernelSpec
-from ..reductions import INDEX
+from ..reductions import ACCUMULATOR, INDEX
 from .common import all_batch_offsets
 
 FLAGS = (
@@ -324,9 +324,9 @@ class HostCall:
         self.boff = all_batch_offsets(np, laid, batch) if batch else np.zeros(len(laid), np.int64)
         self.boff.flags.writeable = False
         self.boff_ptr = self.boff.ctypes.data
+        dtypes = {INDEX: np.dtype(np.int64), ACCUMULATOR: np.dtype(spec.acc_dtype)}
         self.out_specs = [
-            (batch + (M, o.size), np.dtype(np.int64 if o.kind == INDEX else spec.dtype))
-            for o in spec.outputs()
+            (batch + (M, o.size), dtypes.get(o.kind, np.dtype(spec.dtype))) for o in spec.outputs()
         ]
         self.args_t = ctypes.c_void_p * len(laid)
         self.outs_t = ctypes.c_void_p * len(self.out_specs)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import ir
-from ..reductions import INDEX, Reduction
+from ..reductions import ACCUMULATOR, INDEX, Reduction
 
 DEFAULT_MEMORY_LIMIT = 64 * 2**20
 
@@ -61,6 +61,16 @@ def _tile_sizes(M, N, bytes_per_pair, min_cols, memory_limit):
     return rows, cols
 
 
+def neutral(red: Reduction, lead: tuple, D: int, K: int, E: int, acc_dtype) -> dict:
+    """The accumulator of rows ``lead`` that folded nothing: each field's
+    initial value, in the form ``np_merge`` takes (K-min: ``lead + (K, D)``)."""
+    acc = {}
+    for f in red.fields(D, K, E):
+        a = np.full(lead + (f.size,), f.init, dtype=np.int64 if f.kind == INDEX else acc_dtype)
+        acc[f.name] = a.reshape(lead + (K, D)) if red.uses_k else a
+    return acc
+
+
 def reduce(
     formula: ir.Node,
     reduction: Reduction,
@@ -81,12 +91,17 @@ def reduce(
 
     ``leaves[k]`` is bound to variable k, of category ``cats[k]``; ``weight``
     is the second formula of weighted reductions. Accumulation happens in
-    ``acc_dtype`` (default: ``dtype``); index outputs are int64.
+    ``acc_dtype`` (default: ``dtype``); index outputs are int64, ACCUMULATOR
+    outputs (partial results) ``acc_dtype``. No row or no column (a
+    restricted plan, :mod:`..partial`): the empty accumulator, finalized.
     """
     dtype = np.dtype(dtype)
     acc_dtype = np.dtype(acc_dtype or dtype)
     D = formula.dim
     E = weight.dim if weight is not None else 0
+    specs = reduction.outputs(D, K, E)
+    if M == 0 or N == 0:
+        return _cast(_no_pairs(reduction, batch, M, D, K, E, acc_dtype), specs, dtype, acc_dtype)
 
     roots = [formula] + ([weight] if weight is not None else [])
     nodes = {id(n): n for r in roots for n in ir.topological_order(r)}
@@ -121,8 +136,21 @@ def reduce(
                 acc = part if acc is None else reduction.np_merge(acc, part)
         outputs.append(reduction.np_finalize(acc))
 
-    result = []
-    for k, spec in enumerate(reduction.outputs(D, K, E)):
-        out = np.concatenate([o[k] for o in outputs], axis=nb) if outputs else None
-        result.append(out.astype(np.int64 if spec.kind == INDEX else dtype, copy=False))
-    return result
+    outs = [np.concatenate([o[k] for o in outputs], axis=nb) for k in range(len(outputs[0]))]
+    return _cast(outs, specs, dtype, acc_dtype)
+
+
+def _no_pairs(red: Reduction, batch: tuple, M: int, D: int, K: int, E: int, acc_dtype) -> list:
+    """The outputs of no row (empty arrays) or of rows with no column (the
+    empty accumulator, finalized): a plan restricted by :mod:`..partial`."""
+    if M == 0:
+        return [np.empty(batch + (0, o.size)) for o in red.outputs(D, K, E)]
+    with np.errstate(all="ignore"):  # log(0) of an empty log-sum-exp
+        return red.np_finalize(neutral(red, batch + (M,), D, K, E, acc_dtype))
+
+
+def _cast(outs: list, specs: list, dtype, acc_dtype) -> list:
+    """Index outputs as int64, partial results (ACCUMULATOR) in ``acc_dtype``,
+    values in ``dtype``."""
+    kinds = {INDEX: np.int64, ACCUMULATOR: acc_dtype}
+    return [o.astype(kinds.get(s.kind, dtype), copy=False) for o, s in zip(outs, specs)]

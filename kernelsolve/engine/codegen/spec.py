@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import ir
-from ..reductions import INDEX, VALUE, Field, Reduction
+from ..reductions import ACCUMULATOR, INDEX, VALUE, Field, Reduction
 from .dialect import CUDA
 from .summation import Scheme, scheme
 
@@ -152,7 +152,7 @@ class KernelSpec:
         """Typed output pointers at row ``row`` (an int64 C expression)."""
         lines = []
         for k, o in enumerate(self.outputs()):
-            ctype = "int64_t" if o.kind == INDEX else self.S
+            ctype = "int64_t" if o.kind == INDEX else self.ACC if o.kind == ACCUMULATOR else self.S
             lines.append(f"{ctype}* out{k} = (({ctype}*)outs[{k}]) + ({row}) * {o.size};")
         return lines
 

@@ -10,7 +10,7 @@ the registry: adding a reduction means writing its class (:mod:`.sum`,
 
 from __future__ import annotations
 
-from .base import INDEX, VALUE, Field, Output, Reduction
+from .base import ACCUMULATOR, INDEX, VALUE, Field, Output, Reduction
 from .logsumexp import (
     LogSumExpReduction,
     SumSoftMaxWeightReduction,
@@ -19,7 +19,7 @@ from .logsumexp import (
 from .select import KMinReduction, MinMaxReduction
 from .sum import SumReduction
 
-__all__ = ["INDEX", "VALUE", "Field", "Output", "REDUCTIONS", "Reduction", "get"]
+__all__ = ["ACCUMULATOR", "INDEX", "VALUE", "Field", "Output", "REDUCTIONS", "Reduction", "get"]
 
 REDUCTIONS: dict[str, Reduction] = {
     r.name: r

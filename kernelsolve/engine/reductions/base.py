@@ -35,6 +35,9 @@ from pathlib import Path
 from string import Template
 
 VALUE, INDEX = "value", "index"
+# An output kind of partial results (reductions/partial.py): a value stored in
+# the accumulator type (float64 under acc_dtype="float64"), not the input's.
+ACCUMULATOR = "accumulator"
 
 
 @dataclass(frozen=True)
