@@ -48,6 +48,7 @@ from . import arrays, dispatch, ir
 from .backends import cpu
 from .cache import register_memo
 from .dispatch import Plan
+from .ranges import plan as ranges_plan
 from .reductions import INDEX
 from .reductions.partial import PartialReduction
 
@@ -67,7 +68,8 @@ def restrict(
     :data:`.ir.I`, after the transposition of a reduction over i), columns
     its N axis (:data:`.ir.J`). The leaves are sliced along their axis -2
     (views of NumPy arrays, torch tensors and CuPy arrays); empty ranges are
-    allowed. Dense plans only.
+    allowed. Dense plans; block-sparse plans by rows only, with their
+    ranges clipped by :func:`restrict_ranges`.
 
     Example
     -------
@@ -79,7 +81,8 @@ def restrict(
     >>> dispatch.execute(p, leaves)[:, 0].tolist()
     [3.0, 6.0]
     """
-    _check_dense(plan, "restrict")
+    if not (cols is None and isinstance(plan, Plan)):  # block-sparse plans by rows
+        _check_dense(plan, "restrict")
     if len(leaves) != len(plan.cats):
         raise ValueError(f"restrict: expected {len(plan.cats)} leaves, got {len(leaves)}")
     r = _interval(rows, plan.M, "rows")
@@ -87,6 +90,31 @@ def restrict(
     return _restricted(plan, r, c), tuple(
         _slice(x, cat, r, c) for x, cat in zip(leaves, plan.cats)
     )
+
+
+def restrict_ranges(plan: Plan, ranges, rows: tuple[int, int]):
+    """pykeops' ``ranges`` of a block-sparse ``plan`` (as its request holds
+    them) for the output rows ``rows = (lo, hi)`` of :func:`restrict`: the
+    half the plan reads clipped to the rows and counted from ``lo``.
+
+    Example
+    -------
+    >>> from kernelsolve.engine.request import ReductionRequest
+    >>> x, y = ir.var(0, ir.I, 1), ir.var(1, ir.J, 1)
+    >>> a, b = np.arange(4.0).reshape(4, 1), np.ones((3, 1))
+    >>> half = (np.array([[0, 4]]), np.array([1]), np.array([[0, 2]]))
+    >>> request = ReductionRequest(ir.make("mul", x, y), "sum", (a, b), (ir.I, ir.J),
+    ...                            ranges=half + half)
+    >>> plan = dispatch.plan(request)
+    >>> p, leaves = restrict(plan, (a, b), rows=(1, 3))
+    >>> dispatch.execute(p, leaves, restrict_ranges(plan, request.ranges, (1, 3)))[:, 0].tolist()
+    [2.0, 4.0]
+    """
+    lo, hi = _interval(rows, plan.M, "rows")
+    over_i = plan.range_names != ranges_plan.NAMES[:3]
+    ours = ranges_plan.swap_axes(ranges) if over_i else tuple(ranges)
+    clipped = ranges_plan.clip_rows(ours, lo, hi)
+    return ranges_plan.swap_axes(clipped) if over_i else clipped
 
 
 def execute_partial(

@@ -38,7 +38,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from .. import autograd
-from ..engine import arrays, ir
+from ..engine import arrays, ir, split
 from ..engine.request import ReductionOptions, ReductionRequest, target_of
 from . import dense as _dense
 
@@ -78,6 +78,12 @@ class KernelOperator:
         backend=None,
         materialize: bool | str | None = False,
     ):
+        if getattr(split.active(), "local", False):
+            raise ValueError(
+                "a kernel operator (K.solve, aslinearoperator, the interpolators) needs "
+                "whole vectors on every process: under sharded(rows='local') each process "
+                "holds only its rows; use sharded() with the same arrays on every process"
+            )
         if materialize not in ("auto", True, False, None):
             raise ValueError(
                 f'materialize must be False, "auto", True or None, got {materialize!r}'

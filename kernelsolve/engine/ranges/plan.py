@@ -226,3 +226,26 @@ def _check_disjoint(plan: BlockPlan, names) -> None:
             f"{red[k + 1, 1]}) of {names[0]}[{owner[k]}] overlap: a pair would be "
             "counted twice"
         )
+
+
+def clip_rows(ranges, lo: int, hi: int):
+    """``ranges`` for the output rows ``[lo, hi)`` alone, counted from ``lo``:
+    the first half (the output ranges and their reduction ranges) clipped, a
+    range that straddles ``lo`` or ``hi`` cut and kept with all its
+    reduction ranges, the order of the kept ranges unchanged (each row folds
+    the same columns in the same order). The second half is kept as is: a
+    plan reads one half.
+
+    >>> r = (np.array([[0, 3], [3, 5]]), np.array([1, 2]), np.array([[0, 4], [4, 6]]))
+    >>> [a.tolist() for a in clip_rows(r + r, 2, 4)[:3]]
+    [[[0, 1], [1, 2]], [1, 2], [[0, 4], [4, 6]]]
+    """
+    r, s, red = (np.asarray(a, dtype=np.int64).reshape(-1, *np.shape(a)[1:]) for a in ranges[:3])
+    starts = np.concatenate(([0], s[:-1]))
+    a, b = np.maximum(r[:, 0], lo) - lo, np.minimum(r[:, 1], hi) - lo
+    keep = np.nonzero(b > a)[0]
+    kept_red = [red[starts[k] : s[k]] for k in keep]
+    counts = np.array([len(x) for x in kept_red], dtype=np.int64)
+    new_red = np.concatenate(kept_red) if kept_red else np.zeros((0, 2), np.int64)
+    new_r = np.stack([a[keep], b[keep]], axis=1) if len(keep) else np.zeros((0, 2), np.int64)
+    return (new_r, np.cumsum(counts), new_red, *ranges[3:6])
