@@ -3,7 +3,10 @@ formulas, through the NumPy reference engine, in float64.
 
 Two independent checks:
 
-* against central finite differences of the formula itself (the values), and
+* against central finite differences of the formula itself (the values),
+  wherever the JVP is a derivative: the formula is smooth at the step and
+  every op is differentiable at its arguments (at an op's kink the JVP
+  composes documented conventions, which need not be a derivative), and
 * against the VJP rules, by transposition: ``<J t, u> = sum_x <t_x, J_x^T u>``
   (exact up to rounding, conventions at kinks included, since each JVP rule
   is the transpose of its op's VJP rule).
@@ -222,23 +225,153 @@ def test_random_formula_jvp_is_the_transpose_of_its_vjp(case, seed):
     assert abs(lhs - rhs) <= 1e-10 * (1 + scale)
 
 
-@given(case=cases(lib="numpy"), seed=st.integers(0, 2**16))
-def test_random_formula_jvp_matches_finite_differences(case, seed):
-    """Pairs where the formula is not smooth at the scale of the step (a kink
-    of clamp / abs / relu / ifelse / max within ``H``: the one-sided
-    differences disagree, or the central ones with steps H and H/4) are left
-    out; they are rare off the grid."""
+def _smooth_profile(at, h: float):
+    """Judge ``s -> at(s)`` (an array per step ``s``) at 0 on the scale ``h``.
+
+    Returns (smooth, central difference, its tolerance). A smooth profile
+    has ``(at(s) - 2 at(0) + at(-s)) / s = s F'' + O(s^3)``, so that bend
+    shrinks 4 times from ``s = h`` to ``h / 4`` however curved ``F`` is; a
+    kink at 0 keeps it at its slope jump (where the central differences of
+    both steps agree on the mean of the two slopes). A kink or jump strictly
+    inside the step makes the central differences with ``h`` and ``h / 4``
+    disagree. Rounding of ``F`` in the differences: about eps |F| / step.
+    """
+    f = {s: at(s) for s in (-h, -h / 4, 0.0, h / 4, h)}
+    central = (f[h] - f[-h]) / (2 * h)
+    finer = (f[h / 4] - f[-h / 4]) / (h / 2)
+    tol = 1e-5 * (1 + np.abs(central)) + 1e-8 * np.abs(f[0.0])
+
+    def bend(s):
+        return (f[s] - 2 * f[0.0] + f[-s]) / s
+
+    smooth = (np.abs(central - finer) <= tol) & (np.abs(bend(h / 4) - bend(h) / 4) <= tol)
+    return smooth, central, tol
+
+
+def _ops_differentiable(f: ir.Node, values: dict, free: set, shape, rng) -> np.ndarray:
+    """(M, N) mask of the pairs where the chain rule holds at every op of
+    ``f``, judged along random moves ``r`` of the variables.
+
+    The JVP composes each op's derivative, with the documented conventions at
+    its kinks. At a kink of an inner op (``abs`` at 0, ``clamp`` at a bound,
+    a tie of ``min``) the composition need not be a derivative even where
+    the formula is smooth along the tangent: ``clamp(|y|, x, x + 1)`` at
+    ``y = 0 = x + 1`` is ``x + 1`` along every tangent with ``|ty| > |tx|``,
+    but its JVP is ``sign(0) ty = 0``. So each op node must pass
+    :func:`_smooth_profile` both moved with the variables (``node(v + s r)``)
+    and with its arguments moved to first order (``op(args + s args')``:
+    what the chain rule sees), both with the same slope; the last check
+    catches a selector that moves to second order only (``ifelse(-x^2, x,
+    -x)`` at ``x = 0`` is ``-x``, its JVP ``+t``). Arguments held by a
+    locally constant op (``relu`` of a negative) do not move, so the kink of
+    ``abs(relu(x))`` at ``x < 0`` is not crossed, as it should not be, and an
+    op of arguments tied by the formula (``clamp(x, x, x + 1)``) is smooth.
+    """
+    ok = np.ones(shape[:2], dtype=bool)
+    for _ in range(2):  # a kink seen along no random move: probability 0
+        r = {k: rng.standard_normal(values[k].shape) for k in free}
+        for node in ir.topological_order(f):
+            if node.args and any(v.attrs[0] in free for v in ir.variables(node)):
+                good = _chain_rule_holds(node, values, r)
+                ok &= np.broadcast_to(good, shape[:2] + good.shape[-1:]).all(axis=-1)
+    return ok
+
+
+def _along(g: ir.Node, values: dict, r: dict):
+    """:func:`_smooth_profile` of ``g`` at the variables moved along ``r``."""
+    return _smooth_profile(lambda s: _shifted(g, values, r, s), H)
+
+
+def _chain_rule_holds(node: ir.Node, values: dict, r: dict) -> np.ndarray:
+    """Where ``node`` along ``r`` and its op on its arguments moved to first
+    order along ``r`` are both smooth, with the same slope."""
+    along, slope, tol = _along(node, values, r)
+    at = [_eval(a, _leaves(values, {}, {})) for a in node.args]
+    slopes = [_along(a, values, r)[1] for a in node.args]
+
+    def first_order(s):
+        with np.errstate(all="ignore"):  # out of the op's domain: NaN, not smooth
+            return ir.OPS[node.op].numpy(*(a + s * d for a, d in zip(at, slopes)), *node.attrs)
+
+    linear, lin_slope, lin_tol = _smooth_profile(first_order, H)
+    return along & linear & (np.abs(slope - lin_slope) <= tol + lin_tol)
+
+
+def _against_finite_differences(case, seed):
+    """(JVP, central differences, tolerance, pairs where they must agree),
+    each (M, N, dim): the formula along the tangents is smooth at the step
+    (:func:`_smooth_profile`) and every op is differentiable at its
+    arguments (:func:`_ops_differentiable`)."""
     f, values, tangents, free = _grid_case(case, seed)
     tvars = _tangent_vars(f, lambda v: v.attrs[0] in free)
     shape = (case.M, case.N, f.dim)
     got = np.broadcast_to(_eval(jvp(f, tvars), _leaves(values, tangents, tvars)), shape)
-    at = {h: np.broadcast_to(_shifted(f, values, tangents, h), shape) for h in (-H, 0, H)}
-    want = (at[H] - at[-H]) / (2 * H)
-    finer = np.broadcast_to(_finite_difference(f, values, tangents, H / 4), shape)
-    # rounding of F in the differences: about eps |F| / step
-    tol = 1e-5 * (1 + np.abs(want)) + 1e-8 * np.abs(at[0])
-    one_sided = (at[H] - at[0]) / H - (at[0] - at[-H]) / H
-    smooth = (np.abs(want - finer) <= tol) & (np.abs(one_sided) <= 4 * tol)
-    if not case.grid:  # grid data sit on kinks often; random data rarely
+    smooth, want, tol = _smooth_profile(
+        lambda s: np.broadcast_to(_shifted(f, values, tangents, s), shape), H
+    )
+    rng = np.random.default_rng(seed + 2)
+    smooth = smooth & _ops_differentiable(f, values, free, shape, rng)[..., None]
+    return got, want, tol, smooth
+
+
+@given(case=cases(lib="numpy"), seed=st.integers(0, 2**16))
+def test_random_formula_jvp_matches_finite_differences(case, seed):
+    """Wherever the JVP is a derivative (see :func:`_against_finite_differences`):
+    grid data sit on kinks often and are left out there; random data rarely."""
+    got, want, tol, smooth = _against_finite_differences(case, seed)
+    if not case.grid:
         assert smooth.mean() >= 0.9
     assert np.all(np.abs(got - want)[smooth] <= tol[smooth])
+
+
+def test_smooth_profile_tells_curvature_from_kinks():
+    """Curvature is not a kink (sin(40 x^2) was judged kinked by a one-sided
+    difference test); a kink at or within the step, or a jump, is."""
+    x = np.linspace(-1, 1, 101)
+    assert _smooth_profile(lambda s: np.sin(40 * (x + s) ** 2), H)[0].all()
+    near = np.array([0.0, 0.2 * H, 0.7 * H, 2 * H])
+    assert _smooth_profile(lambda s: np.abs(near + s), H)[0].tolist() == [0, 0, 0, 1]
+    assert not _smooth_profile(lambda s: np.floor(1.0 + s), H)[0]
+
+
+KINKS = {  # x, y, is the pair checked against finite differences
+    "clamp_at_abs_kink": (-1.0, 0.0, False),
+    "selector_of_second_order": (0.0, 0.0, False),
+    "tie_of_min": (0.5, 0.5, False),
+    "arguments_tied": (0.5, 0.0, True),
+    "kink_not_crossed": (-0.5, 0.0, True),
+}
+
+
+def _kink_formula(kind: str) -> ir.Node:
+    """A formula of x (var 0) and y (var 1) with an inner op on its kink at
+    the point of ``KINKS`` (or seemingly so)."""
+    x, y, m, one = ir.var(0, ir.I, 1), ir.var(1, ir.J, 1), ir.make, ir.const(1)
+    return {
+        "clamp_at_abs_kink": lambda: m("clamp", m("abs", y), x, m("add", x, one)),
+        "selector_of_second_order": lambda: m("ifelse", m("neg", m("mul", x, x)), x, m("neg", x)),
+        "tie_of_min": lambda: m("min", m("concat", x, y)),
+        "arguments_tied": lambda: m("clamp", x, x, m("add", x, one)),
+        "kink_not_crossed": lambda: m("abs", m("relu", x)),
+    }[kind]()
+
+
+@pytest.mark.parametrize("kind", sorted(KINKS))
+def test_chain_rule_judge_at_kinks(kind):
+    """Pairs with an op on its kink are left out of the finite-difference
+    check, even where the formula is smooth along the tangent (there the JVP,
+    a composition of conventions, is no derivative); pairs where the kink is
+    not crossed, or the op's arguments move together, are checked, and there
+    the JVP is the derivative."""
+    f, (xv, yv, checked) = _kink_formula(kind), KINKS[kind]
+    values = {0: np.full((1, 1, 1), xv), 1: np.full((1, 1, 1), yv)}
+    ok = _ops_differentiable(f, values, {0, 1}, (1, 1, 1), np.random.default_rng(0))
+    assert ok.tolist() == [[checked]]
+    tangents = {0: np.full((1, 1, 1), 0.7), 1: np.full((1, 1, 1), -1.3)}
+    tvars = _tangent_vars(f, lambda v: True)
+    got = _eval(jvp(f, tvars), _leaves(values, tangents, tvars))
+    smooth, want, _ = _smooth_profile(lambda s: _shifted(f, values, tangents, s), H)
+    if checked:
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+    elif kind != "tie_of_min":  # smooth along this tangent, yet no derivative
+        assert smooth.all() and np.abs(got - want).min() > 0.5
