@@ -10,7 +10,6 @@ device for NCCL.
 
 from __future__ import annotations
 
-import pickle
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -149,17 +148,6 @@ class Communicator:
         work = self.dist.broadcast(tensor, src=src, group=self.group, async_op=True)
         self.wait(work, what)
         return tensor
-
-    def exchange(self, obj, what: str = "exchange") -> list:
-        """Every process's picklable ``obj``, in rank order (two collectives)."""
-        torch = self.torch
-        data = np.frombuffer(pickle.dumps(obj), dtype=np.uint8)
-        size = torch.tensor([data.size], dtype=torch.int64, device=self.device)
-        sizes = [int(s) for s in self.all_gather(size, what)]
-        buf = torch.zeros(max(sizes), dtype=torch.uint8, device=self.device)
-        buf[: data.size] = torch.from_numpy(data.copy()).to(self.device)
-        parts = self.all_gather(buf, what)
-        return [pickle.loads(p[:n].cpu().numpy().tobytes()) for p, n in zip(parts, sizes)]
 
     # --- arrays -----------------------------------------------------------
     def to_wire(self, a):

@@ -101,6 +101,8 @@ def sharded(
         raise ValueError(f'split_axis must be "auto", "rows" or "cols", got {split_axis!r}')
     if debug is None:
         debug = os.environ.get("KERNELSOLVE_SHARD_DEBUG", "") not in ("", "0")
+    if split.active() is not None:
+        raise RuntimeError("sharded() blocks do not nest")
     _epochs[0] += 1
     comm = Communicator(group, timeout, _epochs[0])
     executor = ShardedExecutor(
@@ -111,8 +113,6 @@ def sharded(
         split_axis=split_axis,
         debug=bool(debug),
     )
-    if split.active() is not None:
-        raise RuntimeError("sharded() blocks do not nest")
     split.install(executor)
     try:
         yield executor

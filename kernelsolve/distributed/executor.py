@@ -40,7 +40,7 @@ from .comm import Communicator, ShardError
 __all__ = ["ShardedExecutor"]
 
 # header fields exchanged before every split reduction
-_OK, _SIGNATURE, _M, _N, _DEVICE, _DATA = range(6)
+_SIGNATURE, _M, _N, _DEVICE, _DATA = range(5)
 
 
 class ShardedExecutor:
@@ -96,13 +96,13 @@ class ShardedExecutor:
         if axis == "rows":
             lo, hi = self.bounds(plan.M)
             outs = self._attempt(self._rows, plan, leaves, ranges, lo, hi)
-            self._agree(plan, leaves, outs)
+            self._agree(plan, leaves)
             rows = partition.counts(plan.M, self.size)
             full = [self._from_wire(self.comm.gather_rows(o, rows), plan.kind) for o in outs]
             return plan.red.present(full, plan.formula.dim, plan.K)
         cols = self.bounds(plan.N)
         state = self._attempt(partial.execute_partial, plan, leaves, cols)
-        self._agree(plan, leaves, state)
+        self._agree(plan, leaves)
         gathered = {k: self.comm.all_gather(self.comm.to_wire(v)) for k, v in state.items()}
         states = [{k: v[r].cpu().numpy() for k, v in gathered.items()} for r in range(self.size)]
         return partial.finalize(plan, partial.merge(plan, states))
@@ -123,7 +123,7 @@ class ShardedExecutor:
             )
         self.counts["ring"] += 1
         jvars = [k for k, c in enumerate(plan.cats) if c == _ir.J and arrays.is_array(leaves[k])]
-        header = self._agree(plan, leaves, leaves)
+        header = self._agree(plan, leaves)
         if not jvars:  # nothing to reduce across processes: one column, here
             return dispatch.execute(plan, leaves)
         sizes = [int(h[_N]) for h in header]
@@ -166,11 +166,12 @@ class ShardedExecutor:
             self.comm.post_abort(f"{type(error).__name__}: {error}")
             raise
 
-    def _agree(self, plan, leaves, result) -> list:
-        """Exchange headers; raise on any failure or mismatch. Returns them."""
+    def _agree(self, plan, leaves) -> list:
+        """Exchange headers (after this process's share succeeded: a failed one
+        posts an abort instead, which the others see while they wait here);
+        raise on any mismatch. Returns every process's header."""
         torch = self.comm.torch
-        mine = np.zeros(6, dtype=np.int64)
-        mine[_OK] = result is not None
+        mine = np.zeros(5, dtype=np.int64)
         mine[_SIGNATURE] = _signature(plan, local=self.local)
         mine[_M], mine[_N] = plan.M, plan.N
         mine[_DEVICE] = 0 if plan.kind.device == "cpu" else 1
@@ -192,9 +193,7 @@ class ShardedExecutor:
 
 
 def _check(headers: list, rank: int, local: bool, debug: bool, plan) -> None:
-    failed = [r for r, h in enumerate(headers) if not h[_OK]]
-    if failed:
-        raise ShardError(f"process(es) {failed} failed in their share of a reduction")
+    """Raise :class:`ShardError` when the processes' headers disagree."""
     devices = {int(h[_DEVICE]) for h in headers}
     if len(devices) > 1:
         where = ", ".join(

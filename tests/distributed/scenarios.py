@@ -31,6 +31,9 @@ def reduction_cases(rng, dtype):
     xb = rng.random((2, M, 1, 2)).astype(dtype)  # batch dimensions
     yb = rng.random((1, 1, N, 2)).astype(dtype)
     d = LazyTensor(g[:, None, :]) - LazyTensor(h[None, :, :])
+    hn = h.copy()
+    hn[[3, 200]] = np.nan  # NaN columns: min/argmin propagate the first, Kmin sorts them last
+    dn = LazyTensor(g[:, None, :]) - LazyTensor(hn[None, :, :])
     return [
         ("K @ b", lambda: _gauss(x, y) @ b),
         ("sum over i", lambda: (_gauss(x, y) * Vi(bi)).sum(0)),
@@ -41,6 +44,8 @@ def reduction_cases(rng, dtype):
         ("Kmin_argKmin over i", lambda: d.abs().Kmin_argKmin(3, dim=0)),
         ("min_argmin", lambda: Vi(x).sqdist(Vj(y)).min_argmin(1)),
         ("argmax ties", lambda: d.abs().argmax(1)),
+        ("min_argmin NaN", lambda: dn.abs().min_argmin(1)),
+        ("Kmin_argKmin NaN", lambda: dn.abs().Kmin_argKmin(4, dim=1)),
         ("batch", lambda: (-LazyTensor(xb).sqdist(LazyTensor(yb))).exp().sum(2)),
         ("block-sparse", lambda: _block_sparse(x, y, b)),
     ]
