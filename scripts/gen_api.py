@@ -231,6 +231,12 @@ SECTIONS: list[tuple[str, str, bool, list[str]]] = [
     ("kernelsolve.tolerance", "kernelsolve.tolerance", True, []),
     ("kernelsolve.progress", "kernelsolve.progress", True, ["Progress"]),
     (
+        "kernelsolve.distributed",
+        "kernelsolve.distributed",
+        True,
+        ["sharded", "current", "bounds", "ShardedExecutor", "ShardError", "ShardTimeout"],
+    ),
+    (
         "kernelsolve.integrations.scipy",
         "kernelsolve.integrations.scipy",
         True,

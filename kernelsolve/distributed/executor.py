@@ -65,18 +65,23 @@ class ShardedExecutor:
 
     # --- the split seam (kernelsolve.engine.split) -------------------------
     def bounds(self, n: int) -> tuple[int, int]:
+        """This process's rows ``[lo, hi)`` of ``n`` (:func:`.partition.bounds`)."""
         return partition.bounds(n, self.size, self.rank)
 
     def all_sum(self, a: np.ndarray) -> np.ndarray:
+        """The float64 sum of ``a`` over the processes (every process gets it)."""
         t = self.comm.to_wire(np.array(a, dtype=np.float64))
         return self.comm.all_reduce(t, "all_sum").cpu().numpy()
 
     def gather_rows(self, a: np.ndarray, n: int) -> np.ndarray:
+        """The whole ``(n, ...)`` host array from every process's rows
+        ``a = whole[lo:hi]`` (shares of :meth:`bounds`), on every process."""
         b = np.asarray(a)
         out = self.comm.gather_rows(b.reshape(len(b), -1), partition.counts(n, self.size))
         return out.cpu().numpy().reshape((n,) + b.shape[1:])
 
     def __call__(self, plan: dispatch.Plan, leaves, ranges=None):
+        """What ``dispatch.execute(plan, leaves, ranges)`` returns, computed by shares."""
         with split.suspended():  # the shares below run in this process
             if self.local:
                 return self._ring(plan, tuple(leaves), ranges)
