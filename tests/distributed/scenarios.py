@@ -214,3 +214,25 @@ def unseeded_probes(rank, size):
     z = np.random.default_rng(100 + rank).standard_normal((300, 4))  # unseeded probes
     with ksd.sharded(min_pairs=0, timeout=60, debug=True):
         return _gauss(x, x) @ z
+
+
+def local_rows_gradients(rank, size):
+    """rows="local": each process's loss on its rows; the backward's reductions
+    over i fold every process's cotangents, so each process gets its rows of
+    the gradient of the sum of the losses (as DistributedDataParallel)."""
+    import torch
+
+    torch.manual_seed(0)
+    x = torch.rand(203, 2, dtype=torch.float64)
+    b = torch.randn(203, 1, dtype=torch.float64)
+
+    def loss(x, b):
+        return ((_gauss(x, x) @ b) ** 2).sum() + (-Vi(x).sqdist(Vj(x))).logsumexp(1).sum()
+
+    whole = x.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(loss(whole, b), whole)
+    lo, hi = ksd.bounds(len(x), size, rank)
+    mine = x[lo:hi].clone().requires_grad_()
+    with ksd.sharded(rows="local"):
+        (grad_mine,) = torch.autograd.grad(loss(mine, b[lo:hi]), mine)
+    return float((grad_mine - grad[lo:hi]).abs().max() / grad.abs().max())

@@ -55,3 +55,8 @@ def test_cg_solve_repeats_one_process():
         assert out["rank"][0] == out["rank"][1]
         assert out["history"]
         assert out["max_difference"] == 0.0
+
+
+def test_local_rows_gradients_are_rows_of_the_whole_gradient():
+    for difference in values(run(scenarios.local_rows_gradients, 2)):
+        assert difference <= 1e-12
