@@ -121,7 +121,7 @@ class KernelLinearOperator(LinearOperator):
             # "auto": the products made so far are the estimate of those to come
             self.materialize(self.products)
         self._drop_stale_block()
-        rows = self.block_rows
+        rows = self.block_rows or RowBlocks(self.shape[0], shared=False)
         if self.block is not None and transpose and rows.sharded:
             out = self._engine(K, X2)  # the local rows of K are columns of K^T
         elif self.block is not None and not transpose:

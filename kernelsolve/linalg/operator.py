@@ -174,12 +174,16 @@ class KernelOperator:
         lo, hi = rows
         return tuple(x[lo:hi] if c == ir.I else x for x, c in zip(self.leaves, self.cats))
 
+    def _held(self) -> RowBlocks:
+        """The rows the block holds (all of them for a block set by hand)."""
+        return self.block_rows or RowBlocks(self.n, shared=False)
+
     def _drop_stale_block(self) -> None:
         """Forget a block held for other processes than the active split's."""
         if self.block is not None:
             active = split.active()
             now = (0, 1) if active is None else (active.rank, active.size)
-            if now != self.block_rows.key:
+            if now != self._held().key:
                 self.block, self.block_rows = None, None
 
     def _partners(self) -> dict[int, int]:
@@ -256,7 +260,7 @@ class KernelOperator:
             # "auto": the products made so far are the estimate of those to come
             self.materialize(self.products)
         if self._use_block():
-            rows = self.block_rows
+            rows = self._held()
             return _full(rows, rows.product(self.block, V), V)
         vector = V.ndim == 1
         Vm = V[:, None] if vector else V
@@ -271,7 +275,7 @@ class KernelOperator:
     def diagonal(self):
         """``K_ii`` for every i, shape ``(n,)``, in the library of the points."""
         if self._use_block():
-            rows = self.block_rows
+            rows = self._held()
             if not rows.sharded:
                 block = self.block
                 return block.diagonal().copy() if self.lib == "numpy" else block.diagonal()
@@ -307,7 +311,7 @@ class KernelOperator:
         return out[..., 0].T  # (len(index), n) -> (n, len(index))
 
     def _block_columns(self, index: np.ndarray, rows):
-        held, block = self.block_rows, self.block
+        held, block = self._held(), self.block
         local = block[:, index] if self.lib == "numpy" else block[:, list(index)]
         if not held.sharded:
             return local if rows is None else local[rows[0] : rows[1]]
@@ -320,7 +324,7 @@ class KernelOperator:
         """The whole ``n x n`` matrix, built by the engine (see :mod:`.dense` for
         when that pays: ``dense.dense_pays``; :meth:`materialize` holds it)."""
         if self._use_block():
-            rows = self.block_rows
+            rows = self._held()
             return _full(rows, self.block, self.block) if rows.sharded else self.block
         return _dense.block(self.formula, self.leaves, self.cats, backend=self.backend)
 
