@@ -416,7 +416,7 @@ class _Woodbury(_Cached):
         if r == 0:
             return
         # F^T F by syrk (half of a general product; F.T is F-contiguous: no copy)
-        parts = [scipy.linalg.blas.dsyrk(1.0, F[a:b].T, lower=False) for a, b in rows.blocks()]
+        parts = (scipy.linalg.blas.dsyrk(1.0, F[a:b].T, lower=False) for a, b in rows.blocks())
         G = rows.ordered_sum(parts, (r, r))
         self.top_eigenvalue = _largest_eigenvalue(G)
         G[np.diag_indices_from(G)] += alpha
@@ -429,7 +429,7 @@ class _Woodbury(_Cached):
         R64, back = _to64(R)
         rows = self.rows
         Fd, Rl = self._on("F", R), R64[rows.lo : rows.hi]
-        parts = [Fd[a:b].T @ Rl[a:b] for a, b in rows.blocks()]
+        parts = (Fd[a:b].T @ Rl[a:b] for a, b in rows.blocks())
         FtR = rows.ordered_sum(parts, (self.F.shape[1],) + tuple(R.shape[1:]))
         y = _like(scipy.linalg.cho_solve(self.factor, FtR, check_finite=False), R)
         out = rows.by_blocks(lambda a, b: (Rl[a:b] - Fd[a:b] @ y) / self.alpha)

@@ -117,21 +117,23 @@ class RowBlocks:
         """``A @ B`` for the local rows ``A`` (``by_blocks``: one product per block)."""
         return self.by_blocks(lambda a, b: A[a:b] @ B)
 
-    def ordered_sum(self, parts: list, shape: tuple | None = None) -> np.ndarray:
+    def ordered_sum(self, parts, shape: tuple | None = None) -> np.ndarray:
         """The sum, in block order over every process, of the per-block ``parts``
-        held here (host float64, the same on every process). ``shape``: that of
-        a part, needed where a process holds no block."""
-        host = None
-        if parts:
-            stacked = parts[0][None] if len(parts) == 1 else _stack(parts)
-            host = arrays.to_host(stacked).astype(np.float64, copy=False)
+        held here (an iterable, e.g. a generator; host float64, the same on every
+        process). ``shape``: that of a part, needed where a process holds no block.
+
+        One process consumes ``parts`` one by one (memory: one part). Under a split
+        every process first computes all of its parts (in parallel with the
+        others; for ``F^T F`` ``r / ROW_BLOCK`` of the memory of its rows of ``F``),
+        then the running sum passes from process to process."""
         if not self.sharded:
-            return _sequential(None, host)
+            return _sequential(None, _on_host(parts))
+        parts = list(parts)
         active = self.executor()
         total = None
         for source in range(self.size):  # the running sum visits the processes in order
             if source == self.rank:
-                mine = _sequential(total, host)
+                mine = _sequential(total, _on_host(parts))
                 mine = np.zeros(shape, dtype=np.float64) if mine is None else mine
             else:
                 mine = np.zeros(np.shape(total) if total is not None else shape, np.float64)
@@ -167,9 +169,22 @@ class RowBlocks:
         return full.reshape((self.nblocks * ROW_BLOCK,) + a.shape[1:])[: self.n]
 
 
+def _on_host(parts, group: int = 16):
+    """The parts as host float64 arrays, in order (device parts moved in groups)."""
+    pending = []
+    for p in parts:
+        if isinstance(p, np.ndarray):
+            yield p.astype(np.float64, copy=False)
+            continue
+        pending.append(p)
+        if len(pending) == group:
+            yield from arrays.to_host(_stack(pending)).astype(np.float64, copy=False)
+            pending = []
+    if pending:
+        yield from arrays.to_host(_stack(pending)).astype(np.float64, copy=False)
+
+
 def _stack(parts: list):
-    if isinstance(parts[0], np.ndarray):
-        return np.stack(parts)
     if arrays.is_cupy(parts[0]):
         import cupy
 
@@ -180,12 +195,9 @@ def _stack(parts: list):
 
 
 def _sequential(total, parts):
-    """``((total + parts[0]) + parts[1]) + ...`` (``parts[0] + ...`` without a total)."""
-    if parts is None:
-        return total
-    start = 0
-    if total is None:
-        total, start = parts[0].copy(), 1
-    for p in parts[start:]:
-        total = total + p
+    """``((total + parts[0]) + parts[1]) + ...`` (``parts[0] + ...`` without a total;
+    None for no part and no total). Elementwise sums: exact to the same bits on
+    any device."""
+    for p in parts:
+        total = p.copy() if total is None else total + p
     return total
