@@ -19,6 +19,12 @@ Results before and after the switch agree to rounding (the sums run in a
 different order). ``materialize=True`` builds the block on the first
 product, ``None`` never; :meth:`KernelLinearOperator.materialize` builds it
 up front for a caller that knows the product count.
+
+Under ``kernelsolve.distributed.sharded()`` the held block is this process's
+rows of ``K`` only (:class:`kernelsolve.linalg.rowblocks.RowBlocks`, the
+budget checked for them; the processes agree before any builds); products
+are gathered from every process's rows (the one-process values), adjoint
+products go through the engine. The block is dropped when the split changes.
 """
 
 from __future__ import annotations
@@ -26,8 +32,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
-from ..engine import arrays
+from ..engine import arrays, ir, split
 from ..linalg import dense
+from ..linalg.rowblocks import RowBlocks
 
 __all__ = ["aslinearoperator", "KernelLinearOperator"]
 
@@ -65,6 +72,7 @@ class KernelLinearOperator(LinearOperator):
             )
         self.K, self.alpha, self.backend, self._lib = K, alpha, backend, kind.lib
         self.materialize_mode, self.products, self.block = materialize, 0, None
+        self.block_rows: RowBlocks | None = None  # the rows of K the block holds
         super().__init__(dtype=np.dtype(kind.dtype), shape=(K.ni, K.nj))
 
     def materialize(self, products: float = float("inf")) -> bool:
@@ -72,15 +80,37 @@ class KernelLinearOperator(LinearOperator):
         repay it and it fits the memory budget (``dense.dense_pays``); True
         when the operator is dense-backed afterwards (never for
         ``materialize=None``)."""
+        self._drop_stale_block()
         if self.block is None and self.materialize_mode is not None:
             m, n = self.shape
-            if self.materialize_mode is True or dense.dense_pays(
-                m, n, self.dtype.itemsize, products
-            ):
-                K = self.K
-                block = dense.block(K.formula, K.variables, K.cats, backend=self.backend)
-                self.block = arrays.to_host(block)
+            rows = RowBlocks(m)
+            if self.materialize_mode is True or self._all_fit(rows, products):
+                self.block, self.block_rows = self._build(rows), rows
         return self.block is not None
+
+    def _build(self, rows: RowBlocks) -> np.ndarray:
+        """The rows ``rows.lo:rows.hi`` of ``K``, dense, on the host."""
+        K, leaves = self.K, self.K.variables
+        if not rows.sharded:
+            return arrays.to_host(dense.block(K.formula, leaves, K.cats, backend=self.backend))
+        # this process's rows alone: the i-variables restricted
+        leaves = [x[rows.lo : rows.hi] if c == ir.I else x for x, c in zip(leaves, K.cats)]
+        with split.suspended():
+            return arrays.to_host(dense.block(K.formula, leaves, K.cats, backend=self.backend))
+
+    def _all_fit(self, rows: RowBlocks, products: float) -> bool:
+        """``dense.dense_pays`` for this process's rows, agreed by every process."""
+        fits = dense.dense_pays(rows.hi - rows.lo, self.shape[1], self.dtype.itemsize, products)
+        if not rows.sharded or products < dense.FILL_PRODUCTS:
+            return fits
+        return float(rows.executor().all_sum(np.array([float(fits)]))[0]) == rows.size
+
+    def _drop_stale_block(self) -> None:
+        """Forget a block held for other processes than the active split's."""
+        if self.block is not None and self.block_rows is not None:
+            active = split.active()
+            if ((0, 1) if active is None else (active.rank, active.size)) != self.block_rows.key:
+                self.block, self.block_rows = None, None
 
     def _apply(self, K, X, transpose: bool = False):
         X = np.asarray(X)
@@ -90,14 +120,23 @@ class KernelLinearOperator(LinearOperator):
         if self.materialize_mode in ("auto", True):
             # "auto": the products made so far are the estimate of those to come
             self.materialize(self.products)
-        if self.block is not None:
-            out = (self.block.T if transpose else self.block) @ X2
+        self._drop_stale_block()
+        rows = self.block_rows or RowBlocks(self.shape[0], shared=False)
+        if self.block is not None and transpose and rows.sharded:
+            out = self._engine(K, X2)  # the local rows of K are columns of K^T
+        elif self.block is not None and not transpose:
+            out = rows.gather(rows.product(self.block, X2))  # by blocks: as in one process
+        elif self.block is not None:
+            out = self.block.T @ X2
         else:
-            V = X2 if self._lib == arrays.NUMPY else arrays.from_numpy(X2, self._lib)
-            out = arrays.to_host(_matmul(K, V, self.backend))
+            out = self._engine(K, X2)
         if self.alpha:
             out = out + self.alpha * X2
         return out[:, 0] if squeeze else out
+
+    def _engine(self, K, X2):
+        V = X2 if self._lib == arrays.NUMPY else arrays.from_numpy(X2, self._lib)
+        return arrays.to_host(_matmul(K, V, self.backend))
 
     def _matvec(self, x):
         return self._apply(self.K, x)
@@ -114,7 +153,8 @@ class KernelLinearOperator(LinearOperator):
     def _adjoint(self):
         adjoint = KernelLinearOperator(self.K.T, self.alpha, self.backend, self.materialize_mode)
         adjoint.products = self.products
-        adjoint.block = None if self.block is None else self.block.T
+        if self.block is not None and not self.block_rows.sharded:
+            adjoint.block, adjoint.block_rows = self.block.T, RowBlocks(self.shape[1], False)
         return adjoint
 
 

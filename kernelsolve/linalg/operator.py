@@ -41,6 +41,7 @@ from .. import autograd
 from ..engine import arrays, ir, split
 from ..engine.request import ReductionOptions, ReductionRequest, target_of
 from . import dense as _dense
+from .rowblocks import RowBlocks
 
 __all__ = ["KernelOperator", "kernel_sum"]
 
@@ -89,6 +90,7 @@ class KernelOperator:
                 f'materialize must be False, "auto", True or None, got {materialize!r}'
             )
         self.materialize_mode, self.products, self.block = materialize, 0, None
+        self.block_rows: RowBlocks | None = None  # the rows the block holds
         if formula.dim != 1:
             raise ValueError(
                 f"K must be a scalar formula (inner dimension 1), got inner dimension "
@@ -136,12 +138,53 @@ class KernelOperator:
         >>> op.materialize(products=200)
         True
         """
+        self._drop_stale_block()
         if self.block is None and self.materialize_mode is not None:
-            if self.materialize_mode is True or _dense.dense_pays(
-                self.n, self.n, self.itemsize, products, self.device
-            ):
-                self.block = self.dense()
+            rows = RowBlocks(self.n)
+            if self.materialize_mode is True or self._all_fit(rows, products):
+                self.block, self.block_rows = self._local_block(rows), rows
         return self.block is not None
+
+    def _all_fit(self, rows: RowBlocks, products: float) -> bool:
+        """``dense.dense_pays`` for this process's rows, on every process (they
+        must agree: one holding a block makes no engine reductions)."""
+        h = rows.hi - rows.lo
+        fits = _dense.dense_pays(h, self.n, self.itemsize, products, self.device)
+        if not rows.sharded or products < _dense.FILL_PRODUCTS:
+            return fits
+        return float(rows.executor().all_sum(np.array([float(fits)]))[0]) == rows.size
+
+    def _local_block(self, rows: RowBlocks):
+        """The dense rows ``rows.lo:rows.hi`` of ``K`` (all of them in one process)."""
+        if not rows.sharded:
+            return self.dense()
+        import contextlib
+
+        no_grad = contextlib.nullcontext()
+        if self.lib == "torch":
+            import torch
+
+            no_grad = torch.no_grad()
+        leaves = self._restricted((rows.lo, rows.hi))
+        with split.suspended(), no_grad:
+            return _dense.block(self.formula, leaves, self.cats, backend=self.backend)
+
+    def _restricted(self, rows: tuple[int, int]) -> tuple:
+        """The leaves with every i-variable restricted to ``rows``."""
+        lo, hi = rows
+        return tuple(x[lo:hi] if c == ir.I else x for x, c in zip(self.leaves, self.cats))
+
+    def _held(self) -> RowBlocks:
+        """The rows the block holds (all of them for a block set by hand)."""
+        return self.block_rows or RowBlocks(self.n, shared=False)
+
+    def _drop_stale_block(self) -> None:
+        """Forget a block held for other processes than the active split's."""
+        if self.block is not None:
+            active = split.active()
+            now = (0, 1) if active is None else (active.rank, active.size)
+            if now != self._held().key:
+                self.block, self.block_rows = None, None
 
     def _partners(self) -> dict[int, int]:
         """j-variable index -> index of the i-variable holding the same points."""
@@ -198,6 +241,7 @@ class KernelOperator:
         """The held block serves this call (a block built without the autograd
         graph, e.g. inside a solve's forward, does not serve a call that needs
         gradients to the leaves)."""
+        self._drop_stale_block()
         if self.block is None:
             return False
         if self.lib == "numpy" or self.block.requires_grad:
@@ -211,11 +255,13 @@ class KernelOperator:
     def matmat(self, V):
         """``K @ V`` for ``V`` of shape ``(n, k)`` (or ``(n,)``)."""
         self.products += 1
+        self._drop_stale_block()
         if self.block is None and self.materialize_mode in ("auto", True):
             # "auto": the products made so far are the estimate of those to come
             self.materialize(self.products)
         if self._use_block():
-            return self.block @ V
+            rows = self._held()
+            return _full(rows, rows.product(self.block, V), V)
         vector = V.ndim == 1
         Vm = V[:, None] if vector else V
         n = len(self.leaves)
@@ -229,35 +275,69 @@ class KernelOperator:
     def diagonal(self):
         """``K_ii`` for every i, shape ``(n,)``, in the library of the points."""
         if self._use_block():
-            return self.block.diagonal().copy() if self.lib == "numpy" else self.block.diagonal()
+            rows = self._held()
+            if not rows.sharded:
+                block = self.block
+                return block.diagonal().copy() if self.lib == "numpy" else block.diagonal()
+            mine = np.arange(rows.hi - rows.lo)
+            return _full(rows, arrays.to_host(self.block)[mine, mine + rows.lo], self.block)
         mapping = tuple(self.partner.get(k, k) for k in range(len(self.leaves)))
         f = ir.recategorize(ir.remap(self.formula, mapping), {ir.I: ir.I, ir.J: ir.I, ir.P: ir.P})
         cats = tuple(ir.P if c == ir.P else ir.I for c in self.cats)
         out = autograd.reduce(ReductionRequest(f, "sum", self.leaves, cats, options=self.options))
         return out[:, 0]
 
-    def columns(self, index):
-        """``K[:, index]``, shape ``(n, len(index))``."""
+    def columns(self, index, rows: tuple[int, int] | None = None):
+        """``K[:, index]``, shape ``(n, len(index))``; with ``rows=(lo, hi)`` only
+        ``K[lo:hi, index]``, computed by this process alone (under ``sharded()``:
+        its own rows, e.g. of a factor it holds; without ``rows`` the work is split
+        and every process gets all rows)."""
         index = np.asarray(index, dtype=np.int64)
         if self._use_block():
-            return self.block[:, index] if self.lib == "numpy" else self.block[:, list(index)]
+            return self._block_columns(index, rows)
         leaves = []
-        for x, c in zip(self.leaves, self.cats):
+        for x, c in zip(self._restricted(rows) if rows else self.leaves, self.cats):
             if c == ir.J:
                 x = arrays.take_rows(x, index)[:, None, :]  # batch of len(index), one j each
             leaves.append(x)
         request = ReductionRequest(
             self.formula, "sum", tuple(leaves), self.cats, options=self.options
         )
-        out = autograd.reduce(request)
+        if rows is None:
+            out = autograd.reduce(request)
+        else:
+            with split.suspended():
+                out = autograd.reduce(request)
         return out[..., 0].T  # (len(index), n) -> (n, len(index))
+
+    def _block_columns(self, index: np.ndarray, rows):
+        held, block = self._held(), self.block
+        local = block[:, index] if self.lib == "numpy" else block[:, list(index)]
+        if not held.sharded:
+            return local if rows is None else local[rows[0] : rows[1]]
+        if rows == (held.lo, held.hi):
+            return local
+        full = _full(held, local, block)
+        return full if rows is None else full[rows[0] : rows[1]]
 
     def dense(self):
         """The whole ``n x n`` matrix, built by the engine (see :mod:`.dense` for
         when that pays: ``dense.dense_pays``; :meth:`materialize` holds it)."""
         if self._use_block():
-            return self.block
+            rows = self._held()
+            return _full(rows, self.block, self.block) if rows.sharded else self.block
         return _dense.block(self.formula, self.leaves, self.cats, backend=self.backend)
+
+
+def _full(rows: RowBlocks, local, like):
+    """The rows of every process (``rows.gather``) in the library and on the
+    device of ``like``; ``local`` itself in one process."""
+    if not rows.sharded:
+        return local
+    full = rows.gather(local)
+    if arrays.library(like) == "numpy":
+        return full
+    return arrays.from_numpy(full, arrays.library(like), arrays.device(like))
 
 
 def _same(a, b) -> bool:

@@ -25,6 +25,15 @@ A stationary kernel has a constant diagonal, where Jacobi is the identity
 times a number: measured on 1,999 Gaussian points it took 765 iterations
 (32.7 s) against RPCholesky's 9 (1.4 s).
 
+Under ``kernelsolve.distributed.sharded()`` the factor's rows stay on the
+process that computed them (:class:`.rowblocks.RowBlocks`: whole blocks of
+1,024 rows per process, ``8 n r / P`` bytes each): every process draws the
+pivots from the whole residual diagonal with the same seed, computes the
+columns of its own rows, and sums ``F^T F`` and ``F^T R`` block by block in
+one order over the processes; vectors are whole on every process. Pivots,
+rank, CG iterations and residual history are those of one process, bit for
+bit (one process computes block by block as well).
+
 A :class:`Preconditioner` pickles (its action is a small class, not a closure)
 and :meth:`Preconditioner.aslinearoperator` hands it to scipy, e.g. as ``M`` of
 ``scipy.sparse.linalg.cg``; :func:`rpcholesky` takes a symmetric kernel
@@ -33,6 +42,7 @@ and :meth:`Preconditioner.aslinearoperator` hands it to scipy, e.g. as ``M`` of
 
 from __future__ import annotations
 
+import inspect
 import math
 import time
 from dataclasses import dataclass, field
@@ -45,6 +55,7 @@ from ..engine import arrays
 from ..progress import Progress
 from ..tolerance import keywords
 from .blas import one_blas_thread
+from .rowblocks import RowBlocks
 
 __all__ = [
     "Preconditioner",
@@ -80,6 +91,12 @@ class Preconditioner:
     top_eigenvalue : float
         Largest eigenvalue of the low-rank part ``F F^T`` (RPCholesky; a lower
         bound of that of ``K``), or the largest ``diag(K)`` (Jacobi).
+    pivots : numpy.ndarray or None
+        The points RPCholesky drew, block after block (sorted within a
+        block), the same on every process under ``sharded()``.
+    rows : tuple of int or None
+        The rows ``(lo, hi)`` of the factor ``F`` held by this process
+        (RPCholesky; ``(0, n)`` in one process, its share under ``sharded()``).
     """
 
     name: str
@@ -88,6 +105,8 @@ class Preconditioner:
     setup_seconds: float = 0.0
     residual_trace: float = float("nan")
     top_eigenvalue: float = float("nan")
+    pivots: np.ndarray | None = field(default=None, repr=False)
+    rows: tuple[int, int] | None = None
 
     def __call__(self, R):
         return self.apply(R)
@@ -227,7 +246,8 @@ def rpcholesky(
         Exact rank to build. By default the rank grows (up to ``max_rank``)
         until ``trace(K - F F^T) <= trace_tol * n``.
     max_rank : int
-        Cap of the automatic rank (memory ``8 n max_rank`` bytes).
+        Cap of the automatic rank (memory ``8 n max_rank`` bytes; under
+        ``sharded()`` each process holds its rows only, about ``1/P`` of it).
     block : int
         Pivots drawn per engine call.
     trace_tol : float, optional
@@ -243,6 +263,9 @@ def rpcholesky(
     Returns
     -------
     Preconditioner
+        Under ``sharded()``: the same on every process, each holding its rows
+        ``rows`` of the factor; apply it inside a ``sharded()`` block of the
+        same processes (its results are whole on every process).
 
     Example
     -------
@@ -270,16 +293,26 @@ def rpcholesky(
     trace0 = float(diag.sum())
     stop = 0.0 if rank is not None else trace_tol * n
     report = Progress("rpcholesky", target_rank, enabled=verbose, unit="pivots")
+    rows = RowBlocks(n)  # all rows here, or this process's share under sharded()
     # the small and memory-bound dense work between the engine's column reductions on
     # one BLAS thread (see .blas): the demo's GP loop 4.9 s -> 3.8 s here (9.3 s ->
     # 6.0 s with the whole setup pinned on a loaded machine); the one large syrk of
     # the Woodbury factor keeps every thread (0.9 s against 1.5 s on one)
     with report, one_blas_thread():
-        F, d = _pivoted_factor(K, diag, target_rank, stop, block, seed, report)
-    apply = _Woodbury(F, alpha)
+        F, d, pivots = _pivoted_factor(K, diag, target_rank, stop, block, seed, report, rows)
+    apply = _Woodbury(F, alpha, rows)
     rel = float(d.sum()) / trace0 if trace0 > 0 else 0.0
     seconds = time.perf_counter() - t0
-    return Preconditioner("rpcholesky", apply, F.shape[1], seconds, rel, apply.top_eigenvalue)
+    return Preconditioner(
+        "rpcholesky",
+        apply,
+        F.shape[1],
+        seconds,
+        rel,
+        apply.top_eigenvalue,
+        pivots=pivots,
+        rows=(rows.lo, rows.hi),
+    )
 
 
 def _operator(K):
@@ -296,28 +329,38 @@ def _operator(K):
     )
 
 
-def _pivoted_factor(K, diag: np.ndarray, target_rank: int, stop: float, block, seed, report):
-    """``F`` (n, r, float64) with ``K ~ F F^T`` by randomly pivoted block Cholesky, and
-    the diagonal of ``K - F F^T``; stops at ``target_rank`` or when its trace is <= ``stop``.
+def _pivoted_factor(K, diag, target_rank: int, stop: float, block, seed, report, rows):
+    """``F`` (its rows ``rows.lo:rows.hi``, r columns, float64) with ``K ~ F F^T`` by
+    randomly pivoted block Cholesky, the whole diagonal of ``K - F F^T`` and the
+    pivots; stops at ``target_rank`` or when the diagonal's sum is <= ``stop``.
 
     A float32 ``K`` keeps ``F`` in float32 while it grows: its columns are only
     float32-accurate anyway, and the update ``F F[S]^T`` of every block, which reads
     all of ``F`` (memory-bound), then moves half the bytes (2x faster on the demo's
-    GP). The preconditioner is exactly ``(alpha I + F F^T)^-1`` for that ``F``."""
+    GP). The preconditioner is exactly ``(alpha I + F F^T)^-1`` for that ``F``.
+
+    Under ``sharded()`` every process draws the pivots from the whole residual
+    diagonal (gathered after each block) with the same seed, computes the columns
+    and the update for its own rows only, and gets the pivot rows ``F[S]``, ``C[S]``
+    from the processes holding them: the same pivots and values as one process."""
     n = K.n
     rng = np.random.default_rng(seed)
     trace0 = float(diag.sum())
     d = diag.copy()
-    F = np.zeros((n, target_rank), dtype=np.float32 if K.dtype == "float32" else np.float64)
-    r = 0
+    mine = d[rows.lo : rows.hi].copy() if rows.sharded else d  # this process's rows
+    F = np.zeros(
+        (rows.hi - rows.lo, target_rank), dtype=np.float32 if K.dtype == "float32" else np.float64
+    )
+    r, pivots = 0, []
     while r < target_rank:
         total = float(d.sum())
         if total <= 0 or total <= stop:
             break
         b = min(block, target_rank - r)
         S = np.unique(rng.choice(n, size=b, replace=True, p=d / total))
-        C = arrays.to_host(K.columns(S)).astype(np.float64) - F[:, :r] @ F[S, :r].T
-        G = C[S]
+        FS = rows.take(F[:, :r], S)
+        C = _columns(K, S, rows).astype(np.float64) - rows.product(F[:, :r], FS.T)
+        G = rows.take(C, S)
         # scipy's eigh: numpy's took 45 ms on this 64 x 64 block (its OpenBLAS threads),
         # 1.4 s of the demo's GP preconditioner, against 0.6 ms here
         w, U = scipy.linalg.eigh((G + G.T) / 2, check_finite=False)
@@ -328,15 +371,30 @@ def _pivoted_factor(K, diag: np.ndarray, target_rank: int, stop: float, block, s
         keep &= w > 0
         if not keep.any():
             break
-        new = C @ (U[:, keep] / np.sqrt(w[keep]))
+        W = U[:, keep] / np.sqrt(w[keep])
+        new = rows.product(C, W)
         take = min(new.shape[1], target_rank - r)
         F[:, r : r + take] = new[:, :take]
         r += take
-        d = np.maximum(d - (new[:, :take] ** 2).sum(1), 0.0)
-        if take == new.shape[1]:
-            d[S] = 0.0  # the pivots are now interpolated exactly
+        pivots.append(S)
+        mine = np.maximum(mine - (new[:, :take] ** 2).sum(1), 0.0)
+        if take == new.shape[1]:  # the pivots are now interpolated exactly
+            mine[S[(S >= rows.lo) & (S < rows.hi)] - rows.lo] = 0.0
+        d = rows.gather(mine)
         report.update(take, f"rank {r}, residual trace {d.sum() / trace0:.2e} of trace(K)")
-    return np.ascontiguousarray(F[:, :r], dtype=np.float64), d
+    pivots = np.concatenate(pivots) if pivots else np.zeros(0, dtype=np.int64)
+    return np.ascontiguousarray(F[:, :r], dtype=np.float64), d, pivots
+
+
+def _columns(K, S: np.ndarray, rows: RowBlocks) -> np.ndarray:
+    """``K[lo:hi, S]`` on the host: all rows in one process; under ``sharded()``
+    this process's rows, computed by it alone when ``K.columns`` takes ``rows=``
+    (else the whole columns by a split reduction, cut to the rows)."""
+    if not rows.sharded:
+        return arrays.to_host(K.columns(S))
+    if "rows" in inspect.signature(K.columns).parameters:
+        return arrays.to_host(K.columns(S, rows=(rows.lo, rows.hi)))
+    return arrays.to_host(K.columns(S))[rows.lo : rows.hi]
 
 
 class _Woodbury(_Cached):
@@ -345,15 +403,21 @@ class _Woodbury(_Cached):
     One Cholesky factor of the small ``r x r`` matrix; each application is two thin
     products with ``F`` and two triangular solves, in float64 (the subtraction
     cancels when ``alpha`` is small) and in the library and on the device of ``R``
-    (the ``r x k`` solves on the host)."""
+    (the ``r x k`` solves on the host). The products go by blocks of rows
+    (:class:`.rowblocks.RowBlocks`): ``F`` holds the rows ``rows.lo:rows.hi``, all
+    of them in one process; under ``sharded()`` each process holds its share,
+    ``F^T F`` and ``F^T R`` are summed block after block over the processes and
+    ``F y`` is gathered, so that every process gets the full result of one process."""
 
-    def __init__(self, F: np.ndarray, alpha: float):
-        self.F, self.alpha, self.n = F, alpha, F.shape[0]
+    def __init__(self, F: np.ndarray, alpha: float, rows: RowBlocks):
+        self.F, self.alpha, self.n, self.rows = F, alpha, rows.n, rows
         self.factor, self.top_eigenvalue = None, 0.0
-        if F.shape[1] == 0:
+        r = F.shape[1]
+        if r == 0:
             return
         # F^T F by syrk (half of a general product; F.T is F-contiguous: no copy)
-        G = scipy.linalg.blas.dsyrk(1.0, F.T, lower=False)
+        parts = (scipy.linalg.blas.dsyrk(1.0, F[a:b].T, lower=False) for a, b in rows.blocks())
+        G = rows.ordered_sum(parts, (r, r))
         self.top_eigenvalue = _largest_eigenvalue(G)
         G[np.diag_indices_from(G)] += alpha
         chol = scipy.linalg.cholesky(G, lower=False, overwrite_a=True, check_finite=False)
@@ -363,9 +427,13 @@ class _Woodbury(_Cached):
         if self.factor is None:
             return R / self.alpha
         R64, back = _to64(R)
-        Fd = self._on("F", R)
-        y = scipy.linalg.cho_solve(self.factor, arrays.to_host(Fd.T @ R64), check_finite=False)
-        return back((R64 - Fd @ _like(y, R)) / self.alpha)
+        rows = self.rows
+        Fd, Rl = self._on("F", R), R64[rows.lo : rows.hi]
+        parts = (Fd[a:b].T @ Rl[a:b] for a, b in rows.blocks())
+        FtR = rows.ordered_sum(parts, (self.F.shape[1],) + tuple(R.shape[1:]))
+        y = _like(scipy.linalg.cho_solve(self.factor, FtR, check_finite=False), R)
+        out = rows.by_blocks(lambda a, b: (Rl[a:b] - Fd[a:b] @ y) / self.alpha)
+        return back(_like(rows.gather(out), R) if rows.sharded else out)
 
 
 def _largest_eigenvalue(G: np.ndarray, steps: int = 20) -> float:
