@@ -77,7 +77,8 @@ class ShardedExecutor:
         """The whole ``(n, ...)`` host array from every process's rows
         ``a = whole[lo:hi]`` (shares of :meth:`bounds`), on every process."""
         b = np.asarray(a)
-        out = self.comm.gather_rows(b.reshape(len(b), -1), partition.counts(n, self.size))
+        width = int(np.prod(b.shape[1:]))  # reshape(-1) fails on a process with no rows
+        out = self.comm.gather_rows(b.reshape(len(b), width), partition.counts(n, self.size))
         return out.cpu().numpy().reshape((n,) + b.shape[1:])
 
     def __call__(self, plan: dispatch.Plan, leaves, ranges=None):

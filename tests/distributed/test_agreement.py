@@ -71,3 +71,29 @@ def test_sharded_needs_an_initialised_group():
     with pytest.raises(ValueError, match="rows must be"):
         with ksd.sharded(rows="mine"):
             pass
+
+
+def test_restricted_block_sparse_rows_equal_the_whole():
+    from kernelsolve.engine import partial
+    from kernelsolve.keops.numpy.cluster import from_matrix
+
+    rng = np.random.default_rng(1)
+    x, y, b = rng.random((50, 2)), rng.random((40, 2)), rng.random((40, 1))
+    K = (-Vi(x).sqdist(Vj(y))).exp() * Vj(b)
+    ranges = from_matrix(
+        np.array([[0, 20], [20, 50]]), np.array([[0, 25], [25, 40]]), np.array([[1, 0], [1, 1]])
+    )
+    for axis in (1, 0):
+        request = ReductionRequest(
+            K.formula, "sum", tuple(K.variables), tuple(K.cats), axis=axis, ranges=ranges
+        )
+        plan = dispatch.plan(request)
+        whole = dispatch.execute(plan, request.arguments, ranges)
+        cuts = [0, 7, 20, 33, plan.M]
+        pieces = []
+        for lo, hi in zip(cuts, cuts[1:]):
+            sub, leaves = partial.restrict(plan, request.arguments, rows=(lo, hi))
+            pieces.append(
+                dispatch.execute(sub, leaves, partial.restrict_ranges(plan, ranges, (lo, hi)))
+            )
+        assert np.array_equal(np.concatenate(pieces), whole)

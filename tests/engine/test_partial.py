@@ -376,8 +376,8 @@ def test_errors():
     blocks = dispatch.plan(request._replace(ranges=(r_i, one, r_j, r_j, one, r_i)))
     with pytest.raises(ValueError, match="block-sparse"):
         partial.execute_partial(blocks, (x, y))
-    with pytest.raises(ValueError, match="block-sparse"):
-        partial.restrict(blocks, (x, y), rows=(0, 1))
+    with pytest.raises(ValueError, match="block-sparse"):  # rows only (restrict_ranges)
+        partial.restrict(blocks, (x, y), cols=(0, 1))
 
 
 # ----------------------------------------------------------------------------
