@@ -8,6 +8,8 @@ data), returning what the tests assert on. Importable by spawned processes.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 
 import kernelsolve.distributed as ksd
@@ -72,7 +74,7 @@ def _gp_model(x, y, kernel: str):
     return model
 
 
-def _train(x, y, kernel: str, steps: int, probe_seed: int):
+def _train(x, y, kernel: str, steps: int, probe_seed: int, cg_tolerance: float = 1e-2):
     """Losses and gradients of ``steps`` Adam steps on the iterative path."""
     import gpytorch
     import torch
@@ -81,7 +83,8 @@ def _train(x, y, kernel: str, steps: int, probe_seed: int):
     mll = gpytorch.mlls.ExactMarginalLogLikelihood(model.likelihood, model)
     optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
     losses, grads = [], []
-    with gpytorch.settings.max_cholesky_size(0), gpytorch.settings.cg_tolerance(1e-2):
+    tolerance = gpytorch.settings.cg_tolerance(cg_tolerance)
+    with gpytorch.settings.max_cholesky_size(0), tolerance:
         for step in range(steps):
             torch.manual_seed(probe_seed + step)  # the Lanczos/CG probe vectors
             optimizer.zero_grad()
@@ -120,6 +123,61 @@ def gp_training(rank, size, n=2000, kernel="rbf", steps=5, fill=False, debug=Tru
         one_calls=dict(one_calls.calls),
         counts=dict(ex.counts),
     )
+
+
+def gp_default_settings(rank, size, n=2000, cg_tolerance=1e-2):
+    """Default settings: one process takes GPyTorch's dense forward (the block
+    fits memory), ``sharded()`` the engine operator with its rows of the block
+    (above the split's ``min_pairs``). Also the predictive mean and variance.
+    A measurement (the two paths agree to the CG tolerance), not run by the
+    tests: ``gp_forward_choice`` checks the choice itself."""
+    import gpytorch
+    import torch
+
+    g = torch.Generator().manual_seed(42)
+    x = torch.rand(n, 2, generator=g, dtype=torch.float64)
+    y = torch.sin(6 * x).sum(-1) + 0.1 * torch.randn(n, generator=g, dtype=torch.float64)
+    xt = torch.rand(300, 2, generator=g, dtype=torch.float64)
+
+    def train_and_predict():
+        losses, grads = _train(x, y, "matern", 5, 8, cg_tolerance)
+        model = _gp_model(x, y, "matern")
+        model.eval()
+        tolerance = gpytorch.settings.eval_cg_tolerance(cg_tolerance)
+        with torch.no_grad(), gpytorch.settings.max_cholesky_size(0), tolerance:
+            pred = model.likelihood(model(xt))
+            return losses, grads, pred.mean.numpy(), pred.variance.numpy()
+
+    with _Counted() as one_calls:
+        one = train_and_predict()
+    with _Counted() as calls, ksd.sharded() as ex:
+        many = train_and_predict()
+    return dict(
+        one=one,
+        many=many,
+        calls=dict(calls.calls),
+        one_calls=dict(one_calls.calls),
+        counts=dict(ex.counts),
+    )
+
+
+def gp_forward_choice(rank, size):
+    """What ``forward`` returns for blocks above and below the split's
+    ``min_pairs`` (1000^2 here), inside and outside ``sharded()``, with the
+    default ``DENSE_MAX_ENTRIES`` (None: the memory budget)."""
+    import torch
+
+    from kernelsolve.integrations import gpytorch as kg
+
+    kernel = kg.RBFKernel().double()
+    g = torch.Generator().manual_seed(43)
+    small, large = (torch.rand(n, 2, generator=g, dtype=torch.float64) for n in (900, 1100))
+    kinds = {}
+    for where in ("one", "sharded"):
+        with ksd.sharded(min_pairs=1000**2) if where == "sharded" else nullcontext():
+            for name, x in (("small", small), ("large", large)):
+                kinds[where, name] = type(kernel.forward(x, x)).__name__
+    return kinds
 
 
 def gp_unseeded_probes(rank, size, n=600, fill=False):

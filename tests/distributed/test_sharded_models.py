@@ -91,3 +91,13 @@ def test_models_equal_one_process_on_two_processes():
 def test_direct_models_on_three_processes():
     names = ["interpolator gaussian direct", "ordinary kriging direct", "universal kriging direct"]
     _check_models(run(model_scenarios.models, 3, names), names)
+
+
+def test_gpytorch_forward_under_sharded_keeps_large_blocks_on_the_engine():
+    for kinds in values(run(model_scenarios.gp_forward_choice, 2)):
+        assert kinds == {
+            ("one", "small"): "Tensor",
+            ("one", "large"): "Tensor",  # fits the memory budget: GPyTorch's dense forward
+            ("sharded", "small"): "Tensor",  # run whole by the split anyway
+            ("sharded", "large"): "EngineKernelOperator",
+        }
