@@ -268,7 +268,7 @@ def model_cases():
     ]
 
 
-def models(rank, size, names=None):
+def models(rank, size, names=None, split_axis="auto"):
     """Every model case inside ``sharded(min_pairs=0)`` against one process:
     (name, how it ran in one process and sharded, bit for bit, largest
     relative difference, split counts)."""
@@ -277,7 +277,7 @@ def models(rank, size, names=None):
         if names is not None and name not in names:
             continue
         how, one = f()
-        with ksd.sharded(min_pairs=0) as ex:
+        with ksd.sharded(min_pairs=0, split_axis=split_axis) as ex:
             how_many, many = f()
         one, many = _host(one), _host(many)
         same, diff = _same(one, many), _difference(one, many)
