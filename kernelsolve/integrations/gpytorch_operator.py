@@ -82,12 +82,14 @@ class EngineKernelOperator(KernelLinearOperator):
 
     def _product(self, block: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
         """``K @ rhs`` with the held block (or this process's rows of it)."""
-        out = block @ rhs
         if self.block_share is None:
-            return out
+            return block @ rhs
+        vector = rhs.ndim == 1
+        out = block @ (rhs.unsqueeze(-1) if vector else rhs)
         rows = out.movedim(-2, 0)  # (rows of this process, *batch, columns)
         full = split.active().gather_rows(rows.cpu().numpy(), self.x1.shape[-2])
-        return torch.from_numpy(full).to(out.device).movedim(0, -2)
+        out = torch.from_numpy(full).to(out.device).movedim(0, -2)
+        return out[..., 0] if vector else out
 
     def _leaves(self, rhs_dim: int | None = None):
         """Engine leaves ``[x1 (i), x2 (j), params (p)...]`` and their IR variables."""

@@ -180,6 +180,36 @@ def gp_forward_choice(rank, size):
     return kinds
 
 
+def gp_held_block_products(rank, size):
+    """Products with a held block's rows (vector, matrix, batch of
+    right-hand sides, a batch kernel) against one process: bit for bit."""
+    import torch
+
+    from kernelsolve.integrations import gpytorch as kg
+
+    kg.DENSE_MAX_ENTRIES = 0
+    g = torch.Generator().manual_seed(44)
+    x = torch.rand(301, 2, generator=g, dtype=torch.float64)
+    rhs = {
+        "vector": torch.randn(301, generator=g, dtype=torch.float64),
+        "matrix": torch.randn(301, 3, generator=g, dtype=torch.float64),
+        "batch of rhs": torch.randn(2, 301, 3, generator=g, dtype=torch.float64),
+    }
+    kernels = {"rbf": kg.RBFKernel(), "batch": kg.MaternKernel(nu=2.5, batch_shape=(2,))}
+    out = {}
+    for kname, kernel in kernels.items():
+        kernel = kernel.double()
+        for name, v in rhs.items():
+            with torch.no_grad():
+                one = kernel.forward(x, x)._matmul(v)
+                op = kernel.forward(x, x)
+                with ksd.sharded(min_pairs=0):
+                    op._matmul(v)  # the first product fills the block
+                    many = op._matmul(v)
+            out[kname, name] = (torch.equal(one, many), op.block_share, tuple(op.block.shape))
+    return out
+
+
 def gp_unseeded_probes(rank, size, n=600, fill=False):
     """A training step whose probe vectors differ across processes: with
     debug=True the first reduction that reads them raises everywhere."""

@@ -111,3 +111,12 @@ def test_gpytorch_forward_under_sharded_keeps_large_blocks_on_the_engine():
             ("sharded", "small"): "Tensor",  # run whole by the split anyway
             ("sharded", "large"): "EngineKernelOperator",
         }
+
+
+def test_products_with_held_rows_equal_one_process():
+    for rank, out in enumerate(values(run(model_scenarios.gp_held_block_products, 2))):
+        lo, hi = (0, 151) if rank == 0 else (151, 301)
+        for (kernel, rhs), (same, share, shape) in out.items():
+            assert same, (rank, kernel, rhs)
+            assert share == (lo, hi, 2)
+            assert shape == ((2,) if kernel == "batch" else ()) + (hi - lo, 301)
