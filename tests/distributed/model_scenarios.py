@@ -288,10 +288,10 @@ def model_cases():
     """(name, function of nothing -> (how it ran, arrays)) for the models."""
     gauss = {"sill": 1.0, "range": 0.4, "nugget": 0.05}
     return [
-        ("interpolator tps gmres", _interpolator("thin_plate_spline", 3000, "iterative")),
+        ("interpolator tps gmres", _interpolator("thin_plate_spline", 2000, "iterative")),
         ("interpolator gaussian direct", _interpolator("gaussian", 400, "direct", 3.0)),
         ("ordinary kriging direct", _kriging("ordinary", "exponential", None, 400, "direct", 700)),
-        ("ordinary kriging cg", _kriging("ordinary", "gaussian", gauss, 1500, "cg", 40)),
+        ("ordinary kriging cg", _kriging("ordinary", "gaussian", gauss, 1000, "cg", 24)),
         ("universal kriging direct", _kriging("universal", "spherical", None, 300, "direct", 700)),
         ("aslinearoperator engine", _scipy_cg(None)),
         ("aslinearoperator auto", _scipy_cg("auto")),
