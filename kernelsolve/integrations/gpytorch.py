@@ -80,9 +80,10 @@ import math
 import torch
 from gpytorch import kernels as _gk
 
+from ..engine import split
 from ..linalg import dense
 from .gpytorch_formulas import MATERN, PERIODIC, RBF, RQ, CovarFunction, Factor
-from .gpytorch_operator import EngineKernelOperator
+from .gpytorch_operator import EngineKernelOperator, _everywhere
 
 __all__ = [
     "DENSE_MAX_ENTRIES",
@@ -123,6 +124,20 @@ def dense_fits(rows: int, cols: int, batch: int, dtype: torch.dtype, device: str
     return need <= dense.memory_budget(device)
 
 
+def _dense_forward(rows: int, cols: int, batch: int, dtype: torch.dtype, device: str) -> bool:
+    """Whether ``forward`` is GPyTorch's dense one. Under
+    ``kernelsolve.distributed.sharded()`` a dense block would be computed whole
+    on every process: only blocks that the split runs whole anyway (below its
+    ``min_pairs``) are dense, unless :data:`DENSE_MAX_ENTRIES` says otherwise,
+    and every process takes the same decision (it reads the free memory)."""
+    fits = dense_fits(rows, cols, batch, dtype, device)
+    active = split.active()
+    if active is None or DENSE_MAX_ENTRIES is not None:
+        return fits
+    whole = batch * rows * cols < getattr(active, "min_pairs", 0)
+    return _everywhere(fits and whole)
+
+
 # ---------------------------------------------------------------------------
 # GPyTorch kernels
 # ---------------------------------------------------------------------------
@@ -158,7 +173,7 @@ class EngineKernel:
         if last_dim_is_batch:
             batch *= x1.shape[-1]
         dtype = torch.promote_types(x1.dtype, self._param_dtype())
-        if diag or dense_fits(m, n, batch, dtype, str(x1.device)):
+        if diag or _dense_forward(m, n, batch, dtype, str(x1.device)):
             return self._dense_forward(x1, x2, diag, last_dim_is_batch, **params)
         covar = CovarFunction(self._engine_factors())
         theta = {k: v.to(dtype) for k, v in self._engine_params().items()}

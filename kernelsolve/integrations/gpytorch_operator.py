@@ -9,7 +9,7 @@ import torch
 from linear_operator.operators import KernelLinearOperator
 
 from .. import autograd
-from ..engine import dispatch, ir
+from ..engine import dispatch, ir, split
 from ..engine.request import ReductionRequest
 from ..linalg import dense
 
@@ -33,39 +33,63 @@ class EngineKernelOperator(KernelLinearOperator):
     graph) and this and later products made without the graph (those of
     linear_operator's solves) are BLAS products; gradients stay the analytic
     engine ones of :meth:`_bilinear_derivative`.
+
+    Under ``kernelsolve.distributed.sharded()`` each process fills and holds
+    only its share of the rows, and a product gathers every process's rows of
+    ``block @ rhs`` (the decision to fill is taken by all processes together);
+    in ``debug`` mode or with local rows no block is held, and every product
+    is a split engine reduction.
     """
 
     products = 0
     block = None
+    block_share = None  # (lo, hi, processes) of the held rows under a split
 
     def _held_block(self) -> torch.Tensor | None:
         """The dense block, filled once the products made so far repay it; None
         where a product must carry the autograd graph (linear_operator's
         functions run products without it and differentiate by
-        :meth:`_bilinear_derivative`)."""
+        :meth:`_bilinear_derivative`). Under ``kernelsolve.distributed.sharded()``
+        each process holds only its share of the rows (:meth:`_product`)."""
         if torch.is_grad_enabled() and any(t.requires_grad for t in self.representation()):
             return None
+        share = _row_share(self.x1.shape[-2])
+        if self.block is not None and self.block_share != share:
+            self.block = None  # filled under another split (or none)
         if self.block is None:
-            m, n = self.x1.shape[-2], self.x2.shape[-2]
-            rows = m * max(1, self.batch_shape.numel())
-            nbytes = rows * n * self.x1.element_size()
+            if share is False:  # the split's engine reductions must do the products
+                return None
+            lo, hi = share[:2] if share else (0, self.x1.shape[-2])
+            rows = (hi - lo) * max(1, self.batch_shape.numel())
+            nbytes = rows * self.x2.shape[-2] * self.x1.element_size()
             fits = nbytes <= dense.memory_budget(str(self.x1.device))
-            if self.products >= TORCH_FILL_PRODUCTS and fits:
+            if self.products >= TORCH_FILL_PRODUCTS and _everywhere(fits):
                 with torch.no_grad():
-                    self.block = self._fill()
+                    self.block, self.block_share = self._fill(lo, hi), share
         return self.block
 
-    def _fill(self) -> torch.Tensor:
+    def _fill(self, lo: int, hi: int) -> torch.Tensor:
         # row chunks: the torch formulas hold (rows, n, D) differences
         n, d = self.x2.shape[-2], self.x2.shape[-1]
         step = max(1, 2**22 // max(1, n * d))
         x1 = self.x1.expand(*self.batch_shape, *self.x1.shape[-2:])
         params = self.tensor_params
         parts = [
-            self.covar_func(x1[..., r : r + step, :], self.x2, **params)
-            for r in range(0, x1.shape[-2], step)
+            self.covar_func(x1[..., r : min(r + step, hi), :], self.x2, **params)
+            for r in range(lo, hi, step)
         ]
-        return torch.cat(parts, -2)
+        return torch.cat(parts, -2) if parts else x1.new_zeros(*x1.shape[:-2], 0, n)
+
+    def _product(self, block: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+        """``K @ rhs`` with the held block (or this process's rows of it)."""
+        if self.block_share is None:
+            return block @ rhs
+        vector = rhs.ndim == 1
+        out = block @ (rhs.unsqueeze(-1) if vector else rhs)
+        rows = out.movedim(-2, 0)  # (rows of this process, *batch, columns)
+        full = split.active().gather_rows(rows.cpu().numpy(), self.x1.shape[-2])
+        out = torch.from_numpy(full).to(out.device).movedim(0, -2)
+        return out[..., 0] if vector else out
 
     def _leaves(self, rhs_dim: int | None = None):
         """Engine leaves ``[x1 (i), x2 (j), params (p)...]`` and their IR variables."""
@@ -85,7 +109,7 @@ class EngineKernelOperator(KernelLinearOperator):
         self.products += -(-(rhs.shape[-1] if rhs.ndim > 1 else 1) // MAX_COLUMNS)
         block = self._held_block()
         if block is not None:
-            return block @ rhs
+            return self._product(block, rhs)
         vector = rhs.ndim == 1
         if vector:
             rhs = rhs.unsqueeze(-1)
@@ -195,6 +219,29 @@ TORCH_FILL_PRODUCTS = 1
 #: part of the compiled kernel) while wide blocks still share each kernel value
 #: among many columns.
 MAX_COLUMNS = 32
+
+
+def _row_share(m: int):
+    """This process's rows ``(lo, hi, processes)`` of an ``m``-row block under an
+    installed split; None without one; False where no block may be held: local
+    rows (the engine's ring does the products) or debug mode (every product a
+    reduction whose arrays the processes compare)."""
+    active = split.active()
+    if active is None:
+        return None
+    if active.local or getattr(active, "debug", False):
+        return False
+    return (*active.bounds(m), active.size)
+
+
+def _everywhere(flag: bool) -> bool:
+    """``flag`` on every process of an installed split (a decision that reads
+    this process's free memory must be the same everywhere: it decides which
+    collectives follow)."""
+    active = split.active()
+    if active is None:
+        return flag
+    return int(active.all_sum([float(flag)])[0]) == active.size
 
 
 def _column_chunks(t: torch.Tensor):

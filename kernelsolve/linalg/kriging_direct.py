@@ -23,6 +23,7 @@ import scipy.linalg
 from scipy.spatial import cKDTree
 from scipy.spatial.distance import cdist
 
+from ..engine import split
 from ..progress import Progress
 from .dense import memory_budget
 from .kriging_inputs import EPS, PSEUDO_INVERSES, great_circle_distance, unit_sphere
@@ -162,7 +163,20 @@ class DirectSystem:
         return scipy.linalg.lu_solve(self.lu, B, check_finite=False)
 
     def execute(self, tpts, tdrift, exact_values: bool, variance: bool, progress=None):
-        """Predictions and kriging variances at ``tpts`` (drift columns ``tdrift``)."""
+        """Predictions and kriging variances at ``tpts`` (drift columns ``tdrift``).
+
+        Under ``kernelsolve.distributed.sharded()`` (replicated inputs) each
+        process computes its share of the targets and gathers the others'
+        (every target's sums run as in one process)."""
+        active = split.active()
+        if active is None or active.local:
+            return self._targets(tpts, tdrift, exact_values, variance, progress)
+        k = tpts.shape[0]
+        lo, hi = active.bounds(k)
+        z, s = self._targets(tpts[lo:hi], tdrift[lo:hi], exact_values, variance, progress)
+        return active.gather_rows(z, k), None if s is None else active.gather_rows(s, k)
+
+    def _targets(self, tpts, tdrift, exact_values: bool, variance: bool, progress=None):
         k = tpts.shape[0]
         z = np.empty(k)
         s = np.empty(k) if variance else None
