@@ -35,7 +35,7 @@ temporary folder, no network), each with ``OMP_NUM_THREADS`` and
 Usage::
 
     python benchmarks/bench_distributed.py --quick     # small sizes, < 1 minute
-    python benchmarks/bench_distributed.py             # the sizes of issue 18 (~5 minutes here)
+    python benchmarks/bench_distributed.py             # the sizes of issue 18 (2.5 minutes here)
 """
 
 from __future__ import annotations
