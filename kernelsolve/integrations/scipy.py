@@ -23,8 +23,10 @@ up front for a caller that knows the product count.
 Under ``kernelsolve.distributed.sharded()`` the held block is this process's
 rows of ``K`` only (:class:`kernelsolve.linalg.rowblocks.RowBlocks`, the
 budget checked for them; the processes agree before any builds); products
-are gathered from every process's rows (the one-process values), adjoint
-products go through the engine. The block is dropped when the split changes.
+are gathered from every process's rows, adjoint products summed block by block
+in one order over the processes: the one-process values, bit for bit (one
+process computes by the same blocks). The block is dropped when the split
+changes.
 """
 
 from __future__ import annotations
@@ -122,12 +124,12 @@ class KernelLinearOperator(LinearOperator):
             self.materialize(self.products)
         self._drop_stale_block()
         rows = self.block_rows or RowBlocks(self.shape[0], shared=False)
-        if self.block is not None and transpose and rows.sharded:
-            out = self._engine(K, X2)  # the local rows of K are columns of K^T
-        elif self.block is not None and not transpose:
+        if self.block is not None and not transpose:
             out = rows.gather(rows.product(self.block, X2))  # by blocks: as in one process
-        elif self.block is not None:
-            out = self.block.T @ X2
+        elif self.block is not None:  # K^T X: the blocks' parts summed in block order
+            Xl = X2[rows.lo : rows.hi]
+            parts = (self.block[a:b].T @ Xl[a:b] for a, b in rows.blocks())
+            out = rows.ordered_sum(parts, (self.shape[1], X2.shape[1])).astype(self.dtype)
         else:
             out = self._engine(K, X2)
         if self.alpha:
