@@ -28,7 +28,7 @@ class Raised:
     trace: str
 
 
-def _entry(fn, rank, size, folder, args, threads, group_timeout):
+def _entry(fn, rank, size, folder, args, threads, group_timeout, backend="gloo"):
     os.environ["OMP_NUM_THREADS"] = str(threads)
     import torch
     import torch.distributed as dist
@@ -38,7 +38,7 @@ def _entry(fn, rank, size, folder, args, threads, group_timeout):
     torch.set_num_threads(threads)
     kernelsolve.config.num_threads = threads
     dist.init_process_group(
-        "gloo",
+        backend,
         init_method=f"file://{folder}/rendezvous",
         rank=rank,
         world_size=size,
@@ -54,12 +54,23 @@ def _entry(fn, rank, size, folder, args, threads, group_timeout):
         dist.destroy_process_group()
 
 
-def run(fn, size: int, *args, timeout: float = 240, threads: int = 1, group_timeout=120):
-    """``[fn(rank, size, *args) for rank in range(size)]``, each in its own process."""
+def run(
+    fn,
+    size: int,
+    *args,
+    timeout: float = 240,
+    threads: int = 1,
+    group_timeout=120,
+    backend: str = "gloo",
+):
+    """``[fn(rank, size, *args) for rank in range(size)]``, each in its own process
+    (``backend``: "gloo", or "nccl" with one GPU per process)."""
     ctx = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as folder:
         procs = [
-            ctx.Process(target=_entry, args=(fn, r, size, folder, args, threads, group_timeout))
+            ctx.Process(
+                target=_entry, args=(fn, r, size, folder, args, threads, group_timeout, backend)
+            )
             for r in range(size)
         ]
         for p in procs:

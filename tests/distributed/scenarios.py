@@ -236,3 +236,24 @@ def local_rows_gradients(rank, size):
     with ksd.sharded(rows="local"):
         (grad_mine,) = torch.autograd.grad(loss(mine, b[lo:hi]), mine)
     return float((grad_mine - grad[lo:hi]).abs().max() / grad.abs().max())
+
+
+def cuda_tensors(rank, size):
+    """torch CUDA tensors under sharded(): rows split (and j split) equal one
+    process; the result stays on the GPU. With gloo the shares cross through
+    the host; with NCCL on the GPU."""
+    import torch
+
+    torch.manual_seed(0)
+    x = torch.rand(3001, 3, device="cuda")
+    b = torch.randn(3001, 2, device="cuda")
+    out = []
+    for f in (lambda: _gauss(x, x) @ b, lambda: Vi(x[:5]).sqdist(Vj(x)).argKmin(4, dim=1)):
+        one = f()
+        for axis in ("rows", "cols"):
+            with ksd.sharded(min_pairs=0, split_axis=axis):
+                many = f()
+            out.append(
+                (many.device.type, bool(torch.equal(one, many) or torch.allclose(one, many)))
+            )
+    return out
