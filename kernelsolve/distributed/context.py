@@ -74,24 +74,20 @@ def sharded(
     Yields
     ------
     ShardedExecutor
-        The installed executor; ``.counts`` tells how the reductions were split.
+        The installed executor (``.counts``: how the reductions were split).
 
     Raises
     ------
     ShardError
-        In every process, when one process fails inside the block or the
-        processes disagree (different formulas, sizes, dtypes or devices).
+        In every process, when one fails inside the block or they disagree.
 
     Example
     -------
     Run with ``torchrun --nproc-per-node 2 script.py``::
 
-        import torch.distributed as dist
-        import kernelsolve.distributed as ksd
-        from kernelsolve import Vi, Vj
-        dist.init_process_group("gloo")
+        torch.distributed.init_process_group("gloo")
         x = np.random.default_rng(0).random((100_000, 3))   # same on every process
-        with ksd.sharded():
+        with kernelsolve.distributed.sharded():
             K = (-Vi(x).sqdist(Vj(x))).exp()
             a = K.solve(b, alpha=1e-2)   # the same a on every process
     """
