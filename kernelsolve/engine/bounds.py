@@ -74,19 +74,34 @@ def _place(pair, cat: int, pairs: bool):
     return tuple(v[..., None, None, :] for v in pair)
 
 
-def _settle(op: ir.Op, args, out) -> tuple[np.ndarray, np.ndarray]:
-    """The rule's result as float64, NaN where an argument is (per coordinate
-    for elementwise ops, the whole output otherwise) and on both ends where
-    on one, widened outward by :data:`WIDEN`."""
-    lo, hi = (np.asarray(v, dtype=np.float64) for v in out)
-    lo, hi = np.broadcast_arrays(lo, hi)
+def _widened(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``lo`` and ``hi`` moved outward by :data:`WIDEN` relative (0 and
+    infinities stay: ``inf * (1 - WIDEN)`` is ``inf``)."""
+    out = []
+    for v, side in ((lo, -WIDEN), (hi, WIDEN)):
+        w = np.sign(v)
+        w *= side
+        w += 1
+        w *= v
+        out.append(w)
+    return out[0], out[1]
+
+
+def _settle(op: ir.Op, args, flags, out) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The rule's result as float64 ``(lo, hi, may be NaN somewhere)``: NaN
+    where an argument is (per coordinate for elementwise ops, the whole
+    output otherwise) and on both ends where on one; widened outward."""
+    lo, hi = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in out))
+    quick = np.add.reduce(lo, axis=None) + np.add.reduce(hi, axis=None)
+    if not (any(flags) or np.isnan(quick)):  # no NaN anywhere (the common case)
+        return *_widened(lo, hi), False
     bad = np.isnan(lo) | np.isnan(hi)
-    for a_lo, a_hi in args:
-        nan = np.isnan(a_lo) | np.isnan(a_hi)
-        bad = bad | (nan if op.elementwise else nan.any(axis=-1, keepdims=True))
-    lo = np.where(bad, np.nan, np.where(np.isfinite(lo), lo - WIDEN * np.abs(lo), lo))
-    hi = np.where(bad, np.nan, np.where(np.isfinite(hi), hi + WIDEN * np.abs(hi), hi))
-    return lo, hi
+    for (a_lo, a_hi), flag in zip(args, flags):
+        if flag:
+            nan = np.isnan(a_lo) | np.isnan(a_hi)
+            bad = bad | (nan if op.elementwise else nan.any(axis=-1, keepdims=True))
+    lo, hi = _widened(np.where(bad, np.nan, lo), np.where(bad, np.nan, hi))
+    return lo, hi, bool(bad.any())
 
 
 def formula_interval(
@@ -137,21 +152,22 @@ def formula_interval(
         for k, b in enumerate(boxes)
         if b is not None or k in dims
     }
-    values: dict[int, tuple] = {}
+    values: dict[int, tuple] = {}  # (lo, hi, may hold NaN) of each node
     with np.errstate(all="ignore"):
         for node in ir.topological_order(formula):
             if node.op == "var":
-                out = leaves[node.attrs[0]]
+                out = (*leaves[node.attrs[0]], False)
             elif node.op == "const":
                 value, dim = node.attrs
                 v = np.full((dim,), value, dtype=np.float64)
-                out = (v, v)
+                out = (v, v, bool(np.isnan(value)))
             else:
                 op = ir.OPS[node.op]
-                args = [values[id(a)] for a in node.args]
-                out = _settle(op, args, op.interval(*args, *node.attrs))
+                args = [values[id(a)][:2] for a in node.args]
+                flags = [values[id(a)][2] for a in node.args]
+                out = _settle(op, args, flags, op.interval(*args, *node.attrs))
             values[id(node)] = out
-    lo, hi = values[id(formula)]
+    lo, hi, _ = values[id(formula)]
     shapes = [v.shape[:-1] for pair in leaves.values() for v in pair]
     shape = np.broadcast_shapes(*shapes, lo.shape[:-1]) + (formula.dim,)
     return np.broadcast_to(lo, shape), np.broadcast_to(hi, shape)

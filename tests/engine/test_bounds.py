@@ -249,6 +249,59 @@ def test_tight_binary_rules_reach_their_ends(name):
     np.testing.assert_allclose(values.max(axis=0), hi, rtol=RTOL, atol=1e-300)
 
 
+# ops whose formula in CALLS is monotone or multilinear in each coordinate,
+# with every coordinate once per output: the extremes are at vertices
+VERTEX_TIGHT = (
+    "add sub mul neg relu exp scalprod sum max min elem extract concat tensorprod "
+    "matvecmult vecmatmult tensordot real2complex imag2complex".split()
+)
+
+
+@pytest.mark.parametrize("name", VERTEX_TIGHT)
+def test_vertex_tight_rules_give_the_hull_of_the_vertices(name):
+    f = _op_formula(name)
+    variables = ir.variables(f)
+    rng = np.random.default_rng(len(name))
+    B = 30
+    boxes = [None] * (max(v.attrs[0] for v in variables) + 1)
+    for v in variables:
+        boxes[v.attrs[0]] = _random_boxes(rng, B, v.attrs[2])
+    lo, hi = formula_interval(f, boxes, [ir.I] * len(boxes), pairs=True)
+    # every vertex: one bit per coordinate of every variable
+    sizes = [v.attrs[2] for v in variables]
+    bits = (np.arange(2 ** sum(sizes))[:, None] >> np.arange(sum(sizes))) & 1
+    leaves = [None] * len(boxes)
+    start = 0
+    for v, d in zip(variables, sizes):
+        b_lo, b_hi = boxes[v.attrs[0]]
+        pick = bits[:, None, start : start + d] == 1  # (vertices, 1, d)
+        leaves[v.attrs[0]] = np.where(pick, b_hi, b_lo)  # (vertices, B, d)
+        start += d
+    values = np.broadcast_to(reference.evaluate(f, leaves, np.float64), (len(bits), B, f.dim))
+    _check_contains(values, lo, hi, name)
+    scale = np.abs(values).max(axis=0)  # sums: tight to their rounding
+    tol = RTOL * scale + 1e-300
+    assert np.all(np.abs(values.min(axis=0) - lo) <= tol), name
+    assert np.all(np.abs(values.max(axis=0) - hi) <= tol), name
+
+
+@pytest.mark.parametrize("n", [-3, -2, -1, 2, 3, 4, 7])
+def test_integer_powers_are_tight(n):
+    x = ir.var(0, ir.I, 1)
+    f = ir.make("pow", x, attrs=(n,))
+    rng = np.random.default_rng(n + 10)
+    ends = np.sort(rng.uniform(-3, 3, (300, 2)), axis=1)
+    if n < 0:  # away from the pole at 0
+        ends = np.where(ends[:, :1] * ends[:, 1:] > 0, ends, np.abs(ends) + 0.1)
+        ends = np.sort(ends, axis=1)
+    lo, hi = formula_interval(f, [(ends[:, :1], ends[:, 1:])], [ir.I], pairs=True)
+    points = np.clip(np.concatenate([ends, np.zeros((300, 1))], axis=1), ends[:, :1], ends[:, 1:])
+    values = reference.evaluate(f, [points[..., None]], np.float64)[..., 0]
+    _check_contains(values, lo, hi, f"x ** {n}")
+    np.testing.assert_allclose(values.min(axis=1, keepdims=True), lo, rtol=RTOL, atol=1e-300)
+    np.testing.assert_allclose(values.max(axis=1, keepdims=True), hi, rtol=RTOL, atol=1e-300)
+
+
 # ----------------------------------------------------------------------------
 # Random formulas over clustered points
 # ----------------------------------------------------------------------------
@@ -297,6 +350,9 @@ def test_random_formula_bounds_hold_over_clusters(case, size, seed):
     li = next((lab for lab, c in zip(labels, cats) if c == ir.I), np.zeros(1, int))
     lj = next((lab for lab, c in zip(labels, cats) if c == ir.J), np.zeros(1, int))
     lo, hi = lo[li[:, None], lj[None, :]], hi[li[:, None], lj[None, :]]
+    # the strategy's formulas are finite on bounded data (it tames their
+    # arguments): so are their bounds, no NaN, no infinity
+    assert np.isfinite(lo).all() and np.isfinite(hi).all(), repr(case)
     for t in range(3 if p_samples else 1):
         for k, samples in p_samples.items():
             leaves[k] = samples[t][None, None, :]

@@ -327,12 +327,22 @@ def _iv_scalprod(a, b):
 def _iv_sqdist(a, b):
     """Per coordinate, the exact range of ``|x - y|`` over the two intervals
     (0 where they overlap, the gap between them otherwise; the far ends'
-    distance), squared and summed: tight for boxes."""
-    near = np.maximum.reduce(np.broadcast_arrays(0.0, a[0] - b[1], b[0] - a[1]))
-    far = np.maximum(a[1] - b[0], b[1] - a[0])
-    same_inf = ((a[1] == iv.INF) & (b[1] == iv.INF)) | ((a[0] == -iv.INF) & (b[0] == -iv.INF))
-    lo, hi = iv.nan_where(same_inf, np.square(near), np.square(far))
-    return iv.total(lo, hi, nonneg=True)
+    distance), squared and summed: tight for boxes. Coordinate after
+    coordinate: no ``(..., dim)`` temporaries of the broadcast shape."""
+    n = a[0].shape[-1]
+    s_lo = s_hi = 0.0
+    for k in range(n):
+        (al, ah), (bl, bh) = (v[..., k : k + 1] for v in a), (v[..., k : k + 1] for v in b)
+        near = np.maximum(np.maximum(al - bh, bl - ah), 0.0)
+        s_lo = s_lo + near * near
+        far = np.maximum(ah - bl, bh - al)
+        s_hi = s_hi + far * far
+    # terms >= 0: the rounding of a sum in any order is within n eps of it
+    s_lo, s_hi = s_lo * (1 - n * iv.EPS), s_hi * (1 + n * iv.EPS)
+    if np.isinf(a[0]).any() or np.isinf(a[1]).any():  # inf - inf where both may be inf
+        same_inf = ((a[1] == iv.INF) & (b[1] == iv.INF)) | ((a[0] == -iv.INF) & (b[0] == -iv.INF))
+        return iv.nan_where(same_inf.any(axis=-1, keepdims=True), s_lo, s_hi)
+    return s_lo, s_hi
 
 
 def _iv_weightedsqnorm(s, x):
