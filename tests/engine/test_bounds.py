@@ -55,15 +55,17 @@ def _op_formula(name: str) -> ir.Node:
 CENTRES = np.array([0.0, 0.0, 1.0, -1.0, 0.5, -0.5, np.pi / 2, np.pi, -np.pi, 2.0, 3.0, 1 / np.e])
 
 
-def _random_boxes(rng, B: int, dim: int):
+def _random_boxes(rng, B: int, dim: int, unbounded: bool = True):
     """``(lo, hi)`` of B boxes: centres at special values or random, widths
-    from 0 (points) to wide, one side sometimes 0."""
+    from 0 (points) to wide, one side sometimes 0 (``unbounded``: or infinite)."""
     special = rng.choice(CENTRES, size=(B, dim))
     centre = np.where(rng.random((B, dim)) < 0.4, special, rng.uniform(-3, 3, (B, dim)))
     widths = np.array([0.0, 0.0, 1e-3, 0.1, 0.5, 1.0, 3.0, 20.0])
     lo = centre - rng.choice(widths, size=(B, dim)) * rng.random((B, dim))
     hi = centre + rng.choice(widths, size=(B, dim)) * rng.random((B, dim))
-    return lo, hi
+    side = rng.random((B, dim)) if unbounded else np.full((B, dim), 0.5)
+    # a few unbounded sides: infinite points
+    return np.where(side < 0.03, -np.inf, lo), np.where(side > 0.97, np.inf, hi)
 
 
 def _samples(rng, lo, hi, count: int):
@@ -71,12 +73,21 @@ def _samples(rng, lo, hi, count: int):
     yield lo
     yield hi
     yield np.clip(0.0, lo, hi)
-    yield np.clip(np.round((lo + hi) / 2), lo, hi)
+    yield np.clip(np.round(_inside(lo, hi, 0.5)), lo, hi)
     for t in range(count):
         if t % 2:
             yield np.where(rng.integers(0, 2, lo.shape) == 1, hi, lo)
-        else:  # rounding may step out of the box: clipped
-            yield np.clip(lo + rng.random(lo.shape) * (hi - lo), lo, hi)
+        else:
+            yield _inside(lo, hi, rng.random(lo.shape))
+
+
+def _inside(lo, hi, u):
+    """The point at ``u`` in [0, 1] across each box (up to 1000 from the
+    finite end of a half-line), clipped: rounding may step out."""
+    finite_lo, finite_hi = np.isfinite(lo), np.isfinite(hi)
+    span = np.where(finite_lo & finite_hi, hi - lo, 1e3)
+    start = np.where(finite_lo, lo, np.where(finite_hi, hi - span, -500.0))
+    return np.clip(start + u * span, lo, hi)
 
 
 def _check_formula(f: ir.Node, rng, B: int, what: str) -> None:
@@ -265,7 +276,7 @@ def test_vertex_tight_rules_give_the_hull_of_the_vertices(name):
     B = 30
     boxes = [None] * (max(v.attrs[0] for v in variables) + 1)
     for v in variables:
-        boxes[v.attrs[0]] = _random_boxes(rng, B, v.attrs[2])
+        boxes[v.attrs[0]] = _random_boxes(rng, B, v.attrs[2], unbounded=False)
     lo, hi = formula_interval(f, boxes, [ir.I] * len(boxes), pairs=True)
     # every vertex: one bit per coordinate of every variable
     sizes = [v.attrs[2] for v in variables]

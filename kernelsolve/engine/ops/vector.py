@@ -347,9 +347,7 @@ def _iv_sqdist(a, b):
 
 def _iv_weightedsqnorm(s, x):
     D = x[0].shape[-1]
-    if s[0].shape[-1] == 1:
-        return iv.mul(s, _iv_sqnorm2(x))
-    if s[0].shape[-1] == D:
+    if s[0].shape[-1] in (1, D):  # s_k x_k x_k, as NumPy (0 * inf per coordinate)
         return iv.total(*iv.mul(s, iv.square(x)))
     # full: sum_kl S_kl x_k x_l, the diagonal terms as squares (tighter)
     outer = _iv_tensorprod(x, x)
