@@ -50,9 +50,16 @@ def last_sum(a: np.ndarray) -> np.ndarray:
 
 def hull(*pairs) -> tuple[np.ndarray, np.ndarray]:
     """The smallest interval holding all of ``pairs`` (NaN propagates)."""
-    lo = np.minimum.reduce(np.broadcast_arrays(*[p[0] for p in pairs]))
-    hi = np.maximum.reduce(np.broadcast_arrays(*[p[1] for p in pairs]))
-    return lo, hi
+    return lowest([p[0] for p in pairs]), highest([p[1] for p in pairs])
+
+
+def lowest(arrays) -> np.ndarray:
+    """The elementwise minimum of ``arrays`` (broadcast; NaN propagates)."""
+    return functools.reduce(np.minimum, arrays)
+
+
+def highest(arrays) -> np.ndarray:
+    return functools.reduce(np.maximum, arrays)
 
 
 def constant(x, value: float) -> tuple[np.ndarray, np.ndarray]:
@@ -119,7 +126,7 @@ def sub(a, b):
 
 def mul(a, b):
     corners = [a[0] * b[0], a[0] * b[1], a[1] * b[0], a[1] * b[1]]
-    lo, hi = np.minimum.reduce(corners), np.maximum.reduce(corners)
+    lo, hi = lowest(corners), highest(corners)
     # 0 * inf with the 0 inside an interval (no corner shows it)
     may_nan = (holds_zero(a) & unbounded(b)) | (holds_zero(b) & unbounded(a))
     return nan_where(may_nan, lo, hi)
@@ -133,8 +140,8 @@ def inv(x):
 def div(a, b):
     corners = [a[0] / b[0], a[0] / b[1], a[1] / b[0], a[1] / b[1]]
     signed = (b[0] > 0) | (b[1] < 0)
-    lo = np.where(signed, np.minimum.reduce(corners), -INF)
-    hi = np.where(signed, np.maximum.reduce(corners), INF)
+    lo = np.where(signed, lowest(corners), -INF)
+    hi = np.where(signed, highest(corners), INF)
     may_nan = (holds_zero(a) & holds_zero(b)) | (unbounded(a) & unbounded(b))
     return nan_where(may_nan, lo, hi)
 
@@ -187,7 +194,7 @@ def powf(a, b):
     needs an exact integer exponent (else NaN); a zero base and a negative
     exponent give ``+-inf`` (``(-0) ** -1``)."""
     corners = [a[i] ** b[k] for i in (0, 1) for k in (0, 1)]
-    lo, hi = np.minimum.reduce(corners), np.maximum.reduce(corners)
+    lo, hi = lowest(corners), highest(corners)
     lo = np.where(holds_zero(a) & (b[0] < 0), -INF, lo)
     # an exact integer exponent (not too large for an int power) takes a negative base
     exact = (b[0] == b[1]) & (b[0] == np.round(b[0])) & (np.abs(b[0]) <= 2**20)
@@ -284,8 +291,8 @@ def atan2(y, x):
     negative real axis (the angle is continuous there), else ``[-pi, pi]``."""
     corners = [np.arctan2(y[i], x[k]) for i in (0, 1) for k in (0, 1)]
     clear = (x[0] > 0) | (y[0] > 0) | (y[1] < 0)
-    lo = np.where(clear, np.minimum.reduce(corners), -np.pi)
-    return lo, np.where(clear, np.maximum.reduce(corners), np.pi)
+    lo = np.where(clear, lowest(corners), -np.pi)
+    return lo, np.where(clear, highest(corners), np.pi)
 
 
 # ----------------------------------------------------------------------------
@@ -342,7 +349,7 @@ def mod(x, n, d):
     integer moves the result by one period's rounding); NaN where ``n`` may
     be 0 or ``x`` infinite."""
     scale = [np.maximum(np.abs(v[0]), np.abs(v[1])) for v in (x, n, d)]
-    slack = 8 * EPS * functools.reduce(np.maximum, scale)
+    slack = 8 * EPS * highest(scale)
     pos = n[0] > 0
     lo = np.where(pos, d[0], d[0] + n[0]) - slack
     hi = np.where(pos, d[1] + n[1], d[1]) + slack
