@@ -503,3 +503,21 @@ def test_cluster_boxes_are_the_bounding_boxes_of_grid_cells():
         np.testing.assert_array_equal(lo[c], x[labels == c].min(0))
         np.testing.assert_array_equal(hi[c], x[labels == c].max(0))
         assert (np.floor(lo[c] / 0.3) == np.floor(hi[c] / 0.3)).all()  # inside one cell
+
+
+def test_a_leading_batch_bounds_each_batch_alone():
+    """Boxes ``batch + (C, d)`` and parameters ``batch + (d,)``: one call
+    equals one call per batch entry."""
+    rng = np.random.default_rng(6)
+    f = _gaussian(ir.var(2, ir.P, 1))
+    bx = tuple(np.sort(rng.random((2, 2, 4, 3)), axis=0))  # (lo, hi), batch 2, 4 clusters
+    by = tuple(np.sort(rng.random((2, 2, 5, 3)), axis=0))
+    h = np.array([[0.1], [0.3]])
+    lo, hi = formula_interval(f, [bx, by, h], [ir.I, ir.J, ir.P])
+    assert lo.shape == (2, 4, 5, 1)
+    for b in range(2):
+        one = formula_interval(
+            f, [(bx[0][b], bx[1][b]), (by[0][b], by[1][b]), h[b]], [ir.I, ir.J, ir.P]
+        )
+        np.testing.assert_array_equal(lo[b], one[0])
+        np.testing.assert_array_equal(hi[b], one[1])
