@@ -2,10 +2,11 @@
 (kernelsolve.engine.ops) with all of its rules, and a LazyTensor method builds it.
 
 These tests fail for an op added without a dimension rule, a C rendering, a
-NumPy evaluation, a VJP rule, a JVP rule or a LazyTensor method; the per-op
-checks of each rule's *values* are in test_ops.py (C and NumPy against dense
-NumPy), test_grad.py (VJP against torch), test_jvp.py (JVP against finite
-differences and the VJP) and test_codegen.py (rendering).
+NumPy evaluation, a VJP rule, a JVP rule, an interval rule or a LazyTensor
+method; the per-op checks of each rule's *values* are in test_ops.py (C and
+NumPy against dense NumPy), test_grad.py (VJP against torch), test_jvp.py
+(JVP against finite differences and the VJP), test_bounds.py (intervals
+against the NumPy values over boxes) and test_codegen.py (rendering).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def test_op_declares_every_rule(name):
     op = ir.OPS[name]
     assert isinstance(op, Op) and op.name == name
     assert op.arity in (1, 2, 3)
-    for rule in (op.dim, op.c, op.numpy, op.vjp, op.jvp):
+    for rule in (op.dim, op.c, op.numpy, op.vjp, op.jvp, op.interval):
         assert callable(rule)
     assert op.doc, f"{name}: no doc (the LazyTensor method's docstring)"
     assert hasattr(LazyTensor, op.method), f"{name}: no LazyTensor.{op.method}"
@@ -116,9 +117,9 @@ def test_the_lazytensor_method_builds_the_op(name):
 
 @pytest.mark.parametrize("name", OP_NAMES)
 def test_every_rule_runs_on_the_op(name):
-    """The C, NumPy, VJP and JVP rules all accept the op as the LazyTensor
-    method builds it and give results of the op's dimension (the values are
-    checked elsewhere, see the module docstring)."""
+    """The C, NumPy, VJP, JVP and interval rules all accept the op as the
+    LazyTensor method builds it and give results of the op's dimension (the
+    values are checked elsewhere, see the module docstring)."""
     x, y, s, m = _operands()
     call = CALLS.get(name, lambda x, y, s, m: getattr(x, ir.OPS[name].method)())
     f = call(x, y, s, m).formula
@@ -126,7 +127,14 @@ def test_every_rule_runs_on_the_op(name):
     assert len(coords) == f.dim
     dims = {v.attrs[0]: v.attrs[2] for v in ir.variables(f)}
     leaves = [np.full((2, dims.get(k, 1)), 0.5) for k in range(max(dims) + 1)]
-    assert reference.evaluate(f, leaves, np.float64).shape == (2, f.dim)
+    value = reference.evaluate(f, leaves, np.float64)
+    assert value.shape == (2, f.dim)
+    points = [reference.evaluate(a, leaves, np.float64) for a in f.args]
+    lo, hi, _ = np.broadcast_arrays(
+        *ir.OPS[name].interval(*[(p, p) for p in points], *f.attrs), value
+    )
+    assert lo.shape == hi.shape == (2, f.dim)
+    assert ((lo <= value) & (value <= hi)).all()  # point boxes: the value itself
     contributions = ir.OPS[name].vjp(f, ir.const(1, f.dim), *f.args)
     assert len(contributions) == len(f.args)
     assert all(c is None or isinstance(c, ir.Node) for c in contributions)
@@ -141,15 +149,29 @@ def test_declaring_an_op_twice_or_without_a_rule_fails():
     exp = ir.OPS["exp"]
     with pytest.raises(ValueError, match="already declared"):
         declare(exp)
-    incomplete = Op("nothing", 1, exp.dim, exp.c, None, no_gradient, "nothing", jvp=no_tangent)
+    incomplete = Op(
+        "nothing",
+        1,
+        exp.dim,
+        exp.c,
+        None,
+        no_gradient,
+        "nothing",
+        jvp=no_tangent,
+        interval=exp.interval,
+    )
     with pytest.raises(TypeError, match="missing rule"):
         declare(incomplete)
     assert "nothing" not in ir.OPS
 
 
-def test_declaring_an_op_without_a_jvp_fails():
+def test_declaring_an_op_without_a_jvp_or_an_interval_rule_fails():
     exp = ir.OPS["exp"]
-    without_jvp = Op("nothing", 1, exp.dim, exp.c, exp.numpy, exp.vjp, "nothing")
+    rules = (exp.dim, exp.c, exp.numpy, exp.vjp, "nothing")
+    without_jvp = Op("nothing", 1, *rules, interval=exp.interval)
     with pytest.raises(TypeError, match=r"missing rule\(s\) \['jvp'\]"):
         declare(without_jvp)
+    without_interval = Op("nothing", 1, *rules, jvp=exp.jvp)
+    with pytest.raises(TypeError, match=r"missing rule\(s\) \['interval'\]"):
+        declare(without_interval)
     assert "nothing" not in ir.OPS

@@ -10,12 +10,15 @@ An :class:`Op` gathers everything the library knows about one operation:
 * ``numpy``: its NumPy evaluation, read by the reference engine,
 * ``vjp``: its vector-Jacobian product, read by :mod:`..grad`,
 * ``jvp``: its Jacobian-vector product (forward mode), read by :mod:`..grad`,
+* ``interval``: its interval rule (bounds over boxes), read by
+  :mod:`..bounds`; the building blocks are in :mod:`.interval`,
 * ``method``: the :class:`~kernelsolve.LazyTensor` attribute that builds it.
 
 ``tests/engine/test_ops_declared.py`` fails for any op that lacks one of them,
 and :func:`declare` refuses it.
 This module imports nothing from the rest of the library (the IR imports it);
-the declarations themselves live in :mod:`.elementwise` and :mod:`.vector`.
+the declarations themselves live in :mod:`.elementwise`, :mod:`.vector`,
+:mod:`.complex` and :mod:`.tensor`.
 """
 
 from __future__ import annotations
@@ -64,7 +67,13 @@ class Op:
       argument (an IR node of the argument's dim, or None for a zero
       tangent); returns the output's tangent (an IR node of ``node.dim``, or
       of dim 1 which then broadcasts; written with IR ops only) or None when
-      it is zero; :func:`no_tangent` for ops whose derivative is 0.
+      it is zero; :func:`no_tangent` for ops whose derivative is 0;
+    * ``interval(*pairs, *attrs)``: each argument an interval ``(lo, hi)`` of
+      float64 arrays shaped ``(..., dim)`` (dim-1 arguments broadcast like
+      the formula's), returns the output's ``(lo, hi)``: every value the op
+      takes on arguments inside their intervals lies in it, and ``lo = hi =
+      NaN`` where it may be NaN (conventions: :mod:`.interval`). A rule that
+      is not tight says so in ``doc``.
     """
 
     name: str
@@ -78,6 +87,7 @@ class Op:
     nattrs: int = 0
     doc: str = ""
     jvp: Callable | None = None
+    interval: Callable | None = None
 
     @property
     def differentiable(self) -> bool:
@@ -93,7 +103,7 @@ def declare(op: Op) -> Op:
     """Register ``op`` in :data:`OPS` (a name may be declared once)."""
     if op.name in OPS or op.name in ("var", "const"):
         raise ValueError(f"operation {op.name!r} is already declared")
-    rules = ("dim", "c", "numpy", "vjp", "jvp")
+    rules = ("dim", "c", "numpy", "vjp", "jvp", "interval")
     missing = [f for f in rules if not callable(getattr(op, f))]
     if missing or not op.method:
         raise TypeError(f"operation {op.name!r}: missing rule(s) {missing or ['method']}")

@@ -4,7 +4,8 @@ carries them.
 A complex vector of dimension D is a real formula of dimension 2D,
 ``(re_0, im_0, re_1, im_1, ...)``; nothing else in the engine knows about
 complex numbers. Each op here acts on such pairs and is one declaration
-(dim rule, C, NumPy, VJP, JVP and LazyTensor method, see :mod:`.base`).
+(dim rule, C, NumPy, VJP, JVP and LazyTensor method, see :mod:`.base`); its
+interval rule is the function of the same name in :mod:`.complex_interval`.
 
 The pairwise binary ops (``complexmult``, ``complexadd``, ``complexsub``,
 ``complexdiv``) broadcast a complex scalar (real dim 2) against a complex
@@ -29,7 +30,9 @@ from collections.abc import Callable
 import numpy as np
 
 from ..ir import Node, const, make
+from . import complex_interval as civ
 from .base import Op, declare
+from .complex_interval import interleave as _join
 
 # ----------------------------------------------------------------------------
 # Dimension rules (real dims of the interleaved formulas)
@@ -106,11 +109,6 @@ def _split(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a[..., 0::2], a[..., 1::2]
 
 
-def _join(re, im) -> np.ndarray:
-    re, im = np.broadcast_arrays(re, im)
-    return np.stack([re, im], axis=-1).reshape(re.shape[:-1] + (2 * re.shape[-1],))
-
-
 def _np(f: Callable) -> Callable:
     """The NumPy rule of an op written on (re, im) arrays: ``f(*pairs)``
     returns (re, im) for complex results, one array for real ones."""
@@ -127,8 +125,10 @@ COMPLEX_OPS: set[str] = set()
 
 
 def _declare(name, arity, dim, *, c, numpy, vjp, jvp, method, doc, nattrs=0) -> Op:
+    """Declare a complex op; its interval rule is ``complex_interval.<name>``."""
     COMPLEX_OPS.add(name)
-    return declare(Op(name, arity, dim, c, numpy, vjp, method, False, nattrs, doc, jvp=jvp))
+    rule = getattr(civ, "realscal" if name == "complexrealscal" else name)
+    return declare(Op(name, arity, dim, c, numpy, vjp, method, False, nattrs, doc, jvp, rule))
 
 
 # ----------------------------------------------------------------------------
@@ -347,7 +347,7 @@ _declare(
     vjp=lambda node, g, z: (mult(conj(node), g),),
     jvp=lambda node, t, z: mult(node, t[0]) if t[0] is not None else None,
     method="exp",
-    doc="Complex exponential ``exp(re) (cos(im) + 1j sin(im))``.",
+    doc="Complex exponential ``exp(re) (cos(im) + 1j sin(im))``. Interval rule: loose.",
 )
 _declare(
     "complexsum",
@@ -437,7 +437,7 @@ _declare(
     vjp=_vjp_mult,
     jvp=_jvp_mult,
     method="__mul__",
-    doc="Complex product.",
+    doc="Complex product. Interval rule: loose (parts bounded apart).",
 )
 _declare(
     "complexdiv",
@@ -448,7 +448,7 @@ _declare(
     vjp=_vjp_div,
     jvp=_jvp_div,
     method="__truediv__",
-    doc="Complex division.",
+    doc="Complex division. Interval rule: loose (parts bounded apart).",
 )
 for _name, _sign, _method in (("complexadd", "+", "__add__"), ("complexsub", "-", "__sub__")):
     _declare(

@@ -1,6 +1,7 @@
 """Elementwise ops: each output coordinate from the same coordinate of each
 argument (dimension-1 arguments broadcast). One declaration per op: dim rule,
-C, NumPy, VJP, JVP and LazyTensor method (see :mod:`.base`). A unary op's
+C, NumPy, VJP, JVP, interval rule (:mod:`.interval`; tight unless the op's
+doc says otherwise) and LazyTensor method (see :mod:`.base`). A unary op's
 Jacobian is diagonal, so its JVP is its VJP rule applied to the tangent
 (:func:`.derivatives.self_adjoint`); the n-ary ops declare theirs from their
 partial derivatives (:func:`.derivatives.linear`), with the same conventions
@@ -27,24 +28,27 @@ import numpy as np
 
 from ..ir import const, make
 from . import dims
+from . import interval as iv
 from .base import Op, declare, no_gradient, no_tangent
 from .derivatives import added, chain, linear, masked, self_adjoint
 
 
-def _unary(name: str, *, c, numpy, vjp, doc: str, method: str = "", nattrs: int = 0) -> Op:
+def _unary(
+    name: str, *, c, numpy, vjp, interval, doc: str, method: str = "", nattrs: int = 0
+) -> Op:
     """Declare a unary elementwise op (its LazyTensor method: ``method``, else
     ``name``); its JVP is its VJP on the tangent (diagonal Jacobian)."""
     jvp = no_tangent if vjp is no_gradient else self_adjoint(vjp)
-    return declare(
-        Op(name, 1, dims.keep, c, numpy, vjp, method or name, True, nattrs, doc, jvp=jvp)
-    )
+    op = Op(name, 1, dims.keep, c, numpy, vjp, method or name, True, nattrs, doc, jvp, interval)
+    return declare(op)
 
 
-def _nary(name: str, arity: int, *, c, numpy, vjp, jvp, doc: str, method: str = "") -> Op:
+def _nary(name: str, arity: int, *, c, numpy, vjp, jvp, interval, doc: str, method="") -> Op:
     """Declare a binary or ternary elementwise op."""
-    return declare(
-        Op(name, arity, dims.elementwise, c, numpy, vjp, method or name, True, 0, doc, jvp=jvp)
+    op = Op(
+        name, arity, dims.elementwise, c, numpy, vjp, method or name, True, 0, doc, jvp, interval
     )
+    return declare(op)
 
 
 def _libm(name: str) -> Callable:
@@ -158,6 +162,7 @@ _unary(
     c=lambda e, a: f"(-{a})",
     numpy=np.negative,
     vjp=lambda n, g, x: (make("neg", g),),
+    interval=iv.neg,
     doc="Negation ``-x``.",
     method="__neg__",
 )
@@ -166,6 +171,7 @@ _unary(
     c=_libm("fabs"),
     numpy=np.abs,
     vjp=lambda n, g, x: (make("mul", g, make("sign", x)),),
+    interval=iv.absolute,
     doc="Absolute value ``|x|``.",
 )
 _unary(
@@ -173,6 +179,7 @@ _unary(
     c=lambda e, a: f"{e.exp}({a})",
     numpy=np.exp,
     vjp=chain(lambda n, x: n),
+    interval=iv.increasing(np.exp),
     doc="Elementwise ``exp(x)``.",
 )
 _unary(
@@ -180,6 +187,7 @@ _unary(
     c=lambda e, a: f"{e.log}({a})",
     numpy=np.log,
     vjp=lambda n, g, x: (make("div", g, x),),
+    interval=iv.domain(iv.increasing(np.log), 0.0),
     doc="Natural logarithm ``log(x)``.",
 )
 _unary(
@@ -187,6 +195,7 @@ _unary(
     c=lambda e, a: f"({a} == 0 ? ({e.T})0 : {a} * {e.log}({a}))",
     numpy=_np_xlogx,
     vjp=chain(lambda n, x: make("add", make("log", x), const(1))),
+    interval=iv.xlogx,
     doc="``x * log(x)``, 0 at 0.",
 )
 _unary(
@@ -194,14 +203,23 @@ _unary(
     c=lambda e, a: f"(({e.T})1 / {a})",
     numpy=lambda a: 1 / a,
     vjp=lambda n, g, x: (make("neg", make("mul", g, make("square", n))),),
+    interval=iv.inv,
     doc="Inverse ``1 / x``.",
 )
-_unary("sin", c=_libm("sin"), numpy=np.sin, vjp=chain(lambda n, x: make("cos", x)), doc="Sine.")
+_unary(
+    "sin",
+    c=_libm("sin"),
+    numpy=np.sin,
+    vjp=chain(lambda n, x: make("cos", x)),
+    interval=iv.sin,
+    doc="Sine.",
+)
 _unary(
     "cos",
     c=_libm("cos"),
     numpy=np.cos,
     vjp=chain(lambda n, x: make("neg", make("sin", x))),
+    interval=iv.cos,
     doc="Cosine.",
 )
 _unary(
@@ -209,6 +227,7 @@ _unary(
     c=_libm("tan"),
     numpy=np.tan,
     vjp=chain(lambda n, x: make("add", const(1), make("square", n))),
+    interval=iv.tan,
     doc="Tangent.",
 )
 _unary(
@@ -216,6 +235,7 @@ _unary(
     c=_libm("asin"),
     numpy=np.arcsin,
     vjp=chain(lambda n, x: _rsqrt_of_one_minus_square(x)),
+    interval=iv.domain(iv.increasing(np.arcsin), -1.0, 1.0),
     doc="Arcsine.",
 )
 _unary(
@@ -223,6 +243,7 @@ _unary(
     c=_libm("acos"),
     numpy=np.arccos,
     vjp=chain(lambda n, x: make("neg", _rsqrt_of_one_minus_square(x))),
+    interval=iv.domain(iv.decreasing(np.arccos), -1.0, 1.0),
     doc="Arccosine.",
 )
 _unary(
@@ -230,6 +251,7 @@ _unary(
     c=_libm("atan"),
     numpy=np.arctan,
     vjp=chain(lambda n, x: make("inv", make("add", const(1), make("square", x)))),
+    interval=iv.increasing(np.arctan),
     doc="Arctangent.",
 )
 _unary(
@@ -237,6 +259,7 @@ _unary(
     c=_libm("tanh"),
     numpy=np.tanh,
     vjp=chain(lambda n, x: make("sub", const(1), make("square", n))),
+    interval=iv.increasing(np.tanh),
     doc="Hyperbolic tangent.",
 )
 _unary(
@@ -244,6 +267,7 @@ _unary(
     c=_libm("sinh"),
     numpy=np.sinh,
     vjp=chain(lambda n, x: make("cosh", x)),
+    interval=iv.increasing(np.sinh),
     doc="Hyperbolic sine.",
 )
 _unary(
@@ -251,6 +275,7 @@ _unary(
     c=_libm("cosh"),
     numpy=np.cosh,
     vjp=chain(lambda n, x: make("sinh", x)),
+    interval=iv.even(np.cosh),
     doc="Hyperbolic cosine.",
 )
 _unary(
@@ -258,6 +283,7 @@ _unary(
     c=_libm("sqrt"),
     numpy=np.sqrt,
     vjp=lambda n, g, x: (make("div", g, make("mul", const(2), n)),),
+    interval=iv.sqrt,
     doc="Square root.",
 )
 _unary(
@@ -265,6 +291,7 @@ _unary(
     c=lambda e, a: f"({a} == 0 ? ({e.T})0 : ({e.T})1 / {e.fn('sqrt')}({a}))",
     numpy=_np_rsqrt,
     vjp=_vjp_rsqrt,
+    interval=iv.rsqrt,
     doc="``1 / sqrt(x)``, and 0 at 0 (pykeops' convention).",
 )
 _unary(
@@ -272,6 +299,7 @@ _unary(
     c=lambda e, a: f"({a} * {a})",
     numpy=np.square,
     vjp=lambda n, g, x: (make("mul", make("mul", const(2), g), x),),
+    interval=iv.square,
     doc="``x * x``.",
 )
 _unary(
@@ -279,6 +307,7 @@ _unary(
     c=lambda e, a: f"({a} < 0 ? ({e.T})0 : {a})",
     numpy=_np_relu,
     vjp=lambda n, g, x: (make("mul", g, make("gt", x, const(0))),),
+    interval=iv.relu,
     doc="``max(x, 0)``.",
 )
 _unary(
@@ -286,6 +315,7 @@ _unary(
     c=lambda e, a: (f"({a} >= 0 ? ({e.T})1 : {a})", lambda t: f"({a} < 0 ? ({e.T})0 : {t})"),
     numpy=_np_step,
     vjp=no_gradient,
+    interval=iv.step,
     doc="1 where ``x >= 0``, 0 where ``x < 0``.",
 )
 _unary(
@@ -293,6 +323,7 @@ _unary(
     c=lambda e, a: (f"({a} < 0 ? ({e.T})-1 : {a})", lambda t: f"({a} > 0 ? ({e.T})1 : {t})"),
     numpy=_np_sign,
     vjp=no_gradient,
+    interval=iv.sign,
     doc="-1, 0 or 1 by the sign of ``x`` (NaN stays NaN).",
 )
 _unary(
@@ -300,26 +331,45 @@ _unary(
     c=lambda e, a: f"({a} == 0 ? ({e.T})1 : {e.fn('sin')}({a}) / {a})",
     numpy=_np_sinxdivx,
     vjp=chain(_sinxdivx_derivative),
-    doc="``sin(x) / x``, 1 at 0.",
+    interval=iv.sinxdivx,
+    doc=(
+        "``sin(x) / x``, 1 at 0. Interval rule: tight within ``[-pi, pi]``, "
+        "loose beyond (``1 / |x|``)."
+    ),
 )
-_unary("floor", c=_libm("floor"), numpy=np.floor, vjp=no_gradient, doc="Round down.")
+_unary(
+    "floor",
+    c=_libm("floor"),
+    numpy=np.floor,
+    vjp=no_gradient,
+    interval=iv.increasing(np.floor),
+    doc="Round down.",
+)
 _unary(
     "pow",
     c=_c_pow,
     numpy=_np_pow,
     vjp=_vjp_pow,
+    interval=iv.power,
     doc="``x ** n`` for an integer ``n``.",
     method="__pow__",
     nattrs=1,
 )
 _unary(
-    "round", c=_c_round, numpy=_np_round, vjp=no_gradient, doc="Round to ``d`` decimals.", nattrs=1
+    "round",
+    c=_c_round,
+    numpy=_np_round,
+    vjp=no_gradient,
+    interval=iv.rounded,
+    doc="Round to ``d`` decimals.",
+    nattrs=1,
 )
 _unary(
     "clampint",
     c=_c_clampint,
     numpy=_np_clampint,
     vjp=_vjp_clampint,
+    interval=iv.clampint,
     doc="Clamp to integer bounds ``[a, b]``.",
     nattrs=2,
 )
@@ -408,6 +458,7 @@ def _compare(name: str, c_op: str, np_fn, method: str) -> None:
         numpy=_np_compare(np_fn),
         vjp=no_gradient,
         jvp=no_tangent,
+        interval=iv.compare(name),
         doc=f"1 where ``x {c_op} y``, else 0.",
         method=method,
     )
@@ -420,6 +471,7 @@ _nary(
     numpy=np.add,
     vjp=lambda n, g, a, b: (g, g),
     jvp=lambda n, t, a, b: added(*t),
+    interval=iv.add,
     doc="``x + y``.",
     method="__add__",
 )
@@ -430,6 +482,7 @@ _nary(
     numpy=np.subtract,
     vjp=lambda n, g, a, b: (g, make("neg", g)),
     jvp=lambda n, t, a, b: added(t[0], None if t[1] is None else make("neg", t[1])),
+    interval=iv.sub,
     doc="``x - y``.",
     method="__sub__",
 )
@@ -440,6 +493,7 @@ _nary(
     numpy=np.multiply,
     vjp=lambda n, g, a, b: (make("mul", g, b), make("mul", g, a)),
     jvp=lambda n, t, a, b: linear(t, lambda: b, lambda: a),
+    interval=iv.mul,
     doc="``x * y``.",
     method="__mul__",
 )
@@ -450,6 +504,7 @@ _nary(
     numpy=np.divide,
     vjp=_vjp_div,
     jvp=_jvp_div,
+    interval=iv.div,
     doc="``x / y``.",
     method="__truediv__",
 )
@@ -460,6 +515,7 @@ _nary(
     numpy=np.power,
     vjp=_vjp_powf,
     jvp=_jvp_powf,
+    interval=iv.powf,
     doc="``x ** y`` for a real exponent.",
     method="__pow__",
 )
@@ -470,7 +526,11 @@ _nary(
     numpy=np.arctan2,
     vjp=_vjp_atan2,
     jvp=_jvp_atan2,
-    doc="``atan2(y, x)``.",
+    interval=iv.atan2,
+    doc=(
+        "``atan2(y, x)``. Interval rule: ``[-pi, pi]`` for boxes reaching the "
+        "origin or the negative x-axis."
+    ),
 )
 _compare("eq", "==", np.equal, "__eq__")
 _compare("ne", "!=", np.not_equal, "__ne__")
@@ -485,6 +545,7 @@ _nary(
     numpy=lambda x, a, b: np.where(x < a, a, np.where(x > b, b, x)),
     vjp=_vjp_clamp,
     jvp=_jvp_clamp,
+    interval=iv.clamp,
     doc="Clamp ``x`` to ``[a, b]``.",
 )
 _nary(
@@ -494,6 +555,7 @@ _nary(
     numpy=lambda x, a, b: np.where(x >= 0, a, b),
     vjp=_vjp_ifelse,
     jvp=_jvp_ifelse,
+    interval=iv.ifelse,
     doc="``a`` where ``x >= 0``, ``b`` elsewhere.",
 )
 _nary(
@@ -503,5 +565,6 @@ _nary(
     numpy=lambda x, n, d: x - n * np.floor((x - d) / n),
     vjp=_vjp_mod,
     jvp=_jvp_mod,
-    doc="``x - n * floor((x - d) / n)``.",
+    interval=iv.mod,
+    doc="``x - n * floor((x - d) / n)``. Interval rule: loose (the op's range ``[d, d + n]``).",
 )

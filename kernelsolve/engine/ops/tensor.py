@@ -10,8 +10,10 @@ to position ``perm[k]`` (``np.transpose(T, np.argsort(perm))``), flattened
 row-major. The op's attributes are these five tuples of ints.
 
 Its rules: C (each output coordinate a sum of products, unrolled), NumPy
-(``einsum``), VJP and JVP (it is bilinear: each derivative is a tensor dot
-of the same shape, built by :func:`tensordot`). The IR builders
+(``einsum``), interval (the same sums of products in interval arithmetic:
+tight when no coordinate appears twice in one sum), VJP and JVP (it is
+bilinear: each derivative is a tensor dot of the same shape, built by
+:func:`tensordot`). The IR builders
 :func:`tensordot` and :func:`kron` check their arguments and are what the
 formula-string parser maps ``TensorDot(...)`` and ``Kron(...)`` to.
 """
@@ -25,6 +27,7 @@ import string
 import numpy as np
 
 from ..ir import Node, make
+from . import interval as iv
 from .base import Op, declare
 
 __all__ = ["kron", "tensordot"]
@@ -84,9 +87,10 @@ def _out_axes(attrs):
     return order
 
 
-def _c(e, node, a, b):
-    dimfa, dimfb, contfa, contfb, _ = node.attrs
-    shapes, out_axes = (dimfa, dimfb), _out_axes(node.attrs)
+def _terms(attrs) -> list[list[tuple[int, int]]]:
+    """For each output coordinate, the (index in a, index in b) of its terms."""
+    dimfa, dimfb, contfa, contfb, _ = attrs
+    shapes, out_axes = (dimfa, dimfb), _out_axes(attrs)
     cont_shape = [dimfa[k] for k in contfa]
     coords = []
     for out_index in itertools.product(*[range(shapes[s][k]) for s, k in out_axes]):
@@ -99,9 +103,21 @@ def _c(e, node, a, b):
                 idx[0][ka], idx[1][kb] = v, v
             ia = int(np.ravel_multi_index(idx[0], dimfa)) if dimfa else 0
             ib = int(np.ravel_multi_index(idx[1], dimfb)) if dimfb else 0
-            terms.append(f"{a[ia]} * {b[ib]}")
-        coords.append(e.sum(terms))
-    return e.define(coords)
+            terms.append((ia, ib))
+        coords.append(terms)
+    return coords
+
+
+def _c(e, node, a, b):
+    return e.define([e.sum([f"{a[ia]} * {b[ib]}" for ia, ib in t]) for t in _terms(node.attrs)])
+
+
+def _interval(a, b, *attrs):
+    """Each output coordinate's sum of products, in interval arithmetic."""
+    index = np.array(_terms(attrs), dtype=np.int64)  # (n_out, n_terms, 2)
+    ia, ib = index[..., 0], index[..., 1]
+    lo, hi = iv.total(*iv.mul((a[0][..., ia], a[1][..., ia]), (b[0][..., ib], b[1][..., ib])))
+    return lo[..., 0], hi[..., 0]
 
 
 def _numpy(a, b, dimfa, dimfb, contfa, contfb, perm):
@@ -168,6 +184,7 @@ declare(
             "TensorDot; an optional permutation moves kept axis k to position perm[k])."
         ),
         jvp=_jvp,
+        interval=_interval,
     )
 )
 

@@ -1,7 +1,8 @@
 """Vector ops: reductions of the inner dimension (sum, max, norms, ...),
 products of vectors and matrices (row-major, flattened), and slicing. One
-declaration per op: dim rule, C, NumPy, VJP, JVP and LazyTensor method (see
-:mod:`.base`).
+declaration per op: dim rule, C, NumPy, VJP, JVP, interval rule (built from
+:mod:`.interval`; tight unless the op's doc says otherwise) and LazyTensor
+method (see :mod:`.base`).
 
 Non-differentiable points: ``max``/``min`` split the cotangent evenly
 between the coordinates equal to the extremum (as torch's ``amax``; exact
@@ -19,15 +20,15 @@ import numpy as np
 
 from ..ir import const, make
 from . import dims
+from . import interval as iv
 from .base import OPS, Op, declare, no_gradient, no_tangent
 from .derivatives import added, bilinear, place, self_adjoint
 
 
-def _vector(name, arity, dim, *, c, numpy, vjp, jvp, doc, method="", nattrs=0) -> Op:
+def _vector(name, arity, dim, *, c, numpy, vjp, jvp, interval, doc, method="", nattrs=0) -> Op:
     """Declare a non-elementwise op (``c(e, node, *args)``, see :class:`.base.Op`)."""
-    return declare(
-        Op(name, arity, dim, c, numpy, vjp, method or name, False, nattrs, doc, jvp=jvp)
-    )
+    op = Op(name, arity, dim, c, numpy, vjp, method or name, False, nattrs, doc, jvp, interval)
+    return declare(op)
 
 
 def _unary_jvp(rule):
@@ -99,6 +100,43 @@ def _vjp_normalize(node, g, x):
     return (make("mul", r, make("sub", g, make("mul", node, make("scalprod", node, g)))),)
 
 
+def _iv_sum(x):
+    return iv.total(*x)
+
+
+def _iv_extremum(pick):
+    """``max`` and ``min`` are non-decreasing in every coordinate."""
+    return lambda x: (pick(x[0], axis=-1, keepdims=True), pick(x[1], axis=-1, keepdims=True))
+
+
+def _iv_argument(x):
+    """Loose: any index ``[0, dim - 1]``."""
+    lo = np.zeros(x[0].shape[:-1] + (1,))
+    return lo, lo + (x[0].shape[-1] - 1)
+
+
+def _iv_sqnorm2(x):
+    return iv.total(*iv.square(x), nonneg=True)
+
+
+def _iv_norm2(x):
+    return iv.sqrt(_iv_sqnorm2(x))
+
+
+def _iv_normalize(x):
+    """``x_k / |x|``: within ``[-1, 1]`` on the side of ``x_k``'s signs, and
+    ``x_k rsqrt(|x|^2)`` where ``|x|`` stays away from 0 (NaN if ``x`` may be
+    infinite: ``inf * 0``)."""
+    lo = np.where(x[0] < 0, -1.0, 0.0)
+    hi = np.where(x[1] > 0, 1.0, 0.0)
+    sq = _iv_sqnorm2(x)
+    q_lo, q_hi = iv.mul(x, iv.rsqrt(sq))
+    apart = sq[0] > 0
+    lo = np.where(apart, np.maximum(lo, q_lo), lo)
+    hi = np.where(apart, np.minimum(hi, q_hi), hi)
+    return iv.nan_where(iv.unbounded(x).any(axis=-1, keepdims=True), lo, hi)
+
+
 _vector(
     "sum",
     1,
@@ -107,6 +145,7 @@ _vector(
     numpy=_keepdims(np.sum),
     vjp=lambda node, g, x: (make("mul", g, const(1, x.dim)),),
     jvp=_unary_jvp(lambda node, t, x: make("sum", t)),
+    interval=_iv_sum,
     doc="Sum of the coordinates.",
 )
 for _name, _cmp, _pick in (("max", ">", np.max), ("min", "<", np.min)):
@@ -118,6 +157,7 @@ for _name, _cmp, _pick in (("max", ">", np.max), ("min", "<", np.min)):
         numpy=_keepdims(_pick),
         vjp=lambda node, g, x: (make("mul", g, _extremum_share(node, x)),),
         jvp=_unary_jvp(lambda node, t, x: make("scalprod", t, _extremum_share(node, x))),
+        interval=_iv_extremum(_pick),
         doc=f"The {_name}imum coordinate (NaN propagates).",
     )
 for _name, _cmp, _pick in (("argmax", ">", np.argmax), ("argmin", "<", np.argmin)):
@@ -129,7 +169,11 @@ for _name, _cmp, _pick in (("argmax", ">", np.argmax), ("argmin", "<", np.argmin
         numpy=_np_arg(_pick),
         vjp=no_gradient,
         jvp=no_tangent,
-        doc=f"Index of the {_name[3:]}imum coordinate (first NaN if any), as a float.",
+        interval=_iv_argument,
+        doc=(
+            f"Index of the {_name[3:]}imum coordinate (first NaN if any), as a float. "
+            "Interval rule: loose (any index)."
+        ),
     )
 _vector(
     "sqnorm2",
@@ -139,6 +183,7 @@ _vector(
     numpy=lambda a: (a * a).sum(axis=-1, keepdims=True),
     vjp=lambda node, g, x: (make("mul", make("mul", const(2), g), x),),
     jvp=_unary_jvp(lambda node, t, x: make("mul", const(2), make("scalprod", x, t))),
+    interval=_iv_sqnorm2,
     doc="Squared Euclidean norm ``|x|^2``.",
 )
 _vector(
@@ -151,6 +196,7 @@ _vector(
     jvp=_unary_jvp(
         lambda node, t, x: make("mul", make("scalprod", x, t), make("rsqrt", make("sqnorm2", x)))
     ),
+    interval=_iv_norm2,
     doc="Euclidean norm ``|x|``.",
 )
 _vector(
@@ -161,7 +207,8 @@ _vector(
     numpy=_np_normalize,
     vjp=_vjp_normalize,
     jvp=self_adjoint(_vjp_normalize),
-    doc="``x / |x|``, and 0 for the zero vector.",
+    interval=_iv_normalize,
+    doc="``x / |x|``, and 0 for the zero vector. Interval rule: loose (within ``[-1, 1]``).",
 )
 
 # ----------------------------------------------------------------------------
@@ -273,6 +320,70 @@ def _np_tensorprod(a, b):
     return out.reshape(out.shape[:-2] + (-1,))
 
 
+def _iv_scalprod(a, b):
+    return iv.total(*iv.mul(a, b))
+
+
+def _iv_sqdist(a, b):
+    """Per coordinate, the exact range of ``|x - y|`` over the two intervals
+    (0 where they overlap, the gap between them otherwise; the far ends'
+    distance), squared and summed: tight for boxes. Coordinate after
+    coordinate: no ``(..., dim)`` temporaries of the broadcast shape."""
+    n = a[0].shape[-1]
+    s_lo = s_hi = 0.0
+    for k in range(n):
+        (al, ah), (bl, bh) = (v[..., k : k + 1] for v in a), (v[..., k : k + 1] for v in b)
+        near = np.maximum(np.maximum(al - bh, bl - ah), 0.0)
+        s_lo = s_lo + near * near
+        far = np.maximum(ah - bl, bh - al)
+        s_hi = s_hi + far * far
+    # terms >= 0: the rounding of a sum in any order is within n eps of it
+    s_lo, s_hi = s_lo * (1 - n * iv.EPS), s_hi * (1 + n * iv.EPS)
+    if np.isinf(a[0]).any() or np.isinf(a[1]).any():  # inf - inf where both may be inf
+        same_inf = ((a[1] == iv.INF) & (b[1] == iv.INF)) | ((a[0] == -iv.INF) & (b[0] == -iv.INF))
+        return iv.nan_where(same_inf.any(axis=-1, keepdims=True), s_lo, s_hi)
+    return s_lo, s_hi
+
+
+def _iv_weightedsqnorm(s, x):
+    D = x[0].shape[-1]
+    if s[0].shape[-1] in (1, D):  # s_k x_k x_k, as NumPy (0 * inf per coordinate)
+        return iv.total(*iv.mul(s, iv.square(x)))
+    # full: sum_kl S_kl x_k x_l, the diagonal terms as squares (tighter)
+    outer = _iv_tensorprod(x, x)
+    sq = iv.square(x)
+    diag = np.arange(D) * (D + 1)
+    outer = tuple(o.copy() for o in np.broadcast_arrays(*outer))
+    for o, q in zip(outer, sq):
+        o[..., diag] = q
+    return iv.total(*iv.mul(s, outer))
+
+
+def _rows(a, n: int):
+    """``(lo, hi)`` of a flattened row-major matrix, as ``(..., n, p)``."""
+    return tuple(v.reshape(v.shape[:-1] + (n, v.shape[-1] // n)) for v in a)
+
+
+def _iv_matvec(A, v):
+    n = A[0].shape[-1] // v[0].shape[-1]
+    lo, hi = iv.total(*iv.mul(_rows(A, n), (v[0][..., None, :], v[1][..., None, :])))
+    return lo[..., 0], hi[..., 0]
+
+
+def _iv_vecmat(v, A):
+    n = v[0].shape[-1]
+    prods = iv.mul(_rows(A, n), (v[0][..., :, None], v[1][..., :, None]))
+    lo, hi = iv.total(*(np.swapaxes(p, -1, -2) for p in prods))
+    return lo[..., 0], hi[..., 0]
+
+
+def _iv_tensorprod(a, b):
+    out = iv.mul(
+        (a[0][..., :, None], a[1][..., :, None]), (b[0][..., None, :], b[1][..., None, :])
+    )
+    return tuple(o.reshape(o.shape[:-2] + (-1,)) for o in out)
+
+
 _vector(
     "scalprod",
     2,
@@ -281,6 +392,7 @@ _vector(
     numpy=lambda a, b: (a * b).sum(axis=-1, keepdims=True),
     vjp=lambda node, g, a, b: (make("mul", g, b), make("mul", g, a)),
     jvp=lambda node, t, a, b: bilinear("scalprod", t, a, b),
+    interval=_iv_scalprod,
     doc="Scalar product ``<x, y>``.",
     method="__or__",
 )
@@ -292,6 +404,7 @@ _vector(
     numpy=lambda a, b: ((a - b) ** 2).sum(axis=-1, keepdims=True),
     vjp=_vjp_sqdist,
     jvp=_jvp_sqdist,
+    interval=_iv_sqdist,
     doc="Squared distance ``|x - y|^2``.",
 )
 _vector(
@@ -302,7 +415,11 @@ _vector(
     numpy=_np_weightedsqnorm,
     vjp=_vjp_weightedsqnorm,
     jvp=_jvp_weightedsqnorm,
-    doc="``x^T S x`` with weights ``S`` of dim 1, D (diagonal) or D*D (full, row-major).",
+    interval=_iv_weightedsqnorm,
+    doc=(
+        "``x^T S x`` with weights ``S`` of dim 1, D (diagonal) or D*D (full, row-major). "
+        "Interval rule: tight but for full ``S`` (loose: ``x_k x_l`` bounded apart)."
+    ),
 )
 _vector(
     "matvecmult",
@@ -312,6 +429,7 @@ _vector(
     numpy=_np_matvec,
     vjp=lambda node, g, A, v: (make("tensorprod", g, v), make("vecmatmult", g, A)),
     jvp=lambda node, t, A, v: bilinear("matvecmult", t, A, v),
+    interval=_iv_matvec,
     doc="Matrix (row-major, dim n*p) times vector (dim p): dim n.",
 )
 _vector(
@@ -322,6 +440,7 @@ _vector(
     numpy=_np_vecmat,
     vjp=lambda node, g, v, A: (make("matvecmult", A, g), make("tensorprod", v, g)),
     jvp=lambda node, t, v, A: bilinear("vecmatmult", t, v, A),
+    interval=_iv_vecmat,
     doc="Vector (dim n) times matrix (row-major, dim n*p): dim p.",
 )
 _vector(
@@ -332,6 +451,7 @@ _vector(
     numpy=_np_tensorprod,
     vjp=lambda node, g, a, b: (make("matvecmult", g, b), make("vecmatmult", a, g)),
     jvp=lambda node, t, a, b: bilinear("tensorprod", t, a, b),
+    interval=_iv_tensorprod,
     doc="Outer product (dims n and p): dim n*p, row-major.",
 )
 
@@ -357,6 +477,15 @@ def _np_onehot(x, D):
     return (np.round(x) == np.arange(D, dtype=x.dtype)).astype(x.dtype)
 
 
+def _iv_onehot(x, D):
+    """Coordinate k is 1 where ``round(x)`` is surely k, 0 where it cannot be."""
+    r_lo, r_hi = np.round(x[0]), np.round(x[1])
+    k = np.arange(D, dtype=np.float64)
+    return np.where((r_lo == r_hi) & (r_lo == k), 1.0, 0.0), np.where(
+        (r_lo <= k) & (k <= r_hi), 1.0, 0.0
+    )
+
+
 _vector(
     "elem",
     1,
@@ -365,6 +494,7 @@ _vector(
     numpy=lambda a, m: a[..., m : m + 1],
     vjp=lambda node, g, x: (place(g, node.attrs[0], x.dim),),
     jvp=_unary_jvp(lambda node, t, x: make("elem", t, attrs=node.attrs)),
+    interval=lambda x, m: (x[0][..., m : m + 1], x[1][..., m : m + 1]),
     doc="The coordinate ``x[m]``.",
     nattrs=1,
 )
@@ -376,6 +506,7 @@ _vector(
     numpy=lambda a, start, d: a[..., start : start + d],
     vjp=lambda node, g, x: (place(g, node.attrs[0], x.dim),),
     jvp=_unary_jvp(lambda node, t, x: make("extract", t, attrs=node.attrs)),
+    interval=lambda x, start, d: (x[0][..., start : start + d], x[1][..., start : start + d]),
     doc="The coordinates ``x[start:start + d]``.",
     nattrs=2,
 )
@@ -390,6 +521,7 @@ _vector(
         make("extract", g, attrs=(a.dim, b.dim)),
     ),
     jvp=_jvp_concat,
+    interval=lambda a, b: (_np_concat(a[0], b[0]), _np_concat(a[1], b[1])),
     doc="Concatenation along the inner dimension.",
 )
 _vector(
@@ -400,6 +532,7 @@ _vector(
     numpy=_np_onehot,
     vjp=no_gradient,
     jvp=no_tangent,
+    interval=_iv_onehot,
     doc="One-hot vector of dimension D at index ``round(x)``.",
     method="one_hot",
     nattrs=1,
