@@ -211,8 +211,8 @@ def prune_plan(
     ...     far = np.maximum(bj.hi.T - bi.lo, bi.hi - bj.lo.T)
     ...     return gap**2, far**2
     >>> plan = prune_plan((x, x), (ir.I, ir.J), 1, sqdist, cells=2.0)
-    >>> plan.keep.astype(int).tolist()[0]
-    [1, 0, 0, 0]
+    >>> plan.keep.astype(int).tolist()[0]  # [2, 3] touches T = 1: kept
+    [1, 1, 0, 0]
     """
     xi, si = _points(leaves, cats, ir.I)
     yj, sj = _points(leaves, cats, ir.J)
@@ -319,7 +319,7 @@ def pruned_kmin(
     ...     gap = np.maximum(0, np.maximum(bj.lo.T - bi.hi, bi.lo - bj.hi.T))
     ...     return gap**2, np.maximum(bj.hi.T - bi.lo, bi.hi - bj.lo.T) ** 2
     >>> pruned_kmin(F, (x, x), (ir.I, ir.J), 2, interval=sqdist, cells=2.0)[:3].tolist()
-    [[0, 1], [0, 1], [1, 2]]
+    [[0, 1], [1, 0], [2, 1]]
     """
     key = reduction.lower() if isinstance(reduction, str) else reduction
     if key not in _NAMES:
@@ -340,7 +340,7 @@ def pruned_kmin(
             leaves, cats, K, interval, cluster_size=cluster_size, cells=cells, slack=slack
         )
     M, N = len(plan.perm_i), len(plan.perm_j)
-    if M == 0 or N == 0:
+    if M == 0 or K >= N:  # nothing to prune: every column is needed (K > N: dense's error)
         return dispatch.reduce(request)
     vals, idx, redo = _fast(request, plan, K)
     if not kfamily:
