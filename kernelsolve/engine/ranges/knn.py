@@ -70,6 +70,8 @@ _NAMES = {
 
 #: bound entries (i-clusters x j-clusters) evaluated per call of ``interval``
 CHUNK_PAIRS = 1 << 22
+#: default cluster sizes keep the bound matrix (i-clusters x j-clusters) below this
+MAX_BLOCK_PAIRS = 2e7
 
 
 class Boxes(NamedTuple):
@@ -198,12 +200,21 @@ def _points(leaves, cats, cat: int) -> tuple[np.ndarray, dict]:
 
 
 def prune_plan(
-    leaves, cats, K: int, interval: Callable, *, cluster_size: int = 256, cells=None,
-    slack: float = 2.0**-10,
+    leaves, cats, K: int, interval: Callable, *, formula: ir.Node | None = None,
+    cluster_size: int | None = None, cells=None, slack: float = 2.0**-10,
+    options: ReductionOptions = DEFAULT_OPTIONS,
 ) -> PrunePlan:  # fmt: skip
     """Cluster the i- and j-points of ``leaves`` and keep the block pairs that
     can hold one of the ``K`` smallest values of a row (see the module
     docstring for the threshold and ``interval``'s contract).
+
+    With ``formula`` (the scalar F of ``interval``), the thresholds are
+    tightened by one cheap block-sparse ``Kmin`` over the blocks that define
+    them: ``T_a`` becomes the largest computed K-th value of a row of a over
+    those blocks (at most the bound's ``T_a``, and still >= every row's K-th
+    value), which keeps about 7x fewer blocks on uniform 3-D points.
+    ``cluster_size`` None: 64 points per cell, raised so that the bound
+    matrix has at most about 2e7 entries (the bound is evaluated on all pairs).
 
     >>> x = np.arange(8.0)[:, None]
     >>> def sqdist(bi, bj):  # a sound interval of (x - y)^2 on 1-D boxes
@@ -216,13 +227,34 @@ def prune_plan(
     """
     xi, si = _points(leaves, cats, ir.I)
     yj, sj = _points(leaves, cats, ir.J)
+    if cluster_size is None:
+        cluster_size = max(64, int(np.sqrt(len(xi) * len(yj) / MAX_BLOCK_PAIRS)) + 1)
     perm_i, ranges_i, (lo_i, hi_i) = grid_boxes(xi, cluster_size, cells)
     perm_j, ranges_j, (lo_j, hi_j) = grid_boxes(yj, cluster_size, cells)
     bi, bj = Boxes(lo_i, hi_i, si), Boxes(lo_j, hi_j, sj)
+    keep, lo_kept, counting, T, nan_block = _bound_pass(bi, bj, ranges_j, K, interval, slack)
+    plan = PrunePlan(perm_i, perm_j, ranges_i, ranges_j, keep, nan_block)
+    if formula is None or not np.isfinite(T).any():
+        return plan
+    T2 = _refined_thresholds(plan, formula, leaves, cats, K, counting, T, options)
+    rows = np.nonzero(keep)[0]
+    with np.errstate(invalid="ignore"):
+        pruned = lo_kept - T2[rows] > slack * (np.abs(lo_kept) + np.abs(T2[rows]))
+    keep[keep] = ~pruned  # NaN bounds compare False: never pruned
+    return plan
+
+
+def _bound_pass(bi: Boxes, bj: Boxes, ranges_j, K: int, interval: Callable, slack: float):
+    """The bounds on all block pairs, by chunks of i-clusters: ``(keep, lo of
+    the kept pairs in row-major order, counting, T, nan_block)``, where
+    ``counting`` marks the blocks that define each row's threshold ``T``."""
     counts = ranges_j[:, 1] - ranges_j[:, 0]
-    Ci, Cj = len(ranges_i), len(ranges_j)
+    Ci, Cj = len(bi.lo), len(bj.lo)
     keep = np.ones((Ci, Cj), dtype=bool)
+    counting = np.zeros((Ci, Cj), dtype=bool)
+    T_all = np.full(Ci, np.inf)
     nan_block = np.zeros(Ci, dtype=bool)
+    lo_kept = []
     step = max(1, CHUNK_PAIRS // max(Cj, 1))
     for a in range(0, Ci if Cj else 0, step):
         rows = slice(a, min(a + step, Ci))
@@ -234,12 +266,30 @@ def prune_plan(
                 f"(i-clusters, j-clusters), got {lo.shape} and {hi.shape}"
             )
         nan = np.isnan(lo) | np.isnan(hi)
-        T = _thresholds(np.where(nan, np.inf, hi), counts, K)[:, None]
+        hi = np.where(nan, np.inf, hi)
+        T = _thresholds(hi, counts, K)
+        T_all[rows] = T
+        T = T[:, None]
         with np.errstate(invalid="ignore"):
             pruned = lo - T > slack * (np.abs(lo) + np.abs(T))
-        keep[rows] = ~pruned | nan
+        keep[rows] = k = ~pruned | nan
+        counting[rows] = (hi <= T) & np.isfinite(T)
+        lo_kept.append(lo[k])
         nan_block[rows] = nan.any(axis=1)
-    return PrunePlan(perm_i, perm_j, ranges_i, ranges_j, keep, nan_block)
+    lo_kept = np.concatenate(lo_kept) if lo_kept else np.zeros(0)
+    return keep, lo_kept, counting, T_all, nan_block
+
+
+def _refined_thresholds(plan: PrunePlan, formula, leaves, cats, K, counting, T, options):
+    """Per i-cluster: min(T, the largest computed K-th value of its rows over
+    the ``counting`` blocks) (T where that is NaN)."""
+    host = _host_leaves(leaves, cats, plan.perm_i, plan.perm_j)
+    ranges = from_matrix(plan.ranges_i, plan.ranges_j, counting)
+    req = ReductionRequest(formula, "kmin", host, tuple(cats), 1, None, K, options, ranges)
+    v = np.asarray(arrays.to_host(dispatch.reduce(req))).reshape(len(plan.perm_i), K)
+    starts = plan.ranges_i[:, 0]
+    worst = np.maximum.reduceat(v[:, K - 1].astype(np.float64), starts) if len(starts) else T
+    return np.where(np.isnan(worst), T, np.minimum(T, worst))
 
 
 def _thresholds(hi: np.ndarray, counts: np.ndarray, K: int) -> np.ndarray:
@@ -270,7 +320,7 @@ def pruned_kmin(
     *,
     reduction: str = "argKmin",
     interval: Callable,
-    cluster_size: int = 256,
+    cluster_size: int | None = None,
     cells=None,
     slack: float = 2.0**-10,
     options: ReductionOptions = DEFAULT_OPTIONS,
@@ -335,13 +385,14 @@ def pruned_kmin(
         raise ValueError(f"pruned_kmin: the formula must be scalar (dim 1), got dim {formula.dim}")
     leaves, cats = tuple(leaves), tuple(cats)
     request = ReductionRequest(formula, name, leaves, cats, 1, None, K, options)
-    if plan is None:
-        plan = prune_plan(
-            leaves, cats, K, interval, cluster_size=cluster_size, cells=cells, slack=slack
-        )
-    M, N = len(plan.perm_i), len(plan.perm_j)
+    M, N = (_count(leaves, cats, c) for c in (ir.I, ir.J))
     if M == 0 or K >= N:  # nothing to prune: every column is needed (K > N: dense's error)
         return dispatch.reduce(request)
+    if plan is None:
+        plan = prune_plan(
+            leaves, cats, K, interval, formula=formula, cluster_size=cluster_size,
+            cells=cells, slack=slack, options=options,
+        )  # fmt: skip
     vals, idx, redo = _fast(request, plan, K)
     if not kfamily:
         redo |= np.repeat(plan.nan_block, plan.ranges_i[:, 1] - plan.ranges_i[:, 0])
@@ -353,6 +404,16 @@ def pruned_kmin(
         rv, ri = _ordered(request, plan, redo, K if kfamily else 0)
         out_v[redo_orig], out_i[redo_orig] = rv, ri
     return _present(name, out_v, out_i, leaves, cats)
+
+
+def _count(leaves, cats, cat: int) -> int:
+    """The number of points of the variables of category ``cat``."""
+    for x, c in zip(leaves, cats):
+        if c == cat:
+            shape = tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
+            return int(shape[-2]) if len(shape) >= 2 else 0
+    side = "i" if cat == ir.I else "j"
+    raise ValueError(f"pruned_kmin: the formula has no {side}-variable")
 
 
 def _host_leaves(leaves, cats, perm_i, perm_j) -> tuple:
