@@ -98,7 +98,9 @@ def pruned_kmin(
     -------
     The dense reduction's result: arrays (M, K) (values, int64 indices, or
     both as a tuple) for the K-min family, (M, 1) for ``min`` / ``argmin``,
-    in the leaves' library.
+    in the leaves' library and device. The reductions run on the host (CPU
+    target, or the reference without a compiler); values carry no autograd
+    graph. ``K >= N`` (nothing to prune) runs the dense reduction.
 
     Example
     -------

@@ -114,7 +114,11 @@ def grid_boxes(points: np.ndarray, cluster_size: int = 64, cells=None, group=Non
         top = np.where(finite, np.ravel_multi_index(coarse_c, tuple(-(-count // g))), -1)
     elif n and D:
         fine[:] = top[:] = 0
-    perm = np.lexsort((fine, top))
+    total = float(fine.max(initial=0)) + 1
+    if (float(top.max(initial=0)) + 2) * total < 2.0**62:  # one int64 key: one fast sort
+        perm = np.argsort(np.where(top >= 0, top * np.int64(total) + fine, -1), kind="stable")
+    else:
+        perm = np.lexsort((fine, top))
     f, t = fine[perm], top[perm]
     new = np.r_[True, (f[1:] != f[:-1]) | (t[1:] != t[:-1])] if n else np.zeros(0, bool)
     starts = np.flatnonzero(new)
