@@ -171,14 +171,19 @@ def _fast(request: ReductionRequest, plan: PrunePlan, K: int):
         for a in dispatch.reduce(req)
     )
     N = len(plan.perm_j)
-    orig = np.where(j >= 0, plan.perm_j[np.maximum(j, 0)], -1)
-    last, nxt = v[:, K - 1], v[:, K]
-    tie = (last == nxt) | (np.isnan(last) & np.isnan(nxt))
-    redo = tie & (j[:, K] >= 0)
-    v, orig = v[:, :K], orig[:, :K]
-    # empty slots (index -1) rank after every column, +inf values included
-    order = np.lexsort((np.where(orig >= 0, orig, N), v), axis=-1)
-    return np.take_along_axis(v, order, 1), np.take_along_axis(orig, order, 1), redo
+    tie = (v[:, 1:] == v[:, :-1]) | (np.isnan(v[:, 1:]) & np.isnan(v[:, :-1]))
+    redo = tie[:, K - 1] & (j[:, K] >= 0)
+    # one gather; index -1 (an empty slot) reads the appended -1
+    orig = np.append(plan.perm_j, -1)[j[:, :K]]
+    v = v[:, :K]
+    # the kernel sorted by value: only runs of equal values need the original order
+    rows = np.flatnonzero(tie[:, : K - 1].any(axis=1))
+    if len(rows):
+        vr, jr = v[rows], orig[rows]
+        # empty slots (index -1) rank after every column, +inf values included
+        order = np.lexsort((np.where(jr >= 0, jr, N), vr), axis=-1)
+        v[rows], orig[rows] = (np.take_along_axis(a, order, 1) for a in (vr, jr))
+    return v, orig, redo
 
 
 def _ordered(request: ReductionRequest, plan: PrunePlan, redo: np.ndarray, K: int):
@@ -208,7 +213,7 @@ def _ordered(request: ReductionRequest, plan: PrunePlan, redo: np.ndarray, K: in
     req = request._replace(reduction=name, K=K or None, arguments=leaves, ranges=ranges)
     k = max(K, 1)
     v, j = (np.asarray(arrays.to_host(a)).reshape(len(rows), k) for a in dispatch.reduce(req))
-    return v, np.where(j >= 0, cand_all[np.maximum(j, 0)], -1)
+    return v, np.append(cand_all, -1)[j]
 
 
 def _present(name: str, v: np.ndarray, j: np.ndarray, leaves, cats):
