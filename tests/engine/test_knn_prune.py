@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kernelsolve.engine import dispatch, ir
-from kernelsolve.engine.ranges import knn
+from kernelsolve.engine.ranges import knn, prune
 from kernelsolve.engine.request import ReductionRequest
 
 IJ = (ir.I, ir.J)
@@ -25,7 +25,11 @@ def provisional_sqdist_interval(bi, bj):
     """PROVISIONAL sound interval of |x - y|^2 for x in the i-boxes, y in the
     j-boxes: per coordinate, the gap max(0, lo_j - hi_i, lo_i - hi_j) gives
     the lower bound, the farthest corners the upper one (NaN boxes: NaN)."""
-    li, hi_, lj, hj = bi.lo[:, None], bi.hi[:, None], bj.lo[None], bj.hi[None]
+    return _sqdist_boxes(bi.lo, bi.hi, bj.lo, bj.hi)
+
+
+def _sqdist_boxes(lo_i, hi_i, lo_j, hi_j):
+    li, hi_, lj, hj = lo_i[:, None], hi_i[:, None], lo_j[None], hi_j[None]
     gap = np.maximum(0, np.maximum(lj - hi_, li - hj))
     far = np.maximum(hj - li, hi_ - lj)
     return (gap**2).sum(-1), (far**2).sum(-1)
@@ -81,7 +85,7 @@ def test_ties_take_the_recompute_path():
     rng = np.random.default_rng(7)
     x = _points("grid", rng, 800, 2)
     F = _sqdist(2)
-    plan = knn.prune_plan((x, x), IJ, 5, provisional_sqdist_interval, cluster_size=30)
+    plan = prune.prune_plan((x, x), IJ, 5, provisional_sqdist_interval, cluster_size=30)
     request = ReductionRequest(F, "kmin_argkmin", (x, x), IJ, 1, None, 5)
     _, fast_idx, redo = knn._fast(request, plan, 5)
     assert redo.any()
@@ -95,7 +99,7 @@ def test_duplicates_k_near_n_and_tiny():
     base = rng.random((7, 2)).astype(np.float32)
     x, y = base[rng.integers(0, 7, 200)], base[rng.integers(0, 7, 150)]
     for K in (1, 5, 16, 148, 149, 150):
-        _check(x, y, K, reds=("kmin_argkmin",), cluster_size=20)
+        _check(x, y, K, reds=("kmin_argkmin", "argkmin", "kmin"), cluster_size=20)
     with pytest.raises(ValueError, match="K=151 exceeds"):  # as the dense reduction
         _check(x, y, 151, reds=("kmin_argkmin",), cluster_size=20)
     _check(x, y, 1, reds=("argmin", "min", "min_argmin"), cluster_size=20)
@@ -121,7 +125,7 @@ def test_nan_points_are_never_pruned():
 def test_pruning_prunes():
     rng = np.random.default_rng(0)
     x = rng.random((10_000, 2)).astype(np.float32)
-    plan = knn.prune_plan((x, x), IJ, 10, provisional_sqdist_interval)
+    plan = prune.prune_plan((x, x), IJ, 10, provisional_sqdist_interval)
     assert plan.kept_fraction() < 0.3
     assert plan.kept_pairs() < 0.4 * x.shape[0] ** 2
 
@@ -130,7 +134,7 @@ def test_torch_and_reuse_of_the_plan():
     rng = np.random.default_rng(1)
     x, y = torch.rand(500, 3, dtype=torch.float64), torch.rand(700, 3, dtype=torch.float64)
     F = _sqdist(3)
-    plan = knn.prune_plan((x, y), IJ, 6, provisional_sqdist_interval, cluster_size=50)
+    plan = prune.prune_plan((x, y), IJ, 6, provisional_sqdist_interval, cluster_size=50)
     assert plan.kept_fraction() < 1.0
     for red in ("Kmin", "argKmin"):
         got = knn.pruned_kmin(
@@ -186,3 +190,43 @@ def test_random_integer_points(M, N, D, K, levels, cluster_size, seed):
     x = rng.integers(0, levels, (M, D)).astype(np.float64)
     y = rng.integers(0, levels, (N, D)).astype(np.float64)
     _check(x, y, K, reds=("kmin_argkmin", "min_argmin"), cluster_size=cluster_size)
+
+
+def test_several_variables_a_parameter_and_negative_values():
+    """F = -exp(-(|x_i - y_j|^2 + p |u_i - w_j|^2)): two variables a side, a
+    parameter, values in [-1, 0) (negative thresholds exercise the slack);
+    the bound reads each variable's box with ``boxes.of(k)``."""
+    rng = np.random.default_rng(11)
+    x, y, u, w = (
+        rng.random((900, 2)),
+        rng.random((700, 2)),
+        rng.random((900, 1)),
+        rng.random((700, 1)),
+    )
+    p = np.array([0.5])
+    X, Y, U = ir.var(0, ir.I, 2), ir.var(1, ir.J, 2), ir.var(2, ir.I, 1)
+    W, P = ir.var(3, ir.J, 1), ir.var(4, ir.P, 1)
+    d2 = ir.make(
+        "add",
+        ir.make("sqnorm2", ir.make("sub", X, Y)),
+        ir.make("mul", P, ir.make("sqnorm2", ir.make("sub", U, W))),
+    )
+    F = ir.make("neg", ir.make("exp", ir.make("neg", d2)))
+    leaves, cats = (x, y, u, w, p), (ir.I, ir.J, ir.I, ir.J, ir.P)
+
+    def interval(bi, bj):
+        lo_xy, hi_xy = _sqdist_boxes(*bi.of(0), *bj.of(1))
+        lo_uw, hi_uw = _sqdist_boxes(*bi.of(2), *bj.of(3))
+        # -exp(-d) increases with d: the bounds of d map to the bounds of F
+        return -np.exp(-(lo_xy + p[0] * lo_uw)), -np.exp(-(hi_xy + p[0] * hi_uw))
+
+    for red, K in (("kmin_argkmin", 7), ("argmin", None), ("min", None)):
+        want = dispatch.reduce(ReductionRequest(F, red, leaves, cats, 1, None, K))
+        got = knn.pruned_kmin(
+            F, leaves, cats, K or 1, reduction=red, interval=interval, cluster_size=30
+        )
+        want, got = (a if isinstance(a, tuple) else (a,) for a in (want, got))
+        for g, wt in zip(got, want):
+            np.testing.assert_array_equal(g, wt, err_msg=red)
+    plan = prune.prune_plan(leaves, cats, 7, interval, formula=F, cluster_size=30)
+    assert plan.kept_fraction() < 0.5
