@@ -230,3 +230,23 @@ def test_several_variables_a_parameter_and_negative_values():
             np.testing.assert_array_equal(g, wt, err_msg=red)
     plan = prune.prune_plan(leaves, cats, 7, interval, formula=F, cluster_size=30)
     assert plan.kept_fraction() < 0.5
+
+
+def test_reduce_pruned_decides_and_transposes():
+    rng = np.random.default_rng(2)
+    x, y = rng.random((12_000, 2)).astype(np.float32), rng.random((9_000, 2)).astype(np.float32)
+    F = _sqdist(2)
+    for axis, leaves, cats in ((1, (x, y), IJ), (0, (y, x), (ir.J, ir.I))):
+        # over i, F reads its i-variable from leaves[0]: swap the categories
+        Fa = F if axis == 1 else ir.swap_ij(F)
+        request = ReductionRequest(Fa, "argkmin", leaves, cats, axis, None, 10)
+        got = knn.reduce_pruned(request, provisional_sqdist_interval)
+        assert got is not None
+        np.testing.assert_array_equal(got, dispatch.reduce(request))
+    small = ReductionRequest(F, "argkmin", (x[:100], y[:100]), IJ, 1, None, 10)
+    assert knn.reduce_pruned(small, provisional_sqdist_interval) is None
+    summed = ReductionRequest(F, "sum", (x, y), IJ)
+    assert knn.reduce_pruned(summed, provisional_sqdist_interval) is None
+    xt = torch.from_numpy(x).requires_grad_()
+    graded = ReductionRequest(F, "kmin", (xt, torch.from_numpy(y)), IJ, 1, None, 10)
+    assert knn.reduce_pruned(graded, provisional_sqdist_interval) is None

@@ -38,7 +38,7 @@ from .. import arrays, dispatch, ir
 from ..request import DEFAULT_OPTIONS, ReductionOptions, ReductionRequest
 from .prune import PrunePlan, host_leaves, prune_plan
 
-__all__ = ["pruned_kmin", "pruning_pays"]
+__all__ = ["pruned_kmin", "pruning_pays", "reduce_pruned"]
 
 # reduction names accepted (pykeops' and the engine's) -> (engine name, K-min family)
 _NAMES = {
@@ -231,6 +231,46 @@ def _present(name: str, v: np.ndarray, j: np.ndarray, leaves, cats):
             for o in outs
         )
     return outs if len(outs) > 1 else outs[0]
+
+
+def reduce_pruned(request: ReductionRequest, interval: Callable, **kw):
+    """``request``'s result by :func:`pruned_kmin` when it is eligible and
+    :func:`pruning_pays` says so, else None (the caller runs it dense).
+
+    Eligible: a K-min, min or argmin reduction (over i or j: over i is
+    transposed), no ``ranges``, a scalar formula, i- and j-variables shaped
+    (n, d) on the host (NumPy or torch CPU without ``requires_grad``), a
+    target other than CUDA. ``interval`` is the bound of the reduction over
+    j (i-boxes first); ``kw`` go to :func:`pruned_kmin`.
+
+    >>> x = np.random.default_rng(0).random((50, 2))
+    >>> r = ReductionRequest(ir.var(0, ir.I, 1), "argkmin", (x, x), (ir.I, ir.J), K=3)
+    >>> reduce_pruned(r, interval=None) is None  # 50 x 50: dense is cheaper
+    True
+    """
+    if request.reduction not in _NAMES or request.ranges is not None:
+        return None
+    if request.axis not in (0, 1) or (request.options.target or "") == "cuda":
+        return None
+    req = request.over_j()
+    if req.formula.dim != 1 or req.weight is not None:
+        return None
+    dims = {ir.I: 0, ir.J: 0}
+    for x, c in zip(req.arguments, req.cats):
+        if c == ir.P:
+            continue
+        if not arrays.is_array(x) or len(x.shape) != 2 or arrays.device(x) != "cpu":
+            return None
+        if getattr(x, "requires_grad", False):
+            return None
+        dims[c] += int(x.shape[1])
+    M, N = _count(req.arguments, req.cats, ir.I), _count(req.arguments, req.cats, ir.J)
+    if not pruning_pays(M, N, max(dims.values())):
+        return None
+    return pruned_kmin(
+        req.formula, req.arguments, req.cats, req.K or 1, reduction=req.reduction,
+        interval=interval, options=req.options, **kw,
+    )  # fmt: skip
 
 
 def pruning_pays(M: int, N: int, dim: int) -> bool:
