@@ -52,7 +52,7 @@ def provisional_sqdist_interval(bi, bj):
     bound) and the farthest corners (upper bound); NaN boxes give NaN."""
     lo = np.zeros((len(bi.lo), len(bj.lo)))
     hi = np.zeros_like(lo)
-    for d in range(bi.lo.shape[1]):
+    for d in range(bi.lo.shape[1]):  # per coordinate: (n_ci, n_cj) temporaries only
         li, ui = bi.lo[:, d, None], bi.hi[:, d, None]
         lj, uj = bj.lo[None, :, d], bj.hi[None, :, d]
         gap = np.maximum(np.maximum(lj - ui, li - uj), 0)

@@ -30,8 +30,9 @@ def provisional_sqdist_interval(bi, bj):
 
 def _sqdist_boxes(lo_i, hi_i, lo_j, hi_j):
     li, hi_, lj, hj = lo_i[:, None], hi_i[:, None], lo_j[None], hi_j[None]
-    gap = np.maximum(0, np.maximum(lj - hi_, li - hj))
-    far = np.maximum(hj - li, hi_ - lj)
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, a block that is kept
+        gap = np.maximum(0, np.maximum(lj - hi_, li - hj))
+        far = np.maximum(hj - li, hi_ - lj)
     return (gap**2).sum(-1), (far**2).sum(-1)
 
 
@@ -117,6 +118,7 @@ def test_nan_points_are_never_pruned():
     x[[3, 50, 51]] = np.nan
     y[[10, 200], 1] = np.nan
     y[[7]] = np.inf
+    x[[9], 0] = -np.inf  # F = +inf on that row, NaN against y[7]
     for K in (1, 5, 16):
         _check(x, y, K, cluster_size=25)
     _check(x, y, 1, reds=("min_argmin",), cluster_size=25)
