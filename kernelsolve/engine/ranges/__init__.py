@@ -6,7 +6,9 @@
 * :mod:`.reference`: the NumPy oracle of a block-sparse reduction;
 * :mod:`.cluster`: ``grid_cluster``, ``cluster_ranges_centroids``,
   ``sort_clusters``, ``from_matrix``, ``swap_axes`` on NumPy arrays and torch
-  tensors (``kernelsolve.keops.{numpy,torch}.cluster`` expose them).
+  tensors (``kernelsolve.keops.{numpy,torch}.cluster`` expose them);
+* :mod:`.prune` and :mod:`.knn`: exact ``Kmin`` / ``argKmin`` / ``min`` /
+  ``argmin`` evaluating only the block pairs a pluggable bound keeps.
 """
 
 from .plan import BlockPlan, block_plan, swap_axes
