@@ -8,13 +8,14 @@ formula F = |x_i - y_j|^2, ``K = --k`` (10).
 
 Timed (best of ``--repeat``, after a warm-up on 500 points that compiles):
 
-* pruned: :func:`~kernelsolve.engine.ranges.knn.pruned_kmin` on all rows,
-  everything included (grid clusters, the bound on all block pairs, the
-  threshold pass, the block-sparse reduction, the tie fix-up); the bound is
-  ``provisional_sqdist_interval`` below (a sound interval of the squared
-  distance between boxes, standing in for the engine's interval rules);
-* dense: our dense argKmin on the first ``--dense-rows`` rows (all N
-  columns), scaled to M rows (the cost is linear in the rows);
+* pruned: ``dispatch.reduce`` of the argKmin request on all rows, which
+  prunes by itself (:func:`~kernelsolve.engine.ranges.knn.reduce_pruned`:
+  grid clusters, the formula's bound from the ops' interval rules on the
+  block pairs, the threshold pass, the block-sparse reduction, the tie
+  fix-up; everything included);
+* dense: our dense argKmin (``dispatch.execute`` of the plan, which does not
+  prune) on the first ``--dense-rows`` rows (all N columns), scaled to M rows
+  (the cost is linear in the rows);
 * cKDTree: ``cKDTree(y)`` (build) plus ``.query(x, k=K, workers=2)``.
 
 Check: the pruned indices equal the dense ones on the dense rows (ties
@@ -46,22 +47,6 @@ from kernelsolve.engine.ranges import knn, prune
 from kernelsolve.engine.request import ReductionRequest
 
 
-def provisional_sqdist_interval(bi, bj):
-    """PROVISIONAL sound interval of |x - y|^2 for x in the i-boxes, y in the
-    j-boxes: per coordinate the gap max(0, lo_j - hi_i, lo_i - hi_j) (lower
-    bound) and the farthest corners (upper bound); NaN boxes give NaN."""
-    lo = np.zeros((len(bi.lo), len(bj.lo)))
-    hi = np.zeros_like(lo)
-    for d in range(bi.lo.shape[1]):  # per coordinate: (n_ci, n_cj) temporaries only
-        li, ui = bi.lo[:, d, None], bi.hi[:, d, None]
-        lj, uj = bj.lo[None, :, d], bj.hi[None, :, d]
-        gap = np.maximum(np.maximum(lj - ui, li - uj), 0)
-        lo += gap * gap
-        far = np.maximum(uj - li, ui - lj)
-        hi += far * far
-    return lo, hi
-
-
 def best_time(fn, repeat: int):
     out, best = None, float("inf")
     for _ in range(repeat):
@@ -86,14 +71,12 @@ def main() -> None:
     F = ir.make("sqnorm2", ir.make("sub", ir.var(0, ir.I, 3), ir.var(1, ir.J, 3)))
     cats = (ir.I, ir.J)
 
-    def pruned(a, b):
-        return knn.pruned_kmin(
-            F, (a, b), cats, K, reduction="argKmin", interval=provisional_sqdist_interval,
-            cluster_size=args.cluster_size,
-        )  # fmt: skip
+    def pruned(a, b):  # prunes by itself when it pays
+        return dispatch.reduce(ReductionRequest(F, "argkmin", (a, b), cats, 1, None, K))
 
     def dense(a, b):
-        return dispatch.reduce(ReductionRequest(F, "argkmin", (a, b), cats, 1, None, K))
+        request = ReductionRequest(F, "argkmin", (a, b), cats, 1, None, K)
+        return dispatch.execute(dispatch.plan(request), request.arguments)
 
     pruned(x[:500], y[:500])  # compiles
     dense(x[:500], y[:500])
@@ -105,7 +88,12 @@ def main() -> None:
     t_query, (_, kd_idx) = best_time(lambda: tree.query(x, k=K, workers=2), args.repeat)
     t_plan, plan = best_time(
         lambda: prune.prune_plan(
-            (x, y), cats, K, provisional_sqdist_interval, formula=F, cluster_size=args.cluster_size
+            (x, y),
+            cats,
+            K,
+            knn.formula_bound(F, (x, y), cats),
+            formula=F,
+            cluster_size=args.cluster_size,
         ),
         args.repeat,
     )

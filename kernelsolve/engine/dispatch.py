@@ -43,6 +43,11 @@ __all__ = ["Plan", "context", "execute", "outputs", "plan", "reduce", "target_ou
 def reduce(request: ReductionRequest):
     """Evaluate ``request``: its reduction of its formula over i or j.
 
+    Nearest-neighbour reductions (``argKmin``, ``Kmin``, ``min``, ``argmin``
+    and their pairs) on many points in few dimensions skip the block pairs
+    that the formula's interval bounds rule out, with the dense result
+    (:func:`.ranges.knn.reduce_pruned`; ties and NaN included).
+
     Returns the caller's array type, shaped like pykeops' results. Arrays are
     float32 or float64, or float16 / bfloat16 (torch; NumPy: float16 only).
     Those two are computed and accumulated in float32 (or float64 with
@@ -61,8 +66,19 @@ def reduce(request: ReductionRequest):
     (dtype('float16'), [2.0, 2.0, 2.0])
     """
     if request.ranges is None:  # dense: execute(plan, leaves), as tools that wrap it call it
+        if request.reduction in _PRUNABLE:
+            from .ranges import knn  # imports this module: looked up at the call
+
+            out = knn.reduce_pruned(request)  # None unless pruning pays (knn.pruning_pays)
+            if out is not None:
+                return out
         return execute(plan(request), request.arguments)
     return execute(plan(request), request.arguments, request.ranges)
+
+
+#: reductions that skip the block pairs their bounds rule out, identically to
+#: the dense result, when it pays (:func:`.ranges.knn.reduce_pruned`)
+_PRUNABLE = frozenset(("argkmin", "kmin", "kmin_argkmin", "argmin", "min", "min_argmin"))
 
 
 def plan(request: ReductionRequest) -> Plan:

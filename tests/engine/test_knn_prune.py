@@ -252,3 +252,26 @@ def test_reduce_pruned_decides_and_transposes():
     xt = torch.from_numpy(x).requires_grad_()
     graded = ReductionRequest(F, "kmin", (xt, torch.from_numpy(y)), IJ, 1, None, 10)
     assert knn.reduce_pruned(graded, provisional_sqdist_interval) is None
+
+
+def test_lazytensor_knn_prunes_by_itself_with_the_ops_bounds(monkeypatch):
+    """Above the cost model's size, K.argKmin / Kmin_argKmin / min_argmin go
+    through the pruned path (bounds from the ops' interval rules) and equal
+    the dense reduction, ties included."""
+    from kernelsolve import Vi, Vj
+
+    rng = np.random.default_rng(5)
+    x = np.round(rng.random((12_000, 2)) * 60).astype(np.float32)  # many ties
+    y = np.round(rng.random((10_000, 2)) * 60).astype(np.float32)
+    D = Vi(x).sqdist(Vj(y))
+    ran = []
+    real = knn.pruned_kmin
+    monkeypatch.setattr(knn, "pruned_kmin", lambda *a, **k: ran.append(1) or real(*a, **k))
+    pruned = [D.argKmin(7, dim=1), D.Kmin_argKmin(3, dim=1), D.min_argmin(dim=1)]
+    assert len(ran) == 3
+    monkeypatch.setattr(dispatch, "_PRUNABLE", frozenset())  # the dense reductions
+    dense = [D.argKmin(7, dim=1), D.Kmin_argKmin(3, dim=1), D.min_argmin(dim=1)]
+    for p, d in zip(pruned, dense):
+        p, d = (p, d) if isinstance(p, tuple) else ((p,), (d,))
+        for a, b in zip(p, d):
+            assert np.array_equal(a, b)

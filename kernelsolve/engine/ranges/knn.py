@@ -38,7 +38,7 @@ from .. import arrays, dispatch, ir
 from ..request import DEFAULT_OPTIONS, ReductionOptions, ReductionRequest
 from .prune import PrunePlan, host_leaves, prune_plan
 
-__all__ = ["pruned_kmin", "pruning_pays", "reduce_pruned"]
+__all__ = ["formula_bound", "pruned_kmin", "pruning_pays", "reduce_pruned"]
 
 # reduction names accepted (pykeops' and the engine's) -> (engine name, K-min family)
 _NAMES = {
@@ -233,7 +233,43 @@ def _present(name: str, v: np.ndarray, j: np.ndarray, leaves, cats):
     return outs if len(outs) > 1 else outs[0]
 
 
-def reduce_pruned(request: ReductionRequest, interval: Callable, **kw):
+def formula_bound(formula: ir.Node, leaves, cats) -> Callable:
+    """The ``interval`` of :func:`pruned_kmin` for a scalar ``formula`` over j,
+    read from the ops' interval rules (:func:`..bounds.formula_interval`), the
+    parameters exact: ``interval(boxes_i, boxes_j) -> (lo, hi)`` of shape
+    ``(n_ci, n_cj)``, NaN where F may be NaN.
+
+    >>> from .prune import Boxes
+    >>> x, y = ir.var(0, ir.I, 1), ir.var(1, ir.J, 1)
+    >>> f = ir.make("sqdist", x, y)
+    >>> bi = Boxes(np.array([[0.0]]), np.array([[1.0]]), {0: slice(0, 1)})
+    >>> bj = Boxes(np.array([[3.0], [0.5]]), np.array([[4.0], [2.0]]), {1: slice(0, 1)})
+    >>> [np.round(a, 6).tolist() for a in formula_bound(f, (None, None), (ir.I, ir.J))(bi, bj)]
+    [[[4.0, 0.0]], [[16.0, 4.0]]]
+    """
+    from ..bounds import formula_interval  # the ops' interval rules (engine layer)
+
+    params = {
+        k: arrays.to_host(x) if arrays.is_array(x) else np.asarray(x, dtype=np.float64)
+        for k, (x, c) in enumerate(zip(leaves, cats))
+        if c == ir.P
+    }
+
+    def interval(bi, bj):
+        boxes = []
+        for k, c in enumerate(cats):
+            side = bi if c == ir.I else bj
+            if c == ir.P:
+                boxes.append(params[k])
+            else:
+                boxes.append(side.of(k) if k in side.slices else None)
+        lo, hi = formula_interval(formula, boxes, cats)
+        return lo[..., 0], hi[..., 0]
+
+    return interval
+
+
+def reduce_pruned(request: ReductionRequest, interval: Callable | None = None, **kw):
     """``request``'s result by :func:`pruned_kmin` when it is eligible and
     :func:`pruning_pays` says so, else None (the caller runs it dense).
 
@@ -241,7 +277,8 @@ def reduce_pruned(request: ReductionRequest, interval: Callable, **kw):
     transposed), no ``ranges``, a scalar formula, i- and j-variables shaped
     (n, d) on the host (NumPy or torch CPU without ``requires_grad``), a
     target other than CUDA. ``interval`` is the bound of the reduction over
-    j (i-boxes first); ``kw`` go to :func:`pruned_kmin`.
+    j (i-boxes first; None: :func:`formula_bound`, from the ops' interval
+    rules); ``kw`` go to :func:`pruned_kmin`.
 
     >>> x = np.random.default_rng(0).random((50, 2))
     >>> r = ReductionRequest(ir.var(0, ir.I, 1), "argkmin", (x, x), (ir.I, ir.J), K=3)
@@ -265,8 +302,10 @@ def reduce_pruned(request: ReductionRequest, interval: Callable, **kw):
             return None
         dims[c] += int(x.shape[1])
     M, N = _count(req.arguments, req.cats, ir.I), _count(req.arguments, req.cats, ir.J)
-    if not pruning_pays(M, N, max(dims.values())):
-        return None
+    if M == 0 or (req.K or 1) >= N or not pruning_pays(M, N, max(dims.values())):
+        return None  # (K >= N: every column is needed; dispatch.reduce runs it dense)
+    if interval is None:
+        interval = formula_bound(req.formula, req.arguments, req.cats)
     return pruned_kmin(
         req.formula, req.arguments, req.cats, req.K or 1, reduction=req.reduction,
         interval=interval, options=req.options, **kw,
