@@ -292,6 +292,12 @@ def reduce_pruned(request: ReductionRequest, interval: Callable | None = None, *
     req = request.over_j()
     if req.formula.dim != 1 or req.weight is not None:
         return None
+    K = req.K if req.K is not None else 1
+    if not isinstance(K, (int, np.integer)) or isinstance(K, bool) or K < 1:
+        return None  # the dense path words the error
+    used = {req.cats[v.attrs[0]] for v in ir.variables(req.formula)}
+    if not {ir.I, ir.J} <= used:  # boxes on both sides, or nothing to prune
+        return None
     dims = {ir.I: 0, ir.J: 0}
     for x, c in zip(req.arguments, req.cats):
         if c == ir.P:
@@ -302,7 +308,7 @@ def reduce_pruned(request: ReductionRequest, interval: Callable | None = None, *
             return None
         dims[c] += int(x.shape[1])
     M, N = _count(req.arguments, req.cats, ir.I), _count(req.arguments, req.cats, ir.J)
-    if M == 0 or (req.K or 1) >= N or not pruning_pays(M, N, max(dims.values())):
+    if M == 0 or K >= N or not pruning_pays(M, N, max(dims.values())):
         return None  # (K >= N: every column is needed; dispatch.reduce runs it dense)
     if interval is None:
         interval = formula_bound(req.formula, req.arguments, req.cats)
