@@ -257,3 +257,15 @@ def cuda_tensors(rank, size):
                 (many.device.type, bool(torch.equal(one, many) or torch.allclose(one, many)))
             )
     return out
+
+
+def pruned_knn(rank, size):
+    """A nearest-neighbour reduction large enough to prune itself
+    (engine/ranges/knn.py): its block-sparse passes split by rows."""
+    rng = np.random.default_rng(8)
+    x = np.round(rng.random((12_000, 2)) * 60).astype(np.float32)  # ties
+    y = np.round(rng.random((10_000, 2)) * 60).astype(np.float32)
+    one = Vi(x).sqdist(Vj(y)).argKmin(5, dim=1)
+    with ksd.sharded() as ex:
+        many = Vi(x).sqdist(Vj(y)).argKmin(5, dim=1)
+    return bool(np.array_equal(one, many)), ex.counts["rows"]

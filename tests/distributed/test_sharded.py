@@ -60,3 +60,8 @@ def test_cg_solve_repeats_one_process():
 def test_local_rows_gradients_are_rows_of_the_whole_gradient():
     for difference in values(run(scenarios.local_rows_gradients, 2)):
         assert difference <= 1e-12
+
+
+def test_pruned_nearest_neighbours_split_like_one_process():
+    for same, rows in values(run(scenarios.pruned_knn, 2)):
+        assert same and rows >= 2  # the threshold pass and the K + 1 pass
