@@ -91,31 +91,86 @@ def approx_sum(
     used = {cats[v.attrs[0]] for v in ir.variables(formula)}
     if not tol or not {ir.I, ir.J} <= used:  # exact, or nothing to cluster
         return dispatch.reduce(request), {"skipped_blocks": 0.0, "skipped_pairs": 0.0}
-    xi, si = _points(leaves, cats, ir.I)
-    yj, sj = _points(leaves, cats, ir.J)
-    gi, gj = grid_boxes(xi, cluster_size), grid_boxes(yj, cluster_size)
+    grid_on = _paired_leaves(formula, cats)
+    gi, bi = _clusters(leaves, cats, ir.I, grid_on, cluster_size)
+    gj, bj = _clusters(leaves, cats, ir.J, grid_on, cluster_size)
     if interval is None:
         interval = _default_interval(formula, leaves, cats)
-    bi, bj = Boxes(gi.lo, gi.hi, si), Boxes(gj.lo, gj.hi, sj)
-    rows, cols = _kept_pairs(bi, bj, gj.ranges, interval, formula.dim, float(tol))
+    bounds = _Bounds(bi, bj, gj.ranges, interval, formula.dim, float(tol))
     host = host_leaves(leaves, cats, gi.perm, gj.perm)
-    ranges = sparse_ranges(gi.ranges, gj.ranges, rows, cols)
-    sparse = request._replace(arguments=host, ranges=ranges)
-    res = np.asarray(arrays.to_host(dispatch.reduce(sparse)))
-    out = np.empty_like(res)
-    out[gi.perm] = res
+    # 1. the pairs kept even if sum_j |F_ij| were its upper bound: F and |F| there
+    core_r, core_c, L0 = bounds.core()
+    both = ir.make("concat", formula, ir.make("abs", formula))
+    res = _sparse_sum(request._replace(formula=both), host, gi, gj, core_r, core_c)
+    D = formula.dim
+    total, partial = res[:, :D], res[:, D:]
+    # 2. the budget from the better lower bound of sum_j |F_ij|: the rest kept
+    L = np.maximum(L0, _deflated_min(partial, gi.ranges, len(gj.perm)))
+    rows, cols, rest = bounds.kept(L)
+    if rest.any():
+        total = total + _sparse_sum(request, host, gi, gj, rows[rest], cols[rest])
+    out = np.empty_like(total)
+    out[gi.perm] = total
     ref = next(x for x, c in zip(leaves, cats) if c != ir.P)
     if arrays.is_torch(ref):
         out = arrays.from_numpy(out, arrays.TORCH, arrays.device(ref))
-    wi, wj = (g.ranges[:, 1] - g.ranges[:, 0] for g in (gi, gj))
+    return out, _info(gi.ranges, gj.ranges, rows, cols)
+
+
+def _sparse_sum(request: ReductionRequest, host, gi, gj, rows, cols) -> np.ndarray:
+    """The block-sparse sum of ``request`` over the pairs, permuted order."""
+    ranges = sparse_ranges(gi.ranges, gj.ranges, rows, cols)
+    sparse = request._replace(arguments=host, ranges=ranges)
+    return np.asarray(arrays.to_host(dispatch.reduce(sparse)))
+
+
+def _deflated_min(partial: np.ndarray, ranges_i, n: int) -> np.ndarray:
+    """Per i-cluster and coordinate: the smallest computed partial sum of
+    |F| of its rows, lowered by the rounding of a sum of ``n`` terms (each
+    within a few ulps), so it stays below the exact one (NaN: 0)."""
+    if not len(ranges_i):
+        return np.zeros((0, partial.shape[1]))
+    u = float(np.finfo(partial.dtype).eps)
+    low = np.minimum.reduceat(partial.astype(np.float64), ranges_i[:, 0], axis=0)
+    low = low * max(0.0, 1.0 - (n + 16) * u)
+    return np.where(np.isnan(low), 0.0, np.maximum(low, 0.0))
+
+
+def _info(ranges_i, ranges_j, rows, cols) -> dict:
+    wi, wj = (r[:, 1] - r[:, 0] for r in (ranges_i, ranges_j))
     total_blocks, total_pairs = len(wi) * len(wj), float(wi.sum()) * float(wj.sum())
     kept = float((wi[rows] * wj[cols]).sum())
-    info = {
+    return {
         "skipped_blocks": 1.0 - len(rows) / total_blocks if total_blocks else 0.0,
         "skipped_pairs": 1.0 - kept / total_pairs if total_pairs else 0.0,
         "blocks": (len(wi), len(wj)),
     }
-    return out, info
+
+
+def _paired_leaves(formula: ir.Node, cats) -> set:
+    """The variables the grid cuts: those that meet a variable of the other
+    side in one op (``sqdist(x, y)``, ``x - y``, ...), the points of a kernel;
+    a weight such as ``b_j`` in ``k(x_i, y_j) * b_j`` would only split the
+    clusters. All i- and j-variables where no op pairs them."""
+    paired = set()
+    for node in ir.topological_order(formula):
+        direct = [a.attrs[0] for a in node.args if a.op == "var"]
+        if {cats[k] for k in direct} >= {ir.I, ir.J}:
+            paired.update(k for k in direct if cats[k] != ir.P)
+    return paired or {k for k, c in enumerate(cats) if c != ir.P}
+
+
+def _clusters(leaves, cats, cat: int, grid_on: set, cluster_size: int):
+    """The grid of side ``cat`` (cut along the ``grid_on`` variables) and the
+    boxes of its clusters over all that side's variables."""
+    x, slices = _points(leaves, cats, cat)
+    cols = [np.arange(x.shape[1])[s] for k, s in slices.items() if k in grid_on]
+    g = grid_boxes(x[:, np.concatenate(cols)] if cols else x, cluster_size)
+    if not cols or len(np.concatenate(cols)) == x.shape[1] or not len(x):
+        return g, Boxes(g.lo, g.hi, slices)
+    xs, starts = x[g.perm], g.ranges[:, 0]
+    lo, hi = np.minimum.reduceat(xs, starts), np.maximum.reduceat(xs, starts)
+    return g, Boxes(lo, hi, slices)
 
 
 def _default_interval(formula: ir.Node, leaves, cats) -> Callable:
@@ -132,47 +187,105 @@ def _default_interval(formula: ir.Node, leaves, cats) -> Callable:
     return interval
 
 
-def _kept_pairs(bi: Boxes, bj: Boxes, ranges_j, interval, dim: int, tol: float):
-    """``(rows, cols)``, row-major, of the block pairs not skipped."""
-    n_j = (ranges_j[:, 1] - ranges_j[:, 0]).astype(np.float64)
-    Ci, Cj = len(bi.lo), len(bj.lo)
-    step = max(1, CHUNK_PAIRS // max(Cj * dim, 1))
-    rows, cols = [], []
-    for a in range(0, Ci if Cj else 0, step):
-        r = slice(a, min(a + step, Ci))
-        lo, hi = (np.asarray(v, dtype=np.float64) for v in interval(bi.take(r), bj))
-        lo, hi = (v.reshape(v.shape[:2] + (-1,)) for v in (lo, hi))
-        if lo.shape != (r.stop - a, Cj, dim) and lo.shape != (r.stop - a, Cj, 1):
-            raise ValueError(
-                f"interval(boxes_i, boxes_j) must return (lo, hi) shaped "
-                f"{(r.stop - a, Cj)} or {(r.stop - a, Cj, dim)}, got {lo.shape}"
-            )
-        keep = _keep(lo, hi, n_j, tol)
-        k_r, k_c = np.nonzero(keep)
-        rows.append(k_r + a)
-        cols.append(k_c)
-    if not rows:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    return np.concatenate(rows).astype(np.int64), np.concatenate(cols).astype(np.int64)
+class _Bounds:
+    """The interval bounds of every block pair, by chunks of i-clusters
+    (recomputed per pass: storing them all would not fit at 1e6 points)."""
+
+    def __init__(self, bi: Boxes, bj: Boxes, ranges_j, interval, dim: int, tol: float):
+        self.bi, self.fj, self.interval, self.dim, self.tol = bi, _finite(bj), interval, dim, tol
+        self.n_j = (ranges_j[:, 1] - ranges_j[:, 0]).astype(np.float64)
+        self.bad_i, self.bad_j = _non_finite(bi), _non_finite(bj)
+
+    def _chunks(self):
+        """``(first i-cluster, U, L0)`` per chunk: ``U`` (rows, Cj, dim) the
+        upper bounds of the pairs' parts of sum_j |F_ij|, ``L0`` (rows, dim)
+        the lower bounds of that sum from the intervals."""
+        Ci, Cj = len(self.bi.lo), len(self.fj.lo)
+        step = max(1, CHUNK_PAIRS // max(Cj * self.dim, 1))
+        for a in range(0, Ci if Cj else 0, step):
+            r = slice(a, min(a + step, Ci))
+            lo, hi = self.interval(_finite(self.bi.take(r)), self.fj)
+            lo, hi = (np.asarray(v, dtype=np.float64) for v in (lo, hi))
+            lo, hi = (v.reshape(v.shape[:2] + (-1,)) for v in (lo, hi))
+            if lo.shape[:2] != (r.stop - a, Cj) or lo.shape[2] not in (1, self.dim):
+                raise ValueError(
+                    "interval(boxes_i, boxes_j) must return (lo, hi) shaped "
+                    f"{(r.stop - a, Cj)} or {(r.stop - a, Cj, self.dim)}, got {lo.shape}"
+                )
+            U, L0 = _magnitudes(lo, hi, self.n_j)
+            U[self.bad_i[r]] = np.inf
+            U[:, self.bad_j] = np.inf
+            yield a, U, L0
+
+    def core(self):
+        """``(rows, cols, L0)``: the pairs kept whatever the exact sums are
+        (kept with the budget of their upper bounds), L0 per i-cluster."""
+        rows, cols, L0 = [], [], []
+        for a, U, low in self._chunks():
+            r, c = np.nonzero(_keep(U, _finite_sum(U), self.tol))
+            rows.append(r + a)
+            cols.append(c)
+            L0.append(low)
+        return _cat(rows), _cat(cols), np.concatenate(L0) if L0 else np.zeros((0, self.dim))
+
+    def kept(self, L: np.ndarray):
+        """``(rows, cols, rest)``, row-major: the pairs kept with the lower
+        bounds ``L`` (i-clusters, dim) or in the core; ``rest``: not core."""
+        rows, cols, rest = [], [], []
+        for a, U, _ in self._chunks():
+            core = _keep(U, _finite_sum(U), self.tol)
+            keep = core | _keep(U, L[a : a + len(U)], self.tol)
+            r, c = np.nonzero(keep)
+            rows.append(r + a)
+            cols.append(c)
+            rest.append(~core[r, c])
+        return _cat(rows), _cat(cols), np.concatenate(rest) if rest else np.zeros(0, bool)
 
 
-def _keep(lo: np.ndarray, hi: np.ndarray, n_j: np.ndarray, tol: float) -> np.ndarray:
-    """The pairs (rows of i-clusters, j-clusters) to evaluate: per row, the
-    smallest scores are skipped while they add up to at most ``tol``."""
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+def _cat(parts) -> np.ndarray:
+    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
+
+
+def _finite_sum(U: np.ndarray) -> np.ndarray:
+    """Per row and coordinate: the sum of the finite upper bounds."""
+    return np.where(np.isfinite(U), U, 0.0).sum(axis=1)
+
+
+def _magnitudes(lo: np.ndarray, hi: np.ndarray, n_j: np.ndarray):
+    """``U = hi_abs * n_j`` (inf where the bound is NaN) and ``L0 = sum_b
+    lo_abs * n_b`` (0 where that sum is not finite)."""
+    with np.errstate(invalid="ignore", over="ignore"):
         nan = np.isnan(lo) | np.isnan(hi)
         a_lo, a_hi = np.abs(lo), np.abs(hi)
-        hi_abs = np.where(nan, np.inf, np.maximum(a_lo, a_hi))
-        straddle = (lo <= 0) & (hi >= 0)
-        lo_abs = np.where(nan | straddle, 0.0, np.minimum(a_lo, a_hi))
         w = n_j[None, :, None]
-        L = (lo_abs * w).sum(axis=1, keepdims=True)
-        L = np.where(np.isfinite(L), L, 0.0)  # an infinite L would excuse anything
-        U = hi_abs * w
-        s = np.where(U == 0, 0.0, U / L)  # U > 0 = L: inf; inf / inf: NaN
+        U = np.where(nan, np.inf, np.maximum(a_lo, a_hi)) * w
+        straddle = (lo <= 0) & (hi >= 0)
+        L0 = (np.where(nan | straddle, 0.0, np.minimum(a_lo, a_hi)) * w).sum(axis=1)
+    return U, np.where(np.isfinite(L0), L0, 0.0)  # an infinite L would excuse anything
+
+
+def _non_finite(b: Boxes) -> np.ndarray:
+    """The clusters holding a NaN or infinite coordinate: never skipped."""
+    return ~(np.isfinite(b.lo).all(axis=1) & np.isfinite(b.hi).all(axis=1))
+
+
+def _finite(b: Boxes) -> Boxes:
+    """The boxes with non-finite coordinates replaced by 0 (their pairs are
+    kept whatever the bound says; the interval rules refuse NaN boxes)."""
+    bad = ~(np.isfinite(b.lo) & np.isfinite(b.hi))
+    if not bad.any():
+        return b
+    return Boxes(np.where(bad, 0.0, b.lo), np.where(bad, 0.0, b.hi), b.slices)
+
+
+def _keep(U: np.ndarray, L: np.ndarray, tol: float) -> np.ndarray:
+    """The pairs (i-clusters, j-clusters) to evaluate: per row, the smallest
+    scores ``max_d U / L`` are skipped while they add up to at most ``tol``."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        s = np.where(U == 0, 0.0, U / L[:, None, :])  # U > 0 = L: inf; inf / inf: NaN
         score = np.nan_to_num(s.max(axis=2), nan=np.inf)
-    order = np.argsort(score, axis=1, kind="stable")
-    run = np.cumsum(np.take_along_axis(score, order, axis=1), axis=1)
+        order = np.argsort(score, axis=1, kind="stable")
+        run = np.cumsum(np.take_along_axis(score, order, axis=1), axis=1)
     skip = np.zeros_like(score, dtype=bool)
     # a margin for the rounding of U / L and of the running sum
     np.put_along_axis(skip, order, run <= tol * (1 - 1e-9), axis=1)
