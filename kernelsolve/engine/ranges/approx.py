@@ -30,7 +30,16 @@ import numpy as np
 from .. import arrays, dispatch, ir
 from ..request import DEFAULT_OPTIONS, ReductionOptions, ReductionRequest
 from .knn import formula_bound
-from .prune import CHUNK_PAIRS, Boxes, _points, grid_boxes, host_leaves, sparse_ranges
+from .prune import (
+    CHUNK_PAIRS,
+    Boxes,
+    _coarse,
+    _expand,
+    _points,
+    grid_boxes,
+    host_leaves,
+    sparse_ranges,
+)  # fmt: skip
 
 __all__ = ["approx_sum"]
 
@@ -96,7 +105,7 @@ def approx_sum(
     gj, bj = _clusters(leaves, cats, ir.J, grid_on, cluster_size)
     if interval is None:
         interval = _default_interval(formula, leaves, cats)
-    bounds = _Bounds(bi, bj, gj.ranges, interval, formula.dim, float(tol))
+    bounds = _Bounds(bi, bj, gi, gj, interval, formula.dim, float(tol))
     host = host_leaves(leaves, cats, gi.perm, gj.perm)
     # 1. the pairs kept even if sum_j |F_ij| were its upper bound: F and |F| there
     core_r, core_c, L0 = bounds.core()
@@ -188,56 +197,75 @@ def _default_interval(formula: ir.Node, leaves, cats) -> Callable:
 
 
 class _Bounds:
-    """The interval bounds of every block pair, by chunks of i-clusters
-    (recomputed per pass: storing them all would not fit at 1e6 points)."""
+    """The interval bounds of the block pairs, one coarse i-cluster at a
+    time (recomputed per pass: storing them all would not fit at 1e6
+    points). A coarse pair whose bound is 0 (F is 0 on it, e.g. an
+    underflowing Gaussian) skips the bounds of its fine pairs: they are 0."""
 
-    def __init__(self, bi: Boxes, bj: Boxes, ranges_j, interval, dim: int, tol: float):
+    def __init__(self, bi: Boxes, bj: Boxes, gi, gj, interval, dim: int, tol: float):
         self.bi, self.fj, self.interval, self.dim, self.tol = bi, _finite(bj), interval, dim, tol
-        self.n_j = (ranges_j[:, 1] - ranges_j[:, 0]).astype(np.float64)
+        self.n_j = (gj.ranges[:, 1] - gj.ranges[:, 0]).astype(np.float64)
         self.bad_i, self.bad_j = _non_finite(bi), _non_finite(bj)
+        self.gi, self.gj = gi, gj
+        ci, cj = _coarse(_finite(bi), gi), _coarse(self.fj, gj)
+        self.zero = np.zeros((len(gi.coarse), len(gj.coarse)), dtype=bool)
+        step = max(1, CHUNK_PAIRS // max(len(gj.coarse) * dim, 1))
+        for a in range(0, len(gi.coarse) if len(gj.coarse) else 0, step):
+            r = slice(a, min(a + step, len(gi.coarse)))
+            lo, hi = self._interval(ci.take(r), cj)
+            self.zero[r] = ((lo == 0) & (hi == 0)).all(axis=2)
+
+    def _interval(self, bi: Boxes, bj: Boxes):
+        lo, hi = self.interval(bi, bj)
+        lo, hi = (np.asarray(v, dtype=np.float64) for v in (lo, hi))
+        lo, hi = (v.reshape(v.shape[:2] + (-1,)) for v in (lo, hi))
+        shape = (len(bi.lo), len(bj.lo))
+        if lo.shape[:2] != shape or hi.shape != lo.shape or lo.shape[2] not in (1, self.dim):
+            raise ValueError(
+                "interval(boxes_i, boxes_j) must return (lo, hi) shaped "
+                f"{shape} or {shape + (self.dim,)}, got {lo.shape} and {hi.shape}"
+            )
+        return lo, hi
 
     def _chunks(self):
-        """``(first i-cluster, U, L0)`` per chunk: ``U`` (rows, Cj, dim) the
-        upper bounds of the pairs' parts of sum_j |F_ij|, ``L0`` (rows, dim)
-        the lower bounds of that sum from the intervals."""
-        Ci, Cj = len(self.bi.lo), len(self.fj.lo)
-        step = max(1, CHUNK_PAIRS // max(Cj * self.dim, 1))
-        for a in range(0, Ci if Cj else 0, step):
-            r = slice(a, min(a + step, Ci))
-            lo, hi = self.interval(_finite(self.bi.take(r)), self.fj)
-            lo, hi = (np.asarray(v, dtype=np.float64) for v in (lo, hi))
-            lo, hi = (v.reshape(v.shape[:2] + (-1,)) for v in (lo, hi))
-            if lo.shape[:2] != (r.stop - a, Cj) or lo.shape[2] not in (1, self.dim):
-                raise ValueError(
-                    "interval(boxes_i, boxes_j) must return (lo, hi) shaped "
-                    f"{(r.stop - a, Cj)} or {(r.stop - a, Cj, self.dim)}, got {lo.shape}"
-                )
-            U, L0 = _magnitudes(lo, hi, self.n_j)
-            U[self.bad_i[r]] = np.inf
-            U[:, self.bad_j] = np.inf
-            yield a, U, L0
+        """``(fine i-clusters, their j-clusters, U, L0)`` per coarse i-cluster:
+        ``U`` (rows, cols, dim) the upper bounds of the pairs' parts of
+        sum_j |F_ij|, ``L0`` (rows, dim) lower bounds of that sum; the
+        j-clusters left out have F = 0."""
+        every = np.arange(len(self.fj.lo))
+        for A, span in enumerate(self.gi.coarse if len(every) else ()):
+            fi = np.arange(*span)
+            fj = every
+            if not self.bad_i[fi].any():
+                fj = np.union1d(_expand(self.gj.coarse[~self.zero[A]]), np.flatnonzero(self.bad_j))
+            lo, hi = self._interval(_finite(self.bi.take(fi)), self.fj.take(fj))
+            U, L0 = _magnitudes(lo, hi, self.n_j[fj])
+            U[self.bad_i[fi]] = np.inf
+            U[:, self.bad_j[fj]] = np.inf
+            yield fi, fj, U, L0
 
     def core(self):
         """``(rows, cols, L0)``: the pairs kept whatever the exact sums are
         (kept with the budget of their upper bounds), L0 per i-cluster."""
-        rows, cols, L0 = [], [], []
-        for a, U, low in self._chunks():
+        rows, cols = [], []
+        L0 = np.zeros((len(self.bi.lo), self.dim))
+        for fi, fj, U, low in self._chunks():
             r, c = np.nonzero(_keep(U, _finite_sum(U), self.tol))
-            rows.append(r + a)
-            cols.append(c)
-            L0.append(low)
-        return _cat(rows), _cat(cols), np.concatenate(L0) if L0 else np.zeros((0, self.dim))
+            rows.append(fi[r])
+            cols.append(fj[c])
+            L0[fi] = low
+        return _cat(rows), _cat(cols), L0
 
     def kept(self, L: np.ndarray):
         """``(rows, cols, rest)``, row-major: the pairs kept with the lower
         bounds ``L`` (i-clusters, dim) or in the core; ``rest``: not core."""
         rows, cols, rest = [], [], []
-        for a, U, _ in self._chunks():
+        for fi, fj, U, _ in self._chunks():
             core = _keep(U, _finite_sum(U), self.tol)
-            keep = core | _keep(U, L[a : a + len(U)], self.tol)
+            keep = core | _keep(U, L[fi], self.tol)
             r, c = np.nonzero(keep)
-            rows.append(r + a)
-            cols.append(c)
+            rows.append(fi[r])
+            cols.append(fj[c])
             rest.append(~core[r, c])
         return _cat(rows), _cat(cols), np.concatenate(rest) if rest else np.zeros(0, bool)
 
