@@ -17,8 +17,17 @@ at least the part of that row's sum in cluster b. A pair's score is
 scores skipped add up to at most ``tol``. The skipped part of row i,
 coordinate d, is then at most ``sum U[a, b, d] <= L[a, d] sum s <= tol
 L[a, d] <= tol sum_j |F_ij[d]|``. A pair where F may be NaN or infinite has
-an infinite score and is never skipped. The kept pairs run as one
-block-sparse ``sum`` on the permuted points.
+an infinite score and is never skipped.
+
+A better L. ``lo_abs`` is 0 wherever the interval holds 0 (a weight ``b_j``
+of both signs in a cluster), so L is raised to a computed lower bound: one
+block-sparse sum of ``concat(F, |F|)`` over the *core* pairs (kept even with
+``L = sum_b U``, the largest L could be, hence kept whatever L is) gives per
+row a partial sum of |F|, at most ``sum_j |F_ij|``; its minimum over the rows
+of a cluster, lowered by the float rounding of that sum, is a valid L. A
+second block-sparse sum of F covers the kept pairs outside the core; both
+run on the permuted points. Where F's coarse bound is 0 (e.g. a Gaussian
+that underflows), the fine pairs get no bound of their own: F is 0 there.
 """
 
 from __future__ import annotations
