@@ -145,3 +145,39 @@ def test_torch_in_torch_out_and_bad_tol():
     with pytest.raises(ValueError, match="tol"):
         approx_sum(F, (x, x, b), CATS, -1.0)
     del rng
+
+
+def test_float32_within_bound_and_float32_rounding():
+    """float32 data: the error against the float64 sum of the same (float32)
+    values stays within the budget plus float32 rounding."""
+    rng = np.random.default_rng(6)
+    x, y = rng.random((400, 2)).astype(np.float32), rng.random((500, 2)).astype(np.float32)
+    b = rng.choice([-1.0, 1.0], (500, 1)).astype(np.float32)
+    F = _formula("gauss", 2, 1, 1e-3)
+    out, info = approx_sum(F, (x, y, b), CATS, 1e-4, cluster_size=16)
+    assert out.dtype == np.float32 and info["skipped_blocks"] > 0.5
+    K = _kernel_matrix("gauss", x.astype(np.float64), y.astype(np.float64), 1e-3)
+    absum = K @ np.abs(b.astype(np.float64))
+    eps32 = float(np.finfo(np.float32).eps)
+    err = np.abs(out - K @ b.astype(np.float64))
+    assert (err <= (1e-4 + (2 * len(y) + 32) * eps32) * absum).all()
+
+
+def test_user_interval_and_its_shape_checked():
+    """A hand-written bound is used (a loose one skips less); a bound of the
+    wrong shape is refused with the expected shape named."""
+    rng = np.random.default_rng(7)
+    x, b = rng.random((300, 1)), rng.standard_normal((300, 1))
+    F = _formula("gauss", 1, 1, 1e-4)
+
+    def loose(bi, bj):  # |exp(-r2/h) b| <= max|b| over the j-box
+        m = np.maximum(np.abs(bj.of(2)[0]), np.abs(bj.of(2)[1])).max(axis=1)
+        return np.broadcast_to(-m, (len(bi.lo), len(m))), np.broadcast_to(m, (len(bi.lo), len(m)))
+
+    out, info = approx_sum(F, (x, x, b), CATS, 1e-6, interval=loose, cluster_size=16)
+    _, tight = approx_sum(F, (x, x, b), CATS, 1e-6, cluster_size=16)
+    assert info["skipped_blocks"] < tight["skipped_blocks"]
+    K = _kernel_matrix("gauss", x, x, 1e-4)
+    assert (np.abs(out - K @ b) <= (1e-6 + 700 * EPS) * (K @ np.abs(b))).all()
+    with pytest.raises(ValueError, match="interval"):
+        approx_sum(F, (x, x, b), CATS, 1e-6, interval=lambda bi, bj: (np.zeros(3), np.zeros(3)))
