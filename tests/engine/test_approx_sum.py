@@ -181,3 +181,10 @@ def test_user_interval_and_its_shape_checked():
     assert (np.abs(out - K @ b) <= (1e-6 + 700 * EPS) * (K @ np.abs(b))).all()
     with pytest.raises(ValueError, match="interval"):
         approx_sum(F, (x, x, b), CATS, 1e-6, interval=lambda bi, bj: (np.zeros(3), np.zeros(3)))
+
+
+def test_every_bound_zero():
+    """F underflows to 0 on every pair (no fine bound evaluated): zeros."""
+    x, y, b = np.zeros((1, 3)), np.ones((2, 3)), np.ones((2, 1))
+    out, info = approx_sum(_formula("gauss", 3, 1, 1e-3), (x, y, b), CATS, 1e-2)
+    assert out.tolist() == [[0.0]] and info["skipped_blocks"] == 1.0

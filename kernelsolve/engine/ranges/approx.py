@@ -227,7 +227,7 @@ class _Bounds:
     def _interval(self, bi: Boxes, bj: Boxes):
         lo, hi = self.interval(bi, bj)
         lo, hi = (np.asarray(v, dtype=np.float64) for v in (lo, hi))
-        lo, hi = (v.reshape(v.shape[:2] + (-1,)) for v in (lo, hi))
+        lo, hi = (v[..., None] if v.ndim == 2 else v for v in (lo, hi))
         shape = (len(bi.lo), len(bj.lo))
         if lo.shape[:2] != shape or hi.shape != lo.shape or lo.shape[2] not in (1, self.dim):
             raise ValueError(
@@ -258,8 +258,10 @@ class _Bounds:
         (kept with the budget of their upper bounds), L0 per i-cluster."""
         rows, cols = [], []
         L0 = np.zeros((len(self.bi.lo), self.dim))
+        self.cores = []  # kept for the second pass (bool, a few bytes a pair)
         for fi, fj, U, low in self._chunks():
-            r, c = np.nonzero(_keep(U, _finite_sum(U), self.tol))
+            self.cores.append(_keep(U, _finite_sum(U), self.tol))
+            r, c = np.nonzero(self.cores[-1])
             rows.append(fi[r])
             cols.append(fj[c])
             L0[fi] = low
@@ -267,10 +269,10 @@ class _Bounds:
 
     def kept(self, L: np.ndarray):
         """``(rows, cols, rest)``, row-major: the pairs kept with the lower
-        bounds ``L`` (i-clusters, dim) or in the core; ``rest``: not core."""
+        bounds ``L`` (i-clusters, dim) or in the core; ``rest``: not core.
+        Runs after :meth:`core`."""
         rows, cols, rest = [], [], []
-        for fi, fj, U, _ in self._chunks():
-            core = _keep(U, _finite_sum(U), self.tol)
+        for (fi, fj, U, _), core in zip(self._chunks(), self.cores):
             keep = core | _keep(U, L[fi], self.tol)
             r, c = np.nonzero(keep)
             rows.append(fi[r])
@@ -321,9 +323,9 @@ def _keep(U: np.ndarray, L: np.ndarray, tol: float) -> np.ndarray:
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         s = np.where(U == 0, 0.0, U / L[:, None, :])  # U > 0 = L: inf; inf / inf: NaN
         score = np.nan_to_num(s.max(axis=2), nan=np.inf)
-        order = np.argsort(score, axis=1, kind="stable")
-        run = np.cumsum(np.take_along_axis(score, order, axis=1), axis=1)
-    skip = np.zeros_like(score, dtype=bool)
-    # a margin for the rounding of U / L and of the running sum
-    np.put_along_axis(skip, order, run <= tol * (1 - 1e-9), axis=1)
-    return ~skip
+        ends = np.append(np.sort(score, axis=1), np.full((len(score), 1), np.inf), axis=1)
+        run = np.cumsum(ends[:, :-1], axis=1)
+    # the k smallest fit (a margin for the rounding of U / L and of the sum);
+    # the scores below the (k+1)-th smallest are among them
+    k = (run <= tol * (1 - 1e-9)).sum(axis=1)
+    return ~(score < ends[np.arange(len(score)), k][:, None])
