@@ -188,3 +188,14 @@ def test_every_bound_zero():
     x, y, b = np.zeros((1, 3)), np.ones((2, 3)), np.ones((2, 1))
     out, info = approx_sum(_formula("gauss", 3, 1, 1e-3), (x, y, b), CATS, 1e-2)
     assert out.tolist() == [[0.0]] and info["skipped_blocks"] == 1.0
+
+
+def test_bad_input_named():
+    x, b = np.random.default_rng(8).random((2, 50, 1)), np.ones((50, 1))
+    F = _formula("gauss", 1, 1, 1e-2)
+    with pytest.raises(ValueError, match=r"approx_sum: the i-variable leaves\[0\].*\(n, d\)"):
+        approx_sum(F, (x, x[0], b), CATS, 1e-3)
+    with pytest.raises(ValueError, match="tol"):
+        approx_sum(F, (x[0], x[0], b), CATS, "small")
+    out, _ = approx_sum(F, (x[0], x[0], b), CATS, np.float32(1e-3))  # any real number
+    assert out.shape == (50, 1)

@@ -33,6 +33,7 @@ that underflows), the fine pairs get no bound of their own: F is 0 there.
 from __future__ import annotations
 
 from collections.abc import Callable
+from numbers import Real
 
 import numpy as np
 
@@ -104,14 +105,17 @@ def approx_sum(
     opts = DEFAULT_OPTIONS if options is None else options
     leaves, cats = tuple(leaves), tuple(cats)
     request = ReductionRequest(formula, "sum", leaves, cats, 1, None, None, opts)
-    if tol is not None and not (isinstance(tol, (int, float)) and tol >= 0):
+    if tol is not None and not (isinstance(tol, Real) and tol >= 0):
         raise ValueError(f"approx_sum: tol must be None or a number >= 0, got {tol!r}")
     used = {cats[v.attrs[0]] for v in ir.variables(formula)}
     if not tol or not {ir.I, ir.J} <= used:  # exact, or nothing to cluster
         return dispatch.reduce(request), {"skipped_blocks": 0.0, "skipped_pairs": 0.0}
     grid_on = _paired_leaves(formula, cats)
-    gi, bi = _clusters(leaves, cats, ir.I, grid_on, cluster_size)
-    gj, bj = _clusters(leaves, cats, ir.J, grid_on, cluster_size)
+    try:
+        gi, bi = _clusters(leaves, cats, ir.I, grid_on, cluster_size)
+        gj, bj = _clusters(leaves, cats, ir.J, grid_on, cluster_size)
+    except ValueError as e:  # prune's words name its own caller
+        raise ValueError(str(e).replace("pruned_kmin", "approx_sum")) from None
     if interval is None:
         interval = _default_interval(formula, leaves, cats)
     bounds = _Bounds(bi, bj, gi, gj, interval, formula.dim, float(tol))
