@@ -8,7 +8,8 @@
   ``sort_clusters``, ``from_matrix``, ``swap_axes`` on NumPy arrays and torch
   tensors (``kernelsolve.keops.{numpy,torch}.cluster`` expose them);
 * :mod:`.prune` and :mod:`.knn`: exact ``Kmin`` / ``argKmin`` / ``min`` /
-  ``argmin`` evaluating only the block pairs a pluggable bound keeps.
+  ``argmin`` evaluating only the block pairs a pluggable bound keeps;
+* :mod:`.approx`: ``sum`` within ``tol * sum_j |F_ij|`` by skipping block pairs.
 """
 
 from .plan import BlockPlan, block_plan, swap_axes
