@@ -24,7 +24,7 @@ A split provides:
 
 from __future__ import annotations
 
-__all__ = ["active", "install", "suspended"]
+__all__ = ["active", "everywhere", "install", "suspended"]
 
 _active = None
 
@@ -53,3 +53,12 @@ class suspended:
     def __exit__(self, *exc):
         install(self.previous)
         return False
+
+
+def everywhere(flag: bool) -> bool:
+    """``flag`` on every process of the installed split (True only where every
+    process says True); ``flag`` itself without one. For decisions that read
+    this process's state (free memory) and choose which collectives follow."""
+    if _active is None:
+        return flag
+    return float(_active.all_sum([float(flag)])[0]) == _active.size

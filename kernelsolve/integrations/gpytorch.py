@@ -83,7 +83,7 @@ from gpytorch import kernels as _gk
 from ..engine import split
 from ..linalg import dense
 from .gpytorch_formulas import MATERN, PERIODIC, RBF, RQ, CovarFunction, Factor
-from .gpytorch_operator import EngineKernelOperator, _everywhere
+from .gpytorch_operator import EngineKernelOperator
 
 __all__ = [
     "DENSE_MAX_ENTRIES",
@@ -135,7 +135,7 @@ def _dense_forward(rows: int, cols: int, batch: int, dtype: torch.dtype, device:
     if active is None or DENSE_MAX_ENTRIES is not None:
         return fits
     whole = batch * rows * cols < getattr(active, "min_pairs", 0)
-    return _everywhere(fits and whole)
+    return split.everywhere(fits and whole)
 
 
 # ---------------------------------------------------------------------------

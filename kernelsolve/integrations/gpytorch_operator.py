@@ -63,7 +63,7 @@ class EngineKernelOperator(KernelLinearOperator):
             rows = (hi - lo) * max(1, self.batch_shape.numel())
             nbytes = rows * self.x2.shape[-2] * self.x1.element_size()
             fits = nbytes <= dense.memory_budget(str(self.x1.device))
-            if self.products >= TORCH_FILL_PRODUCTS and _everywhere(fits):
+            if self.products >= TORCH_FILL_PRODUCTS and split.everywhere(fits):
                 with torch.no_grad():
                     self.block, self.block_share = self._fill(lo, hi), share
         return self.block
@@ -232,16 +232,6 @@ def _row_share(m: int):
     if active.local or getattr(active, "debug", False):
         return False
     return (*active.bounds(m), active.size)
-
-
-def _everywhere(flag: bool) -> bool:
-    """``flag`` on every process of an installed split (a decision that reads
-    this process's free memory must be the same everywhere: it decides which
-    collectives follow)."""
-    active = split.active()
-    if active is None:
-        return flag
-    return int(active.all_sum([float(flag)])[0]) == active.size
 
 
 def _column_chunks(t: torch.Tensor):

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,11 +20,6 @@ from kernelsolve.engine.codegen.cuda import render_cuda
 from kernelsolve.engine.codegen.spec import KernelSpec
 from kernelsolve.engine.reductions.partial import PartialReduction
 from kernelsolve.engine.request import ReductionOptions, ReductionRequest
-
-try:
-    import torch
-except ImportError:  # pragma: no cover - torch is a test dependency
-    torch = None
 
 NAMES = sorted(R.REDUCTIONS)
 # exact: the selections (min, argKmin, ...); the sums and log-sum-exps to rounding
@@ -314,7 +310,6 @@ def test_restrict_returns_views():
 # ----------------------------------------------------------------------------
 
 
-@pytest.mark.skipif(torch is None, reason="torch not installed")
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("name", ["argkmin", "logsumexp_weight", "max_argmax"])
 def test_torch_inputs(name, target):
