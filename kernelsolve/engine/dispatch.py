@@ -46,7 +46,9 @@ def reduce(request: ReductionRequest):
     Nearest-neighbour reductions (``argKmin``, ``Kmin``, ``min``, ``argmin``
     and their pairs) on many points in few dimensions skip the block pairs
     that the formula's interval bounds rule out, with the dense result
-    (:func:`.ranges.knn.reduce_pruned`; ties and NaN included).
+    (:func:`.ranges.knn.reduce_pruned`; ties and NaN included). Sum-type
+    reductions whose options carry ``tol`` skip the block pairs that fit in
+    that error budget (:func:`.ranges.approx_reduce.reduce_approx`).
 
     Returns the caller's array type, shaped like pykeops' results. Arrays are
     float32 or float64, or float16 / bfloat16 (torch; NumPy: float16 only).
@@ -66,6 +68,10 @@ def reduce(request: ReductionRequest):
     (dtype('float16'), [2.0, 2.0, 2.0])
     """
     if request.ranges is None:  # dense: execute(plan, leaves), as tools that wrap it call it
+        if request.options.tol is not None and request.reduction in _APPROXIMABLE:
+            from .ranges import approx_reduce  # imports this module: looked up at the call
+
+            return approx_reduce.reduce_approx(request)
         if request.reduction in _PRUNABLE:
             from .ranges import knn  # imports this module: looked up at the call
 
@@ -73,12 +79,19 @@ def reduce(request: ReductionRequest):
             if out is not None:
                 return out
         return execute(plan(request), request.arguments)
+    if request.options.tol is not None and request.reduction in _APPROXIMABLE:
+        raise ValueError(
+            "tol= and ranges= together: tol= chooses the block pairs itself; give one of them"
+        )
     return execute(plan(request), request.arguments, request.ranges)
 
 
 #: reductions that skip the block pairs their bounds rule out, identically to
 #: the dense result, when it pays (:func:`.ranges.knn.reduce_pruned`)
 _PRUNABLE = frozenset(("argkmin", "kmin", "kmin_argkmin", "argmin", "min", "min_argmin"))
+
+#: reductions that take ``options.tol`` (:mod:`.ranges.approx_reduce`)
+_APPROXIMABLE = frozenset(("sum", "logsumexp", "logsumexp_weight", "sumsoftmaxweight"))
 
 
 def plan(request: ReductionRequest) -> Plan:

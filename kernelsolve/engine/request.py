@@ -69,6 +69,9 @@ class ReductionOptions(NamedTuple):
     #: how sums accumulate: None (the default scheme), or pykeops' names
     #: ``"direct_sum"``, ``"block_sum"``, ``"kahan_scheme"``
     sum_scheme: str | None = None
+    #: sum-type reductions: the error allowed relative to sum_j |F_ij|
+    #: (None: exact; :mod:`.ranges.approx_reduce`)
+    tol: float | None = None
 
 
 DEFAULT_OPTIONS = ReductionOptions()

@@ -17,6 +17,7 @@ from .. import autograd
 from ..engine import arrays, dispatch
 from ..engine import reductions as red_mod
 from ..engine.codegen import summation
+from ..engine.ranges.approx_reduce import APPROXIMABLE, check_tol
 from ..engine.request import DEFAULT_OPTIONS, ReductionOptions, ReductionRequest, target_of
 from ..tolerance import CG_RTOL, keywords
 from .binding import is_int, join
@@ -46,11 +47,13 @@ def reduction_options(kwargs: dict, base: ReductionOptions = DEFAULT_OPTIONS):
 
     ``backend``, ``dtype_acc`` / ``use_double_acc`` and ``sum_scheme`` set
     the options (validated now); ``call`` and ``out`` are returned apart;
-    ``device_id`` is checked for its form here and against the data by
+    ``tol`` (sum-type reductions: the error allowed relative to
+    ``sum_j |F_ij|``, :mod:`~kernelsolve.engine.ranges.approx_reduce`) is
+    checked; ``device_id`` is checked for its form here and against the data by
     :func:`check_device_id`; the speed-only keywords of pykeops are accepted
     and ignored; anything else is a ``TypeError``.
     """
-    target, acc_dtype, sum_scheme = base
+    target, acc_dtype, sum_scheme, tol = base
     call, out, ranges = True, None, None
     for key, value in kwargs.items():
         if key == "call":
@@ -72,9 +75,11 @@ def reduction_options(kwargs: dict, base: ReductionOptions = DEFAULT_OPTIONS):
             _device_index(value)
         elif key == "ranges":
             ranges = check_ranges_argument(value)
+        elif key == "tol":
+            tol = check_tol(value)
         elif key not in _SPEED_KEYWORDS:
             raise TypeError(f"unexpected keyword argument {key!r} for a reduction")
-    return ReductionOptions(target, acc_dtype, sum_scheme), call, out, ranges
+    return ReductionOptions(target, acc_dtype, sum_scheme, tol), call, out, ranges
 
 
 def _device_index(device_id):
@@ -131,7 +136,13 @@ def check_device_id(device_id, device: str) -> None:
 
 def check_sum_scheme(options: ReductionOptions, reduction: str) -> None:
     """pykeops' rule: ``block_sum`` and ``kahan_scheme`` only apply to the
-    reductions that sum (sum, logsumexp and its weighted forms)."""
+    reductions that sum (sum, logsumexp and its weighted forms); so does
+    ``tol`` (the nearest-neighbour reductions are exact, pruned when it pays)."""
+    if options.tol is not None and reduction not in APPROXIMABLE:
+        raise ValueError(
+            f"tol={options.tol!r} is only valid for sum-type reductions (sum, K @ v, "
+            f"logsumexp, sumsoftmaxweight), not {reduction!r}: the others are exact"
+        )
     if options.sum_scheme not in (None, "direct_sum") and not red_mod.REDUCTIONS[reduction].sums:
         raise ValueError(
             f"sum_scheme={options.sum_scheme!r} is only valid for sum-type reductions "
@@ -151,6 +162,7 @@ _OPTION_PARAMETERS = [
         ("call", True),
         ("out", None),
         ("ranges", None),
+        ("tol", None),
         ("device_id", None),
         ("enable_chunks", True),
     )
@@ -167,6 +179,11 @@ _OPTIONS_DOC = """
         :class:`ReductionCall`), ``out`` (an array to write the result into),
         ``ranges`` (pykeops' six integer arrays of a block-sparse reduction,
         see :mod:`kernelsolve.engine.ranges`; default: ``K.ranges``),
+        ``tol`` (sum-type reductions: None, exact, or the error allowed, the
+        block pairs whose bounded contribution fits in it being skipped:
+        ``|approx_i - exact_i| <= tol * sum_j |F_ij|`` for sums,
+        ``-log(1 - tol)`` for logsumexp; see
+        :mod:`kernelsolve.engine.ranges.approx_reduce`),
         ``device_id`` (-1 / None: where the data is; "cpu" or a GPU index
         must name the device of the data, which is never moved),
         ``enable_chunks`` (a speed hint of pykeops: accepted, no effect on
@@ -521,7 +538,7 @@ class Reductions:
             Kv = _execute(plan, leaves, self.ranges)
         return Kv[..., 0] if v.ndim == 1 else Kv
 
-    @keywords(renamed={"tol": "rtol"}, refused={"eps": "rtol"}, name="LazyTensor.solve")
+    @keywords(refused={"eps": "rtol"}, name="LazyTensor.solve")
     def solve(
         self,
         b,
@@ -537,6 +554,7 @@ class Reductions:
         callback=None,
         verbose: bool = False,
         backend=None,
+        tol: float | None = None,
         return_info: bool = False,
     ):
         """Solve ``(alpha I + K) a = b``: Cholesky when small, preconditioned CG when large.
@@ -548,7 +566,9 @@ class Reductions:
         it fits the memory budget, CG beyond), "direct" or "cg";
         ``rtol``/``atol`` require ``|r| <= max(rtol |b|, atol)`` per column of
         the true residual, ``precond`` (CG) is "auto", "rpcholesky", "jacobi",
-        None or a callable, ``return_info`` also returns a ``SolveInfo``.
+        None or a callable, ``tol`` lets CG's products skip the block pairs
+        holding at most ``tol`` of each row's ``sum_j |K_ij|`` (None: exact),
+        ``return_info`` also returns a ``SolveInfo``.
 
         Example
         -------
@@ -576,6 +596,7 @@ class Reductions:
             callback=callback,
             verbose=verbose,
             backend=backend,
+            tol=tol,
             return_info=return_info,
         )
 

@@ -39,6 +39,8 @@ import numpy as np
 
 from .. import autograd
 from ..engine import arrays, ir, split
+from ..engine.ranges.approx_kernel import ApproxKernel
+from ..engine.ranges.approx_reduce import check_tol
 from ..engine.request import ReductionOptions, ReductionRequest, target_of
 from . import dense as _dense
 from .rowblocks import RowBlocks
@@ -63,6 +65,12 @@ class KernelOperator:
         When to hold the dense matrix (see the module docstring): False when
         :meth:`materialize` says it pays, "auto" also once the products so
         far repay it, True on the first product, None never.
+    tol : float, optional
+        Products skip the block pairs that hold at most ``tol`` of every row's
+        ``sum_j |K_ij|``, one symmetric pattern for all of them
+        (:class:`~kernelsolve.engine.ranges.approx_kernel.ApproxKernel`):
+        ``|(K~ v)_i - (K v)_i| <= tol max|v| sum_j |K_ij|``. A held dense
+        block is exact. None (default): exact products.
 
     Raises
     ------
@@ -78,6 +86,7 @@ class KernelOperator:
         cats: Sequence[int],
         backend=None,
         materialize: bool | str | None = False,
+        tol: float | None = None,
     ):
         if getattr(split.active(), "local", False):
             raise ValueError(
@@ -97,7 +106,7 @@ class KernelOperator:
                 f"{formula.dim}"
             )
         self.formula, self.leaves, self.cats = formula, tuple(leaves), tuple(cats)
-        self.backend = backend
+        self.backend, self.tol, self._approx = backend, check_tol(tol), None
         self.options = ReductionOptions(target_of(backend))
         arrs = [x for x in self.leaves if arrays.is_array(x)]
         if not arrs:
@@ -116,9 +125,21 @@ class KernelOperator:
         self.shape = (self.n, self.n)
 
     @classmethod
-    def from_lazy(cls, K, backend=None, materialize: bool | str | None = False) -> KernelOperator:
+    def from_lazy(
+        cls, K, backend=None, materialize: bool | str | None = False, tol: float | None = None
+    ) -> KernelOperator:
         """The operator of a LazyTensor ``K`` (``K.formula``, ``K.variables``, ``K.cats``)."""
-        return cls(K.formula, K.variables, K.cats, backend=backend, materialize=materialize)
+        return cls(
+            K.formula, K.variables, K.cats, backend=backend, materialize=materialize, tol=tol
+        )
+
+    @property
+    def skipped_pairs(self) -> float:
+        """The fraction of the point pairs each product skips (``tol``; 0.0
+        when exact or dense-backed)."""
+        if self._approx is None or self.block is not None:
+            return 0.0
+        return self._approx.info["skipped_pairs"]
 
     @property
     def itemsize(self) -> int:
@@ -266,12 +287,23 @@ class KernelOperator:
         vector = V.ndim == 1
         Vm = V[:, None] if vector else V
         n = len(self.leaves)
-        f = ir.make("mul", self.formula, ir.var(n, ir.J, Vm.shape[-1]))
         args, cats = self.leaves + (Vm,), self.cats + (ir.J,)
-        out = autograd.reduce(ReductionRequest(f, "sum", args, cats, options=self.options))
+        options = self.options
+        if self.tol:
+            if not autograd.needs_grad(args):
+                return self._approx_kernel().matmat(V)
+            options = options._replace(tol=self.tol)  # each product its own pattern
+        f = ir.make("mul", self.formula, ir.var(n, ir.J, Vm.shape[-1]))
+        out = autograd.reduce(ReductionRequest(f, "sum", args, cats, options=options))
         return out[:, 0] if vector else out
 
     __matmul__ = matmat
+
+    def _approx_kernel(self) -> ApproxKernel:
+        if self._approx is None:
+            leaves = tuple(_detached(x) for x in self.leaves)
+            self._approx = ApproxKernel(self.formula, leaves, self.cats, self.tol, self.options)
+        return self._approx
 
     def diagonal(self):
         """``K_ii`` for every i, shape ``(n,)``, in the library of the points."""
@@ -328,6 +360,10 @@ class KernelOperator:
             rows = self._held()
             return _full(rows, self.block, self.block) if rows.sharded else self.block
         return _dense.block(self.formula, self.leaves, self.cats, backend=self.backend)
+
+
+def _detached(x):
+    return x.detach() if arrays.is_torch(x) else x
 
 
 def _full(rows: RowBlocks, local, like):

@@ -77,6 +77,9 @@ class SolveInfo:
     top_eigenvalue : float
         The lower bound of the largest eigenvalue of ``K`` used by the
         near-singularity check.
+    skipped_pairs : float
+        The fraction of the point pairs each product skipped (``tol=``; 0.0
+        when exact).
     """
 
     cg: CGInfo | None = None
@@ -87,6 +90,7 @@ class SolveInfo:
     residual: np.ndarray | None = None
     converged_columns: np.ndarray | None = None
     top_eigenvalue: float = float("nan")
+    skipped_pairs: float = 0.0
 
     @property
     def iterations(self) -> int:
@@ -101,7 +105,7 @@ class SolveInfo:
         return self.cg is not None and self.cg.converged
 
 
-@keywords(renamed={"tol": "rtol"}, refused={"eps": "rtol"})
+@keywords(refused={"eps": "rtol"})
 def solve(
     K,
     b,
@@ -117,6 +121,7 @@ def solve(
     callback=None,
     verbose: bool = False,
     backend=None,
+    tol: float | None = None,
     return_info: bool = False,
 ):
     """Solve ``(alpha I + K) a = b`` for a symmetric positive (semi-)definite kernel ``K``.
@@ -146,8 +151,7 @@ def solve(
         Relative residual and absolute floor: a column ``b`` has converged when
         ``||b - (alpha I + K) a|| <= max(rtol ||b||, atol)`` (defaults 1e-6,
         pykeops' tolerance, and 0; see :mod:`.tolerance`), checked on the true
-        residual after the solve. ``tol=``, scipy's old name of ``rtol``, works
-        with a DeprecationWarning; pykeops' ``eps=`` is a TypeError naming ``rtol``.
+        residual after the solve. pykeops' ``eps=`` is a TypeError naming ``rtol``.
     maxiter : int, optional
         Most CG iterations (default 1000; a ConvergenceWarning beyond).
     callback, verbose
@@ -159,6 +163,15 @@ def solve(
         the RPCholesky factor (automatic by default).
     backend : str, optional
         Engine backend of every reduction ("CPU", "GPU", "reference").
+    tol : float, optional
+        CG's products ``K @ v`` skip the block pairs holding at most ``tol``
+        of each row's ``sum_j |K_ij|`` (one symmetric pattern chosen once:
+        :class:`~kernelsolve.engine.ranges.approx_kernel.ApproxKernel`), so
+        ``|(K~ v)_i - (K v)_i| <= tol max|v| sum_j |K_ij|``; CG then solves
+        ``alpha I + K~`` to ``rtol`` (the residual checked is K~'s) and
+        ``info.skipped_pairs`` says how much each product skipped. The
+        direct solve is exact (tol is then unused). None (default): exact.
+        (Before version 0.19, ``tol=`` was a deprecated name of ``rtol``.)
     return_info : bool
         Also return a :class:`SolveInfo`.
 
@@ -185,7 +198,12 @@ def solve(
     >>> a = K.solve(b, alpha=1e-2, rtol=1e-8, solver="cg")
     """
     check_tolerances(rtol, atol, maxiter)  # before the preconditioner's setup
-    op = K if isinstance(K, KernelOperator) else KernelOperator.from_lazy(K, backend=backend)
+    if isinstance(K, KernelOperator):
+        if tol is not None:
+            raise ValueError("tol= with a KernelOperator: build the operator with tol= instead")
+        op = K
+    else:
+        op = KernelOperator.from_lazy(K, backend=backend, tol=tol)
     b = _rhs(b)
     _check_inputs(op, b, alpha)
     op.check_symmetric()
@@ -194,10 +212,13 @@ def solve(
         callback=callback, verbose=verbose,
     )  # fmt: skip
     config = _Config(op, options, SolveInfo(method=_method(solver, op, options)))
+    if config.info.method == "direct" and tol is not None:
+        op.tol = None  # the dense factor and its residual check are exact
     if _wants_grad(b, alpha, op):
         a = _solve_function().apply(config, b, alpha, *op.leaves)
     else:
         a = _forward(config, b, _scalar(alpha))
+    config.info.skipped_pairs = op.skipped_pairs
     return (a, config.info) if return_info else a
 
 

@@ -32,26 +32,27 @@ that underflows), the fine pairs get no bound of their own: F is 0 there.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from numbers import Real
 
 import numpy as np
 
 from .. import arrays, dispatch, ir
+from ..cache import register_memo
 from ..request import DEFAULT_OPTIONS, ReductionOptions, ReductionRequest
+from .approx_bounds import PairBounds
 from .knn import formula_bound
-from .prune import (
-    CHUNK_PAIRS,
-    Boxes,
-    _coarse,
-    _expand,
-    _points,
-    grid_boxes,
-    host_leaves,
-    sparse_ranges,
-)  # fmt: skip
+from .prune import Boxes, Grid, grid_boxes, host_leaves, side_points, sparse_ranges
 
-__all__ = ["approx_sum"]
+__all__ = [
+    "approx_sum",
+    "cached_grid",
+    "clusters",
+    "default_interval",
+    "deflated_min",
+    "sparse_reduce",
+]
 
 
 def approx_sum(
@@ -110,43 +111,45 @@ def approx_sum(
     used = {cats[v.attrs[0]] for v in ir.variables(formula)}
     if not tol or not {ir.I, ir.J} <= used:  # exact, or nothing to cluster
         return dispatch.reduce(request), {"skipped_blocks": 0.0, "skipped_pairs": 0.0}
-    grid_on = _paired_leaves(formula, cats)
-    try:
-        gi, bi = _clusters(leaves, cats, ir.I, grid_on, cluster_size)
-        gj, bj = _clusters(leaves, cats, ir.J, grid_on, cluster_size)
-    except ValueError as e:  # prune's words name its own caller
-        raise ValueError(str(e).replace("pruned_kmin", "approx_sum")) from None
+    gi, bi, gj, bj = clusters(formula, leaves, cats, cluster_size, "approx_sum")
     if interval is None:
-        interval = _default_interval(formula, leaves, cats)
-    bounds = _Bounds(bi, bj, gi, gj, interval, formula.dim, float(tol))
+        interval = default_interval(formula, leaves, cats)
+    bounds = PairBounds(bi, bj, gi, gj, interval, formula.dim, float(tol))
     host = host_leaves(leaves, cats, gi.perm, gj.perm)
     # 1. the pairs kept even if sum_j |F_ij| were its upper bound: F and |F| there
     core_r, core_c, L0 = bounds.core()
     both = ir.make("concat", formula, ir.make("abs", formula))
-    res = _sparse_sum(request._replace(formula=both), host, gi, gj, core_r, core_c)
+    res = sparse_reduce(request._replace(formula=both), host, gi, gj, core_r, core_c)
     D = formula.dim
     total, partial = res[:, :D], res[:, D:]
     # 2. the budget from the better lower bound of sum_j |F_ij|: the rest kept
-    L = np.maximum(L0, _deflated_min(partial, gi.ranges, len(gj.perm)))
-    rows, cols, rest = bounds.kept(L)
+    L = np.maximum(L0, deflated_min(partial, gi.ranges, len(gj.perm)))
+    rows, cols, rest = bounds.kept_with_core(L)
     if rest.any():
-        total = total + _sparse_sum(request, host, gi, gj, rows[rest], cols[rest])
+        total = total + sparse_reduce(request, host, gi, gj, rows[rest], cols[rest])
+    return unpermuted(total, gi.perm, leaves, cats), pair_info(gi.ranges, gj.ranges, rows, cols)
+
+
+def unpermuted(total: np.ndarray, perm: np.ndarray, leaves, cats):
+    """The rows of ``total`` (cluster order) back in the points' order, in
+    the leaves' library."""
     out = np.empty_like(total)
-    out[gi.perm] = total
+    out[perm] = total
     ref = next(x for x, c in zip(leaves, cats) if c != ir.P)
     if arrays.is_torch(ref):
         out = arrays.from_numpy(out, arrays.TORCH, arrays.device(ref))
-    return out, _info(gi.ranges, gj.ranges, rows, cols)
+    return out
 
 
-def _sparse_sum(request: ReductionRequest, host, gi, gj, rows, cols) -> np.ndarray:
-    """The block-sparse sum of ``request`` over the pairs, permuted order."""
+def sparse_reduce(request: ReductionRequest, host, gi, gj, rows, cols) -> np.ndarray:
+    """``request`` over the block pairs ``(rows, cols)`` of the permuted
+    points ``host``, on the host, in cluster order."""
     ranges = sparse_ranges(gi.ranges, gj.ranges, rows, cols)
     sparse = request._replace(arguments=host, ranges=ranges)
     return np.asarray(arrays.to_host(dispatch.reduce(sparse)))
 
 
-def _deflated_min(partial: np.ndarray, ranges_i, n: int) -> np.ndarray:
+def deflated_min(partial: np.ndarray, ranges_i, n: int) -> np.ndarray:
     """Per i-cluster and coordinate: the smallest computed partial sum of
     |F| of its rows, lowered by the rounding of a sum of ``n`` terms (each
     within a few ulps), so it stays below the exact one (NaN: 0)."""
@@ -158,7 +161,7 @@ def _deflated_min(partial: np.ndarray, ranges_i, n: int) -> np.ndarray:
     return np.where(np.isnan(low), 0.0, np.maximum(low, 0.0))
 
 
-def _info(ranges_i, ranges_j, rows, cols) -> dict:
+def pair_info(ranges_i, ranges_j, rows, cols) -> dict:
     wi, wj = (r[:, 1] - r[:, 0] for r in (ranges_i, ranges_j))
     total_blocks, total_pairs = len(wi) * len(wj), float(wi.sum()) * float(wj.sum())
     kept = float((wi[rows] * wj[cols]).sum())
@@ -182,12 +185,21 @@ def _paired_leaves(formula: ir.Node, cats) -> set:
     return paired or {k for k, c in enumerate(cats) if c != ir.P}
 
 
-def _clusters(leaves, cats, cat: int, grid_on: set, cluster_size: int):
+def clusters(formula: ir.Node, leaves, cats, cluster_size: int, caller: str):
+    """``(gi, bi, gj, bj)``: the grids of the i- and j-points and the boxes of
+    their clusters (``caller`` names the function in errors)."""
+    grid_on = _paired_leaves(formula, cats)
+    gi, bi = _side_clusters(leaves, cats, ir.I, grid_on, cluster_size, caller)
+    gj, bj = _side_clusters(leaves, cats, ir.J, grid_on, cluster_size, caller)
+    return gi, bi, gj, bj
+
+
+def _side_clusters(leaves, cats, cat: int, grid_on: set, cluster_size: int, caller: str):
     """The grid of side ``cat`` (cut along the ``grid_on`` variables) and the
     boxes of its clusters over all that side's variables."""
-    x, slices = _points(leaves, cats, cat)
+    x, slices = side_points(leaves, cats, cat, caller)
     cols = [np.arange(x.shape[1])[s] for k, s in slices.items() if k in grid_on]
-    g = grid_boxes(x[:, np.concatenate(cols)] if cols else x, cluster_size)
+    g = cached_grid(x[:, np.concatenate(cols)] if cols else x, cluster_size)
     if not cols or len(np.concatenate(cols)) == x.shape[1] or not len(x):
         return g, Boxes(g.lo, g.hi, slices)
     xs, starts = x[g.perm], g.ranges[:, 0]
@@ -195,7 +207,7 @@ def _clusters(leaves, cats, cat: int, grid_on: set, cluster_size: int):
     return g, Boxes(lo, hi, slices)
 
 
-def _default_interval(formula: ir.Node, leaves, cats) -> Callable:
+def default_interval(formula: ir.Node, leaves, cats) -> Callable:
     """The ops' interval rules, one :func:`.knn.formula_bound` per coordinate."""
     parts = [formula] if formula.dim == 1 else [
         ir.make("elem", formula, attrs=(d,)) for d in range(formula.dim)
@@ -209,127 +221,22 @@ def _default_interval(formula: ir.Node, leaves, cats) -> Callable:
     return interval
 
 
-class _Bounds:
-    """The interval bounds of the block pairs, one coarse i-cluster at a
-    time (recomputed per pass: storing them all would not fit at 1e6
-    points). A coarse pair whose bound is 0 (F is 0 on it, e.g. an
-    underflowing Gaussian) skips the bounds of its fine pairs: they are 0."""
-
-    def __init__(self, bi: Boxes, bj: Boxes, gi, gj, interval, dim: int, tol: float):
-        self.bi, self.fj, self.interval, self.dim, self.tol = bi, _finite(bj), interval, dim, tol
-        self.n_j = (gj.ranges[:, 1] - gj.ranges[:, 0]).astype(np.float64)
-        self.bad_i, self.bad_j = _non_finite(bi), _non_finite(bj)
-        self.gi, self.gj = gi, gj
-        ci, cj = _coarse(_finite(bi), gi), _coarse(self.fj, gj)
-        self.zero = np.zeros((len(gi.coarse), len(gj.coarse)), dtype=bool)
-        step = max(1, CHUNK_PAIRS // max(len(gj.coarse) * dim, 1))
-        for a in range(0, len(gi.coarse) if len(gj.coarse) else 0, step):
-            r = slice(a, min(a + step, len(gi.coarse)))
-            lo, hi = self._interval(ci.take(r), cj)
-            self.zero[r] = ((lo == 0) & (hi == 0)).all(axis=2)
-
-    def _interval(self, bi: Boxes, bj: Boxes):
-        lo, hi = self.interval(bi, bj)
-        lo, hi = (np.asarray(v, dtype=np.float64) for v in (lo, hi))
-        lo, hi = (v[..., None] if v.ndim == 2 else v for v in (lo, hi))
-        shape = (len(bi.lo), len(bj.lo))
-        if lo.shape[:2] != shape or hi.shape != lo.shape or lo.shape[2] not in (1, self.dim):
-            raise ValueError(
-                "interval(boxes_i, boxes_j) must return (lo, hi) shaped "
-                f"{shape} or {shape + (self.dim,)}, got {lo.shape} and {hi.shape}"
-            )
-        return lo, hi
-
-    def _chunks(self):
-        """``(fine i-clusters, their j-clusters, U, L0)`` per coarse i-cluster:
-        ``U`` (rows, cols, dim) the upper bounds of the pairs' parts of
-        sum_j |F_ij|, ``L0`` (rows, dim) lower bounds of that sum; the
-        j-clusters left out have F = 0."""
-        every = np.arange(len(self.fj.lo))
-        for A, span in enumerate(self.gi.coarse if len(every) else ()):
-            fi = np.arange(*span)
-            fj = every
-            if not self.bad_i[fi].any():
-                fj = np.union1d(_expand(self.gj.coarse[~self.zero[A]]), np.flatnonzero(self.bad_j))
-            lo, hi = self._interval(_finite(self.bi.take(fi)), self.fj.take(fj))
-            U, L0 = _magnitudes(lo, hi, self.n_j[fj])
-            U[self.bad_i[fi]] = np.inf
-            U[:, self.bad_j[fj]] = np.inf
-            yield fi, fj, U, L0
-
-    def core(self):
-        """``(rows, cols, L0)``: the pairs kept whatever the exact sums are
-        (kept with the budget of their upper bounds), L0 per i-cluster."""
-        rows, cols = [], []
-        L0 = np.zeros((len(self.bi.lo), self.dim))
-        self.cores = []  # kept for the second pass (bool, a few bytes a pair)
-        for fi, fj, U, low in self._chunks():
-            self.cores.append(_keep(U, _finite_sum(U), self.tol))
-            r, c = np.nonzero(self.cores[-1])
-            rows.append(fi[r])
-            cols.append(fj[c])
-            L0[fi] = low
-        return _cat(rows), _cat(cols), L0
-
-    def kept(self, L: np.ndarray):
-        """``(rows, cols, rest)``, row-major: the pairs kept with the lower
-        bounds ``L`` (i-clusters, dim) or in the core; ``rest``: not core.
-        Runs after :meth:`core`."""
-        rows, cols, rest = [], [], []
-        for (fi, fj, U, _), core in zip(self._chunks(), self.cores):
-            keep = core | _keep(U, L[fi], self.tol)
-            r, c = np.nonzero(keep)
-            rows.append(fi[r])
-            cols.append(fj[c])
-            rest.append(~core[r, c])
-        return _cat(rows), _cat(cols), np.concatenate(rest) if rest else np.zeros(0, bool)
+_grids: dict = register_memo({}, "ranges.approx.grids")
+_GRIDS_KEPT = 8
 
 
-def _cat(parts) -> np.ndarray:
-    return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
-
-
-def _finite_sum(U: np.ndarray) -> np.ndarray:
-    """Per row and coordinate: the sum of the finite upper bounds."""
-    return np.where(np.isfinite(U), U, 0.0).sum(axis=1)
-
-
-def _magnitudes(lo: np.ndarray, hi: np.ndarray, n_j: np.ndarray):
-    """``U = hi_abs * n_j`` (inf where the bound is NaN) and ``L0 = sum_b
-    lo_abs * n_b`` (0 where that sum is not finite)."""
-    with np.errstate(invalid="ignore", over="ignore"):
-        nan = np.isnan(lo) | np.isnan(hi)
-        a_lo, a_hi = np.abs(lo), np.abs(hi)
-        w = n_j[None, :, None]
-        U = np.where(nan, np.inf, np.maximum(a_lo, a_hi)) * w
-        straddle = (lo <= 0) & (hi >= 0)
-        L0 = (np.where(nan | straddle, 0.0, np.minimum(a_lo, a_hi)) * w).sum(axis=1)
-    return U, np.where(np.isfinite(L0), L0, 0.0)  # an infinite L would excuse anything
-
-
-def _non_finite(b: Boxes) -> np.ndarray:
-    """The clusters holding a NaN or infinite coordinate: never skipped."""
-    return ~(np.isfinite(b.lo).all(axis=1) & np.isfinite(b.hi).all(axis=1))
-
-
-def _finite(b: Boxes) -> Boxes:
-    """The boxes with non-finite coordinates replaced by 0 (their pairs are
-    kept whatever the bound says; the interval rules refuse NaN boxes)."""
-    bad = ~(np.isfinite(b.lo) & np.isfinite(b.hi))
-    if not bad.any():
-        return b
-    return Boxes(np.where(bad, 0.0, b.lo), np.where(bad, 0.0, b.hi), b.slices)
-
-
-def _keep(U: np.ndarray, L: np.ndarray, tol: float) -> np.ndarray:
-    """The pairs (i-clusters, j-clusters) to evaluate: per row, the smallest
-    scores ``max_d U / L`` are skipped while they add up to at most ``tol``."""
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        s = np.where(U == 0, 0.0, U / L[:, None, :])  # U > 0 = L: inf; inf / inf: NaN
-        score = np.nan_to_num(s.max(axis=2), nan=np.inf)
-        ends = np.append(np.sort(score, axis=1), np.full((len(score), 1), np.inf), axis=1)
-        run = np.cumsum(ends[:, :-1], axis=1)
-    # the k smallest fit (a margin for the rounding of U / L and of the sum);
-    # the scores below the (k+1)-th smallest are among them
-    k = (run <= tol * (1 - 1e-9)).sum(axis=1)
-    return ~(score < ends[np.arange(len(score)), k][:, None])
+def cached_grid(points: np.ndarray, cluster_size: int) -> Grid:
+    """:func:`.prune.grid_boxes` of ``points``, cached by their content (a
+    digest of the bytes: a second product with the same points, or the
+    other side of ``K(x, x)``, reuses the grid; points changed in place get
+    a new one). The last few grids are kept."""
+    x = np.ascontiguousarray(points, dtype=np.float64)
+    digest = hashlib.blake2b(memoryview(x).cast("B"), digest_size=16).digest()
+    key = (x.shape, cluster_size, digest)
+    grid = _grids.get(key)
+    if grid is None:
+        grid = grid_boxes(x, cluster_size)
+        if len(_grids) >= _GRIDS_KEPT:
+            _grids.pop(next(iter(_grids)))
+        _grids[key] = grid
+    return grid

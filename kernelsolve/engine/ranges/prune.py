@@ -38,7 +38,18 @@ import numpy as np
 from .. import arrays, dispatch, ir
 from ..request import DEFAULT_OPTIONS, ReductionOptions, ReductionRequest
 
-__all__ = ["Boxes", "Grid", "PrunePlan", "grid_boxes", "prune_plan", "sparse_ranges"]
+__all__ = [
+    "Boxes",
+    "Grid",
+    "PrunePlan",
+    "coarse_boxes",
+    "expand_spans",
+    "grid_boxes",
+    "host_leaves",
+    "prune_plan",
+    "side_points",
+    "sparse_ranges",
+]
 
 #: bound entries (i-clusters x j-clusters) evaluated per call of ``interval``
 CHUNK_PAIRS = 1 << 22
@@ -146,7 +157,7 @@ def _cell_side(extent: np.ndarray, n: int, cluster_size: int) -> np.ndarray:
     return np.where(live, side, 1.0)
 
 
-def _points(leaves, cats, cat: int) -> tuple[np.ndarray, dict]:
+def side_points(leaves, cats, cat: int, caller: str = "pruned_kmin") -> tuple[np.ndarray, dict]:
     """The variables of category ``cat`` concatenated (n, D), and each leaf's columns."""
     cols, slices, d = [], {}, 0
     for k, (x, c) in enumerate(zip(leaves, cats)):
@@ -156,14 +167,14 @@ def _points(leaves, cats, cat: int) -> tuple[np.ndarray, dict]:
         if a.ndim != 2:
             side = "i" if cat == ir.I else "j"
             raise ValueError(
-                f"pruned_kmin: the {side}-variable leaves[{k}] must have shape (n, d) "
+                f"{caller}: the {side}-variable leaves[{k}] must have shape (n, d) "
                 f"(no batch dimensions), got {tuple(a.shape)}"
             )
         cols.append(a.astype(np.float64))
         slices[k] = slice(d, d + a.shape[1])
         d += a.shape[1]
     if not cols:
-        raise ValueError(f"pruned_kmin: the formula has no {'i' if cat == ir.I else 'j'}-variable")
+        raise ValueError(f"{caller}: the formula has no {'i' if cat == ir.I else 'j'}-variable")
     return np.concatenate(cols, axis=1), slices
 
 
@@ -242,8 +253,8 @@ def prune_plan(
     >>> plan.cols_of(0).tolist()  # cells [0, 1] and [2, 3]: touches T = 1, kept
     [0, 1]
     """
-    xi, si = _points(leaves, cats, ir.I)
-    yj, sj = _points(leaves, cats, ir.J)
+    xi, si = side_points(leaves, cats, ir.I)
+    yj, sj = side_points(leaves, cats, ir.J)
     gi = grid_boxes(xi, cluster_size, cells)
     gj = grid_boxes(yj, cluster_size, cells)
     bi, bj = Boxes(gi.lo, gi.hi, si), Boxes(gj.lo, gj.hi, sj)
@@ -274,7 +285,8 @@ def _interval(interval: Callable, bi: Boxes, bj: Boxes):
     return lo, np.where(nan, np.inf, hi), nan
 
 
-def _coarse(b: Boxes, g: Grid) -> Boxes:
+def coarse_boxes(b: Boxes, g: Grid) -> Boxes:
+    """The boxes of ``g``'s coarse clusters: each the union of its cells' boxes."""
     s = g.coarse[:, 0]
     if not len(s):
         return b
@@ -287,7 +299,7 @@ def _bound_pass(bi: Boxes, bj: Boxes, gi: Grid, gj: Grid, K, interval, slack):
     pairs (row-major), ``counting`` marking those that define ``T``."""
     cnt_j = gj.ranges[:, 1] - gj.ranges[:, 0]
     coarse_cnt = np.add.reduceat(cnt_j, gj.coarse[:, 0]) if len(cnt_j) else cnt_j
-    ci, cj = _coarse(bi, gi), _coarse(bj, gj)
+    ci, cj = coarse_boxes(bi, gi), coarse_boxes(bj, gj)
     Cci, Ccj = len(gi.coarse), len(gj.coarse)
     keep_c = np.zeros((Cci, Ccj), dtype=bool)
     T_c = np.full(Cci, np.inf)
@@ -302,7 +314,7 @@ def _bound_pass(bi: Boxes, bj: Boxes, gi: Grid, gj: Grid, K, interval, slack):
     out = []
     for A in range(Cci):
         fi = np.arange(*gi.coarse[A])
-        fj = _expand(gj.coarse[keep_c[A]])
+        fj = expand_spans(gj.coarse[keep_c[A]])
         lo, hi, nan = _interval(interval, bi.take(fi), bj.take(fj))
         T = np.minimum(_thresholds(hi, cnt_j[fj], K), T_c[A])
         T_all[fi] = T
@@ -318,7 +330,7 @@ def _bound_pass(bi: Boxes, bj: Boxes, gi: Grid, gj: Grid, K, interval, slack):
     return rows[order], cols[order], lo[order], counting[order], T_all, nan_block
 
 
-def _expand(spans: np.ndarray) -> np.ndarray:
+def expand_spans(spans: np.ndarray) -> np.ndarray:
     """The integers of the ``[start, end)`` spans, concatenated."""
     n = spans[:, 1] - spans[:, 0]
     if not len(n):
