@@ -7,6 +7,7 @@ reduction is one fused map-reduce. See :class:`LazyTensor`.
 from ._version import __version__
 from .config import config
 from .engine.cache import clear_cache
+from .engine.ranges.approx_reduce import approximation_report
 from .lazytensor import ComplexLazyTensor, LazyTensor, Pm, ReductionCall, Vi, Vj
 
 __all__ = [
@@ -16,6 +17,7 @@ __all__ = [
     "ReductionCall",
     "Vi",
     "Vj",
+    "approximation_report",
     "clear_cache",
     "config",
     "__version__",

@@ -81,6 +81,7 @@ import torch
 from gpytorch import kernels as _gk
 
 from ..engine import split
+from ..engine.ranges.approx_reduce import check_tol
 from ..linalg import dense
 from .gpytorch_formulas import MATERN, PERIODIC, RBF, RQ, CovarFunction, Factor
 from .gpytorch_operator import EngineKernelOperator
@@ -149,7 +150,16 @@ class EngineKernel:
 
     Subclasses define :meth:`_engine_factors` (the formulas) and
     :meth:`_engine_params` (the parameter tensors, named as in the factors).
+
+    ``kernel.tol = 1e-8`` (default None, exact): the engine products and
+    gradients skip the block pairs holding at most ``tol`` of each row's
+    ``sum_j |F_ij|`` (:mod:`kernelsolve.engine.ranges.approx_reduce`;
+    ``kernelsolve.approximation_report()`` says how much); blocks within the
+    memory budget are dense and exact.
     """
+
+    #: the error the engine's sums may make (None: exact)
+    tol: float | None = None
 
     def _engine_factors(self, prefix: str = "") -> tuple[Factor, ...]:
         raise NotImplementedError
@@ -175,7 +185,7 @@ class EngineKernel:
         dtype = torch.promote_types(x1.dtype, self._param_dtype())
         if diag or _dense_forward(m, n, batch, dtype, str(x1.device)):
             return self._dense_forward(x1, x2, diag, last_dim_is_batch, **params)
-        covar = CovarFunction(self._engine_factors())
+        covar = CovarFunction(self._engine_factors(), tol=check_tol(self.tol))
         theta = {k: v.to(dtype) for k, v in self._engine_params().items()}
         same = x1 is x2 or (x1.shape == x2.shape and torch.equal(x1, x2))
         x1 = x1.to(dtype)

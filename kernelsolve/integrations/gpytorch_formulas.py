@@ -116,6 +116,9 @@ class CovarFunction:
     """
 
     factors: tuple[Factor, ...]
+    #: engine products and gradients: the error allowed relative to
+    #: ``sum_j |F_ij|`` (None: exact; :mod:`kernelsolve.engine.ranges.approx_reduce`)
+    tol: float | None = None
 
     def names(self) -> tuple[str, ...]:
         return tuple(n for f in self.factors for n in f.names())

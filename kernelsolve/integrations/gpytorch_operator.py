@@ -10,7 +10,7 @@ from linear_operator.operators import KernelLinearOperator
 
 from .. import autograd
 from ..engine import dispatch, ir, split
-from ..engine.request import ReductionRequest
+from ..engine.request import ReductionOptions, ReductionRequest
 from ..linalg import dense
 
 __all__ = ["EngineKernelOperator", "MAX_COLUMNS", "TORCH_FILL_PRODUCTS"]
@@ -115,12 +115,14 @@ class EngineKernelOperator(KernelLinearOperator):
             rhs = rhs.unsqueeze(-1)
         leaves, cats, xi, xj, pvars = self._leaves()
         k = self.covar_func.formula(xi, xj, pvars)
-        outs = []
+        outs, opts = [], self._options
         for chunk in _column_chunks(rhs):
             v = ir.var(len(leaves), ir.J, chunk.shape[-1])
             args, vcats = tuple(leaves) + (chunk.contiguous(),), tuple(cats) + (ir.J,)
             outs.append(
-                autograd.reduce(ReductionRequest(ir.make("mul", k, v), "sum", args, vcats))
+                autograd.reduce(
+                    ReductionRequest(ir.make("mul", k, v), "sum", args, vcats, 1, options=opts)
+                )  # fmt: skip
             )
         out = outs[0] if len(outs) == 1 else torch.cat(outs, -1)
         return out[..., 0] if vector else out
@@ -170,7 +172,9 @@ class EngineKernelOperator(KernelLinearOperator):
             joint = parts[0][1]
             for _, f in parts[1:]:
                 joint = ir.make("concat", joint, f)
-            total = dispatch.reduce(ReductionRequest(joint, "sum", tuple(leaves), tuple(cats)))
+            request = ReductionRequest(joint, "sum", tuple(leaves), tuple(cats), 1,
+                                       options=self._options)  # fmt: skip
+            total = dispatch.reduce(request)
             start = 0
             for slot, f in parts:
                 g = total[..., start : start + f.dim]
@@ -179,10 +183,17 @@ class EngineKernelOperator(KernelLinearOperator):
                     g = g.sum(-2, keepdim=True)
                 grads[slot] = _sum_to(g, representation[slot].shape)
         if wanted[1]:
-            request = ReductionRequest(_grad(k, xj, weight), "sum", tuple(leaves), tuple(cats), 0)
+            f = _grad(k, xj, weight)
+            request = ReductionRequest(f, "sum", tuple(leaves), tuple(cats), 0,
+                                       options=self._options)  # fmt: skip
             g = dispatch.reduce(request)
             grads[1] = _sum_to(g, representation[1].shape)
         return tuple(grads)
+
+    @property
+    def _options(self) -> ReductionOptions:
+        """The options of the engine's sums (the kernel's ``tol``)."""
+        return ReductionOptions(tol=getattr(self.covar_func, "tol", None))
 
     @property
     def _symmetric(self) -> bool:

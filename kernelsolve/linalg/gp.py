@@ -90,7 +90,7 @@ def _kernel_formula(nu: float, dim: int) -> ir.Node:
     return kernels.engine_formula(_matern(nu), s)
 
 
-@keywords(renamed={"h": "hyperparameters"}, refused={"tol": "rtol", "eps": "rtol"})
+@keywords(renamed={"h": "hyperparameters"}, refused={"eps": "rtol"})
 def gp_posterior_mean(
     X,
     y,
@@ -102,6 +102,7 @@ def gp_posterior_mean(
     rtol: float = GP_RTOL,
     maxiter: int = 500,
     callback: Callable | None = None,
+    tol: float | None = None,
 ) -> tuple[object, SolveInfo]:
     """Posterior mean ``m + K(Xq, X) (K + noise I)^-1 (y - m)`` of a Matern GP.
 
@@ -135,6 +136,10 @@ def gp_posterior_mean(
         Most CG iterations (a ConvergenceWarning beyond).
     callback : callable, optional
         ``callback(a)`` after every CG iteration.
+    tol : float, optional
+        CG's products skip the block pairs holding at most ``tol`` of each
+        row's ``sum_j |K_ij|`` (:func:`.solve.solve`; ``info.skipped_pairs``
+        says how much). None (default): exact. The prediction is exact.
 
     Returns
     -------
@@ -154,7 +159,7 @@ def gp_posterior_mean(
     h = _check_hyperparameters(hyperparameters)
     Xs, Xqs = _scaled(X, h["lengthscale"]), _scaled(Xq, h["lengthscale"])
     f = _kernel_formula(nu, Xs.shape[1])
-    K = KernelOperator(f, (Xs, Xs), (ir.I, ir.J))
+    K = KernelOperator(f, (Xs, Xs), (ir.I, ir.J), tol=tol)
     # (s k + noise I) a = y - m  <=>  (k + noise / s I)(s a) = y - m: the kernel
     # without its outputscale, and s a is what the prediction sums
     a, info = solve(

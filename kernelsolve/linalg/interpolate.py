@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import KDTree
 
+from ..engine.ranges.approx_reduce import check_tol
 from ..tolerance import INTERPOLATOR_RTOL, check_tolerances, keywords
 from .cg import ConvergenceWarning
 from .dense import memory_budget
@@ -92,7 +93,7 @@ class KernelInterpolator:
     rtol : float
         Iterative solver: GMRES stops a data column when ``||r|| <= rtol ||b||``
         (default 1e-8: the interpolant then agrees with scipy's to about 1e-6 on a
-        well-conditioned system). ``tol=`` and ``eps=`` are TypeErrors naming ``rtol``.
+        well-conditioned system). ``eps=`` is a TypeError naming ``rtol``.
     maxiter : int
         Iterative solver: most GMRES iterations per data column (default 1000).
     precond_neighbors : int, optional
@@ -105,6 +106,11 @@ class KernelInterpolator:
         Iterative solver: products by engine reductions, or (``thin_plate_spline``
         in 2-D) a fast multipole method; "auto" takes the FMM from 5000 quasi-uniform
         points on.
+    tol : float, optional
+        Iterative solver with engine products: each product skips the block
+        pairs holding at most ``tol`` of each row's ``sum_j |K_ij|`` (pays for
+        kernels that decay, such as "gaussian"; ``info.skipped_pairs`` says
+        how much). None (default): exact. The direct solve and evaluation are exact.
     verbose : bool
         Progress to stderr.
 
@@ -162,7 +168,7 @@ class KernelInterpolator:
     True
     """
 
-    @keywords(refused={"tol": "rtol", "eps": "rtol"})
+    @keywords(refused={"eps": "rtol"})
     def __init__(
         self,
         y,
@@ -179,9 +185,11 @@ class KernelInterpolator:
         precond_neighbors: int | None = None,
         coarse: int | str = "auto",
         products: str = "auto",
+        tol: float | None = None,
         verbose: bool = False,
     ):
         check_tolerances(rtol, 0.0, maxiter)
+        self.tol = check_tol(tol)
         if solver not in SOLVERS:
             raise ValueError(f"solver={solver!r}: expected one of {SOLVERS}")
         if products not in ("auto", "engine", "fmm"):
@@ -267,6 +275,7 @@ class KernelInterpolator:
             coarse=coarse,
             products=products,
             verbose=verbose,
+            tol=self.tol,
         )
         c, w, self.info = self._solver.solve(
             a.d2, rtol=rtol, maxiter=maxiter, warn=False, give_up=True

@@ -149,13 +149,19 @@ class OrdinaryKriging(_Kriging2D):
         Most point pairs of the experimental semivariogram (a random sample beyond).
     rank : int, optional
         Rank of the CG solver's RPCholesky preconditioner (automatic).
+    tol : float, optional
+        The CG solver (bounded variograms with a nugget): each product skips
+        the block pairs holding at most ``tol`` of each row's ``sum_j |K_ij|``
+        (covariances that decay: gaussian, exponential, spherical...;
+        ``info.skipped_pairs`` says how much). None (default): exact; the
+        other solvers are exact.
     rtol, maxiter : float, int
         Relative residual: GMRES (or CG) stops when ``||r|| <= rtol ||b||`` (see
         :mod:`.tolerance`), or after ``maxiter`` iterations. The default 1e-10 is
         tighter than the CG solvers' 1e-6 because the kriging variance is a
         difference of nearly equal terms: at 1e-10 the iterative solvers agree
-        with PyKrige's direct solve to about 1e-6. ``tol=``/``eps=`` are
-        TypeErrors naming ``rtol``.
+        with PyKrige's direct solve to about 1e-6. ``eps=`` is a TypeError
+        naming ``rtol``.
     neighbors, coarse : int, int or "auto"
         The saddle solver's preconditioner: points per approximate cardinal
         function, points of its coarse level.
@@ -194,7 +200,7 @@ class OrdinaryKriging(_Kriging2D):
     ((4, 5), True)
     """
 
-    @keywords(refused={"tol": "rtol", "eps": "rtol"})
+    @keywords(refused={"eps": "rtol"})
     def __init__(
         self,
         x,
@@ -222,6 +228,7 @@ class OrdinaryKriging(_Kriging2D):
         variance_check: int = 10,
         max_pairs: int = 1 << 22,
         rank: int | None = None,
+        tol: float | None = None,
         rtol: float = KRIGING_RTOL,
         maxiter: int = 1000,
         neighbors: int = 50,
@@ -291,9 +298,10 @@ class OrdinaryKriging(_Kriging2D):
 class UniversalKriging(_Kriging2D):
     """Universal kriging in 2-D (PyKrige's ``UniversalKriging``).
 
-    The parameters of :class:`OrdinaryKriging` (documented there; no
-    ``enable_statistics`` or ``coordinates_type``: the statistics are computed
-    when first read), plus PyKrige's drift arguments.
+    The parameters of :class:`OrdinaryKriging` (documented there, e.g.
+    ``tol``, the error the CG solver's products may make relative to each
+    row's ``sum_j |K_ij|``; no ``enable_statistics`` or ``coordinates_type``:
+    the statistics are computed when first read), plus PyKrige's drift arguments.
 
     Parameters
     ----------
@@ -325,7 +333,7 @@ class UniversalKriging(_Kriging2D):
 
     _ordinary = False
 
-    @keywords(refused={"tol": "rtol", "eps": "rtol"})
+    @keywords(refused={"eps": "rtol"})
     def __init__(
         self,
         x,
@@ -358,6 +366,7 @@ class UniversalKriging(_Kriging2D):
         variance_check: int = 10,
         max_pairs: int = 1 << 22,
         rank: int | None = None,
+        tol: float | None = None,
         rtol: float = KRIGING_RTOL,
         maxiter: int = 1000,
         neighbors: int = 50,

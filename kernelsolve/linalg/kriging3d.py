@@ -80,7 +80,7 @@ class OrdinaryKriging3D(_Kriging3D):
     (3, 2, 1)
     """
 
-    @keywords(refused={"tol": "rtol", "eps": "rtol"})
+    @keywords(refused={"eps": "rtol"})
     def __init__(
         self,
         x,
@@ -110,6 +110,7 @@ class OrdinaryKriging3D(_Kriging3D):
         variance_check: int = 10,
         max_pairs: int = 1 << 22,
         rank: int | None = None,
+        tol: float | None = None,
         rtol: float = KRIGING_RTOL,
         maxiter: int = 1000,
         neighbors: int = 50,
@@ -183,7 +184,7 @@ class UniversalKriging3D(_Kriging3D):
 
     _ordinary = False
 
-    @keywords(refused={"tol": "rtol", "eps": "rtol"})
+    @keywords(refused={"eps": "rtol"})
     def __init__(
         self,
         x,
@@ -216,6 +217,7 @@ class UniversalKriging3D(_Kriging3D):
         variance_check: int = 10,
         max_pairs: int = 1 << 22,
         rank: int | None = None,
+        tol: float | None = None,
         rtol: float = KRIGING_RTOL,
         maxiter: int = 1000,
         neighbors: int = 50,

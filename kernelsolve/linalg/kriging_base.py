@@ -423,7 +423,7 @@ class KrigingBase:
                 if self.solver == "nugget":
                     self._solver_cache = NuggetSolver(*args)
                 elif self.solver == "cg":
-                    self._solver_cache = CovarianceCGSolver(*args, rank=o.rank, **kw)
+                    self._solver_cache = CovarianceCGSolver(*args, rank=o.rank, tol=o.tol, **kw)
                 else:
                     self._solver_cache = SaddleKrigingSolver(
                         *args, neighbors=o.neighbors, coarse=o.coarse, seed=o.seed, **kw

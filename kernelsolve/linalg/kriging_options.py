@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from ..engine.ranges.approx_reduce import check_tol
 from ..tolerance import KRIGING_RTOL, check_tolerances
 from .dense import available_memory, memory_budget
 from .kriging_direct import MATRIX_SHARE, direct_bytes
@@ -76,6 +77,7 @@ class SolverOptions:
     variance_check: int = 10
     max_pairs: int = 1 << 22
     rank: int | None = None
+    tol: float | None = None
     rtol: float = KRIGING_RTOL
     maxiter: int = 1000
     neighbors: int = 50
@@ -114,4 +116,5 @@ class SolverOptions:
             name, value = ("rtol", o.rtol) if o.rtol == 0 else ("maxiter", o.maxiter)
             raise ValueError(f"{name} must be > 0, got {value}")
         o.rtol, o.maxiter = float(o.rtol), int(o.maxiter)
+        o.tol = check_tol(o.tol)
         return o

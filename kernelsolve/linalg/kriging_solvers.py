@@ -217,7 +217,7 @@ class CovarianceCGSolver:
     randomly pivoted Cholesky preconditioner, and the constraint by the Schur
     complement: ``w = (P^T B)^-1 P^T a``, ``c = a - B w``."""
 
-    def __init__(self, xy, v: Variogram, powers, z, *, rank, rtol, maxiter, verbose):
+    def __init__(self, xy, v: Variogram, powers, z, *, rank, rtol, maxiter, verbose, tol=None):
         self.v, self.rtol, self.maxiter, self.verbose = v, rtol, maxiter, verbose
         self.alpha = v.nugget / v.amplitude
         self.yn = np.ascontiguousarray(xy / v.length)
@@ -225,7 +225,7 @@ class CovarianceCGSolver:
         cov = RadialKernel.of("covariance", lambda m, s, key: 1 - shape(m, s, key), v.key)
         self.formula = kernel_formula(cov.formula, xy.shape[1], 1.0)
         self.numpy = cov.numpy
-        self.op = KernelOperator(self.formula, (self.yn, self.yn), (ir.I, ir.J))
+        self.op = KernelOperator(self.formula, (self.yn, self.yn), (ir.I, ir.J), tol=tol)
         t0 = time.perf_counter()
         self.M = precond_mod.make(self.op, self.alpha, "rpcholesky", rank, verbose=verbose)
         self.basis = DriftBasis(self.yn, powers)
@@ -242,6 +242,7 @@ class CovarianceCGSolver:
             converged=bool(cg_info.converged),
             setup_seconds=float(getattr(self.M, "setup_seconds", 0.0)),
             solve_seconds=time.perf_counter() - t0,
+            skipped_pairs=self.op.skipped_pairs,
         )
 
     def _solve(self, B):

@@ -66,6 +66,9 @@ import scipy.linalg
 import scipy.sparse
 from scipy.spatial import cKDTree
 
+from ..engine import ir
+from ..engine.ranges.approx_kernel import ApproxKernel
+from ..engine.ranges.approx_reduce import check_tol
 from ..progress import Progress
 from ..tolerance import KRIGING_RTOL, check_tolerances, keywords
 from .blas import one_blas_thread
@@ -108,6 +111,7 @@ class SaddleInfo:
     iterations: int = 0
     product: str = "engine"
     gave_up: bool = False  # stopped before maxiter: would not reach rtol in time
+    skipped_pairs: float = 0.0  # tol=: the fraction of point pairs each product skipped
     rcond: float | None = None  # direct solves: reciprocal condition number estimate
 
 
@@ -141,6 +145,11 @@ class SaddleSolver:
         thin-plate spline in 2-D; "auto" uses it from 5000 quasi-uniform points on.
     seed : int
         Seed of the far points.
+    tol : float, optional
+        Engine products skip the block pairs holding at most ``tol`` of each
+        row's ``sum_j |K_ij|`` (one symmetric pattern,
+        :class:`~kernelsolve.engine.ranges.approx_kernel.ApproxKernel`; pays for
+        kernels that decay, e.g. gaussian; None: exact).
     verbose : bool
         Progress to stderr.
 
@@ -170,8 +179,10 @@ class SaddleSolver:
         products: str = "auto",
         seed: int = 0,
         verbose: bool = False,
+        tol: float | None = None,
     ):
         t0 = time.perf_counter()
+        self.tol, self._approx = check_tol(tol), None
         self.y, self.phi, self.epsilon = y, phi, float(epsilon)
         self.smoothing, self.powers, self.verbose = smoothing, powers, verbose
         n, ndim = y.shape
@@ -413,7 +424,16 @@ class SaddleSolver:
         """``Phi @ V`` (one engine reduction, or one FMM evaluation)."""
         if self.fmm is not None:
             return self.fmm.matmat(V)
+        if self.tol:
+            if self._approx is None:
+                self._approx = ApproxKernel(self.formula, (self.y, self.y), (ir.I, ir.J), self.tol)
+            return self._approx.matmat(V)
         return kernel_sum(self.formula, self.y, self.y, V)
+
+    @property
+    def skipped_pairs(self) -> float:
+        """``tol=``: the fraction of the point pairs each product skips."""
+        return 0.0 if self._approx is None else self._approx.info["skipped_pairs"]
 
     def A(self, V: np.ndarray) -> np.ndarray:
         return self.kernel_matmat(V) + self.smoothing[:, None] * V
@@ -504,6 +524,7 @@ class SaddleSolver:
         else:
             w = np.zeros((0, d.shape[1]))
         info.solve_seconds = time.perf_counter() - t0
+        info.skipped_pairs = self.skipped_pairs
         return c, w, info
 
     def _gmres(self, rhs, norm, col, rtol, maxiter, restart, info, report: Progress, give_up):
