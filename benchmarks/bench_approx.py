@@ -1,6 +1,12 @@
-"""Sub-quadratic reductions (issue 19), the nearest-neighbour part: exact
-argKmin by block pruning (``kernelsolve.engine.ranges.knn``) against our
-dense reduction and ``scipy.spatial.cKDTree``, one run, side by side.
+"""Sub-quadratic reductions (issue 19), one run, side by side, in three
+parts (``--part``): ``sums`` (Gaussian ``K @ b`` with ``tol=`` against our
+dense reduction and pykeops with hand-made ranges: ``approx_sums.py``),
+``knn`` (below) and ``gp`` (a Matern GP solve on the Jacksboro DEM with
+``tol=`` against the exact one: ``approx_gp.py``).
+
+The nearest-neighbour part: exact argKmin by block pruning
+(``kernelsolve.engine.ranges.knn``) against our dense reduction and
+``scipy.spatial.cKDTree``.
 
 Setup: M = N = ``--n`` points (1e6 by default) uniform in the unit cube,
 float32 NumPy arrays, x (queries) and y (data) drawn independently; the
@@ -25,14 +31,17 @@ included); the agreement with cKDTree's indices is printed for information
 
 Usage::
 
-    python benchmarks/bench_approx.py              # N = 1e6
-    python benchmarks/bench_approx.py --n 2e5      # smaller
+    python benchmarks/bench_approx.py              # all parts, N = 1e6
+    python benchmarks/bench_approx.py --part knn --n 2e5
+    python benchmarks/bench_approx.py --part sums --pykeops-n 1e5
+    python benchmarks/bench_approx.py --part gp --exact-n 20000
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import shlex
 import sys
@@ -47,6 +56,10 @@ from kernelsolve.engine.backends.cpu import cpu_model
 from kernelsolve.engine.ranges import knn, prune
 from kernelsolve.engine.request import ReductionRequest
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import approx_gp  # noqa: E402 (the parts beside this script)
+import approx_sums  # noqa: E402
+
 
 def best_time(fn, repeat: int):
     out, best = None, float("inf")
@@ -59,12 +72,42 @@ def best_time(fn, repeat: int):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--part", choices=("all", "sums", "knn", "gp"), default="all")
     ap.add_argument("--n", type=float, default=1e6, help="points M = N (default 1e6)")
     ap.add_argument("--k", type=int, default=10, help="neighbours K (default 10)")
     ap.add_argument("--dense-rows", type=int, default=2000, help="rows timed dense")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--cluster-size", type=int, default=64, help="points per cell")
+    ap.add_argument("--tol", type=float, default=None, help="sums 1e-6, gp 1e-8")
+    ap.add_argument("--pykeops-n", type=float, default=1e5, help="sums: pykeops' size")
+    ap.add_argument("--exact-n", type=int, default=20_000, help="gp: exact solve's size")
+    ap.add_argument("--rank", type=int, default=1000, help="gp: preconditioner rank")
+    ap.add_argument("--rtol", type=float, default=1e-4, help="gp: CG rtol")
     args = ap.parse_args()
+    print(f"# bench_approx, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
+    print(
+        f"machine: {cpu_model()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, kernelsolve {kernelsolve.__version__}"
+    )
+    print("command: python " + " ".join(shlex.quote(a) for a in sys.argv))
+    failed = False
+    if args.part in ("all", "sums"):
+        print("\n## sums")
+        tol = args.tol or 1e-6
+        worst = approx_sums.run(int(args.n), tol, 300, pykeops_n=int(args.pykeops_n))
+        failed |= not worst <= 1
+    if args.part in ("all", "knn"):
+        print("\n## nearest neighbours")
+        failed |= not run_knn(args)
+    if args.part in ("all", "gp"):
+        print("\n## GP solve")
+        approx_gp.run(argparse.Namespace(**dict(vars(args), tol=args.tol or 1e-8)))
+    if failed:
+        sys.exit(1)
+
+
+def run_knn(args) -> bool:
+    """The nearest-neighbour table; True when pruned equals dense."""
     n, K = int(args.n), args.k
     rng = np.random.default_rng(0)
     x = rng.random((n, 3)).astype(np.float32)
@@ -101,12 +144,6 @@ def main() -> None:
     same = np.array_equal(got[:rows], want)
     agree = float(np.mean(np.sort(got, axis=1) == np.sort(kd_idx, axis=1)))
 
-    print(f"# bench_approx (kNN part), {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
-    print(
-        f"machine: {cpu_model()}, Python {platform.python_version()}, "
-        f"kernelsolve {kernelsolve.__version__}"
-    )
-    print("command: python " + " ".join(shlex.quote(a) for a in sys.argv))
     print(f"argKmin K={K}, M = N = {n:,} uniform 3-D float32 points")
     print(
         f"pruning: {len(plan.ranges_i)} x {len(plan.ranges_j)} clusters, "
@@ -127,8 +164,7 @@ def main() -> None:
     print()
     print(f"pruned == dense on the first {rows} rows (indices, ties included): {same}")
     print(f"index agreement with cKDTree (sorted per row): {agree:.6f}")
-    if not same:
-        sys.exit(1)
+    return same
 
 
 if __name__ == "__main__":

@@ -171,7 +171,7 @@ def solve(
         ``alpha I + K~`` to ``rtol`` (the residual checked is K~'s) and
         ``info.skipped_pairs`` says how much each product skipped. The
         direct solve is exact (tol is then unused). None (default): exact.
-        (Before version 0.19, ``tol=`` was a deprecated name of ``rtol``.)
+        (``tol=`` was once a deprecated name of ``rtol``; it is now this.)
     return_info : bool
         Also return a :class:`SolveInfo`.
 
