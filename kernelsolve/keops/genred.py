@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..engine.request import ReductionRequest
-from ..lazytensor.reductions import check_sum_scheme, reduction_options, write_out
+from ..lazytensor.options import check_sum_scheme, reduction_options, write_out
 from .formula import parse_formulas
 from .formula.aliases import parse_alias
 from .reductions import reduction_of

@@ -59,7 +59,6 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg
@@ -79,6 +78,7 @@ from .operator import kernel_sum
 from .radial import RadialKernel, kernel_formula
 from .rbf_checks import repeated_unsmoothed
 from .rbf_direct import poly_frame, saddle_matrix
+from .saddle_info import SaddleInfo
 
 __all__ = ["monomial_powers", "polynomial_matrix", "SaddleSolver", "SaddleInfo"]
 
@@ -90,29 +90,6 @@ REACH_MIN = 0.1  # kernels with a smaller reach (see SaddleSolver._reach): one l
 GIVE_UP_EVERY = 25  # iterations between two checks of give_up within a cycle ...
 GIVE_UP_AFTER = 20.0  # ... once a column has run this many seconds
 FMM_MIN = 5000  # fewer points: engine products (exact, and fast enough)
-
-
-@dataclass
-class SaddleInfo:
-    """Record of a solve.
-
-    ``products``: products with the full kernel matrix (engine reductions or FMM
-    evaluations, see ``product``); ``coarse_products``: products with its columns
-    at the coarse points (two-level preconditioner); ``iterations``: GMRES
-    iterations over all columns; ``residual``: relative residual per column.
-    """
-
-    products: int = 0
-    residual: list = field(default_factory=list)
-    converged: bool = True
-    setup_seconds: float = 0.0
-    solve_seconds: float = 0.0
-    coarse_products: int = 0
-    iterations: int = 0
-    product: str = "engine"
-    gave_up: bool = False  # stopped before maxiter: would not reach rtol in time
-    skipped_pairs: float = 0.0  # tol=: the fraction of point pairs each product skipped
-    rcond: float | None = None  # direct solves: reciprocal condition number estimate
 
 
 class SaddleSolver:

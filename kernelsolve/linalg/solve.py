@@ -164,26 +164,19 @@ def solve(
     backend : str, optional
         Engine backend of every reduction ("CPU", "GPU", "reference").
     tol : float, optional
-        CG's products ``K @ v`` skip the block pairs holding at most ``tol``
-        of each row's ``sum_j |K_ij|`` (one symmetric pattern chosen once:
-        :class:`~kernelsolve.engine.ranges.approx_kernel.ApproxKernel`), so
-        ``|(K~ v)_i - (K v)_i| <= tol max|v| sum_j |K_ij|``; CG then solves
-        ``alpha I + K~`` to ``rtol`` (the residual checked is K~'s) and
-        ``info.skipped_pairs`` says how much each product skipped. The
-        direct solve is exact (tol is then unused). None (default): exact.
-        (``tol=`` was once a deprecated name of ``rtol``; it is now this.)
+        CG's products skip the block pairs holding at most ``tol`` of each row's
+        ``sum_j |K_ij|`` (:mod:`~kernelsolve.engine.ranges.approx_kernel`). None: exact.
     return_info : bool
-        Also return a :class:`SolveInfo`.
+        Also return a :class:`SolveInfo` (``skipped_pairs``: what ``tol`` skipped).
 
     Returns
     -------
     a : array like ``b`` (and ``info`` if ``return_info``)
 
-    Raises :class:`~.cg.NotPositiveDefiniteError` if the Cholesky factorisation
-    fails or CG meets non-positive curvature; warns (:class:`~.cg.ConvergenceWarning`)
-    when the true residual misses the tolerance (``maxiter``, or float32 that cannot
-    reach ``rtol``) and (:class:`NearSingularWarning`) when ``alpha`` is so small
-    that ``rtol`` is near the rounding floor, each saying what to change.
+    Raises :class:`~.cg.NotPositiveDefiniteError` if Cholesky fails or CG meets
+    non-positive curvature; warns (:class:`~.cg.ConvergenceWarning`) when the true residual
+    misses the tolerance (``maxiter``, or float32 that cannot reach ``rtol``) and
+    (:class:`NearSingularWarning`) when ``rtol`` is near the rounding floor.
 
     Example
     -------
@@ -198,12 +191,7 @@ def solve(
     >>> a = K.solve(b, alpha=1e-2, rtol=1e-8, solver="cg")
     """
     check_tolerances(rtol, atol, maxiter)  # before the preconditioner's setup
-    if isinstance(K, KernelOperator):
-        if tol is not None:
-            raise ValueError("tol= with a KernelOperator: build the operator with tol= instead")
-        op = K
-    else:
-        op = KernelOperator.from_lazy(K, backend=backend, tol=tol)
+    op = _operator(K, backend, tol)
     b = _rhs(b)
     _check_inputs(op, b, alpha)
     op.check_symmetric()
@@ -211,15 +199,28 @@ def solve(
         x0=x0, rtol=rtol, atol=atol, maxiter=maxiter, precond=precond, rank=rank,
         callback=callback, verbose=verbose,
     )  # fmt: skip
-    config = _Config(op, options, SolveInfo(method=_method(solver, op, options)))
-    if config.info.method == "direct" and tol is not None:
-        op.tol = None  # the dense factor and its residual check are exact
+    config = _configured(op, options, solver)
     if _wants_grad(b, alpha, op):
         a = _solve_function().apply(config, b, alpha, *op.leaves)
     else:
         a = _forward(config, b, _scalar(alpha))
     config.info.skipped_pairs = op.skipped_pairs
     return (a, config.info) if return_info else a
+
+
+def _configured(op: KernelOperator, options: dict, solver: str) -> _Config:
+    config = _Config(op, options, SolveInfo(method=_method(solver, op, options)))
+    if config.info.method == "direct":
+        op.tol = None  # the dense factor and its residual check are exact
+    return config
+
+
+def _operator(K, backend, tol) -> KernelOperator:
+    if not isinstance(K, KernelOperator):
+        return KernelOperator.from_lazy(K, backend=backend, tol=tol)
+    if tol is not None:
+        raise ValueError("tol= with a KernelOperator: build the operator with tol= instead")
+    return K
 
 
 def _wants_grad(b, alpha, op: KernelOperator) -> bool:
