@@ -47,36 +47,30 @@ KERNELS = (
     "cosine",
 )  # fmt: skip
 
-#: Kernels positive definite on distinct points: ``K + alpha I`` is positive
-#: definite for every ``alpha >= 0``.
-_DEFINITE = ("rbf", "laplacian", "chi2")
-#: Kernels positive semi-definite (a Gram matrix of features, often of low
-#: rank): ``K + alpha I`` is positive definite only when ``alpha > 0``.
-_SEMIDEFINITE = ("linear", "cosine", "poly", "polynomial")
-#: The kernels CG may solve (see :func:`cg_trusted`).
-CG_KERNELS = _DEFINITE + _SEMIDEFINITE
+#: The positive semi-definite kernels: the Gaussian, Laplacian and chi2 ones
+#: (definite on distinct points), the linear, cosine and polynomial ones (integer
+#: degree: Gram matrices of features, often of low rank).
+CG_KERNELS = ("rbf", "laplacian", "chi2", "linear", "cosine", "poly", "polynomial")
 
 
 def cg_trusted(kernel, degree: float, alpha_min: float) -> bool:
     """True when CG's answer for ``(K + alpha I) c = y`` can be trusted.
 
-    CG needs a positive definite matrix: the Gaussian, Laplacian and chi2
-    kernels always; the linear, cosine and polynomial ones (integer degree:
-    a Gram matrix of monomials) only with ``alpha > 0``. The sigmoid and
-    additive chi2 kernels, non-integer degrees, callables and precomputed
-    matrices are not positive semi-definite in general (scikit-learn then
-    falls back to least squares, which CG cannot reproduce).
+    CG needs a positive definite matrix with a condition number it can beat:
+    a positive semi-definite kernel (:data:`CG_KERNELS`) and ``alpha > 0``.
+    The sigmoid and additive chi2 kernels, non-integer degrees, callables and
+    precomputed matrices are not positive semi-definite in general; there and
+    with ``alpha = 0`` scikit-learn's Cholesky may fail and fall back to least
+    squares, which CG cannot reproduce.
 
     Example
     -------
-    >>> cg_trusted("rbf", 3, 0.0), cg_trusted("linear", 3, 0.0), cg_trusted("sigmoid", 3, 1.0)
+    >>> cg_trusted("rbf", 3, 1e-3), cg_trusted("rbf", 3, 0.0), cg_trusted("sigmoid", 3, 1.0)
     (True, False, False)
     """
-    if not isinstance(kernel, str) or kernel not in CG_KERNELS:
+    if not isinstance(kernel, str) or kernel not in CG_KERNELS or not alpha_min > 0:
         return False
-    if kernel in ("poly", "polynomial") and not float(degree).is_integer():
-        return False
-    return kernel in _DEFINITE or alpha_min > 0
+    return kernel not in ("poly", "polynomial") or float(degree).is_integer()
 
 
 def _gamma(gamma, X: np.ndarray) -> float:
@@ -123,7 +117,7 @@ def kernel_lazy(
     -------
     >>> X = np.arange(6.0).reshape(3, 2)
     >>> (kernel_lazy("linear", X, X) @ np.ones(3)).tolist()
-    [5.0, 23.0, 41.0]
+    [9.0, 39.0, 69.0]
     """
     if kernel == "linear":
         return Vi(X) | Vj(Y)

@@ -99,7 +99,7 @@ def test_auto_switches_to_cg_above_the_threshold(monkeypatch):
         model.predict(X_test), SkKernelRidge(alpha=0.1, kernel="rbf").fit(X, y).predict(X_test)
     )
     # where CG cannot be trusted, "auto" stays direct whatever the size
-    for kernel, alpha in (("sigmoid", 1.0), ("additive_chi2", 1e3), ("linear", 0.0)):
+    for kernel, alpha in (("sigmoid", 1.0), ("additive_chi2", 1e3), ("rbf", 0.0)):
         assert KernelRidge(alpha=alpha, kernel=kernel).fit(X, y).solver_ == "direct"
     poly = KernelRidge(alpha=0.1, kernel="poly", degree=2.5).fit(X, y)
     assert poly.solver_ == "direct"
@@ -111,6 +111,7 @@ def test_auto_switches_to_cg_above_the_threshold(monkeypatch):
         dict(kernel="sigmoid"),
         dict(kernel="additive_chi2"),
         dict(kernel="linear", alpha=0.0),
+        dict(kernel="rbf", alpha=0.0),
         dict(kernel="poly", degree=1.5),
         dict(kernel="precomputed"),
         dict(kernel=lambda a, b: float(a @ b)),
