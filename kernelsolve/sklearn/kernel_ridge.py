@@ -83,10 +83,10 @@ class KernelRidge(MultiOutputMixin, RegressorMixin, BaseEstimator):
     solver : {"auto", "direct", "cg"}, default="auto"
         "direct": scikit-learn's dense Cholesky solve (``O(n^2)`` memory).
         "cg": preconditioned CG on the engine's kernel matrix (``O(n)``
-        memory); a ValueError for kernels where CG cannot be trusted (sigmoid,
-        additive_chi2, non-integer degree, linear/cosine/poly with ``alpha =
-        0``, callables, "precomputed", sparse ``X``). "auto": "direct" up to
-        :data:`DIRECT_MAX_N` samples or where CG cannot be trusted, else "cg".
+        memory); a ValueError where CG cannot be trusted (``alpha = 0``,
+        sigmoid, additive_chi2, non-integer degree, callables, "precomputed",
+        sparse ``X``). "auto": "direct" up to :data:`DIRECT_MAX_N` (3,000)
+        samples or where CG cannot be trusted, else "cg".
     cg_rtol : float, default=1e-8
         Relative residual ``||y - (K + alpha I) c|| / ||y||`` at which CG stops.
 
