@@ -1,6 +1,6 @@
 """kernelsolve.sklearn's KernelRidge and KernelDensity against scikit-learn's, one run.
 
-* KRR: ``KernelRidge(alpha=1e-2, kernel="rbf", gamma=10)`` on ``n`` points
+* KRR: ``KernelRidge(alpha=1e-2, kernel="rbf", gamma=10)`` (``--gamma``) on ``n`` points
   uniform in ``[0, 1]^3``, ``y = sum(sin(4 x)) + 0.1 noise``; ``fit`` then
   ``predict`` on 2,000 new points. scikit-learn builds the dense ``n x n``
   matrix and solves by Cholesky; ours (``solver="auto"``) solves directly up
@@ -60,9 +60,9 @@ def timed(fn):
     return time.perf_counter() - t0, out
 
 
-def run_krr(cls, X, y, X_test):
+def run_krr(cls, X, y, X_test, gamma: float):
     def go():
-        model = cls(alpha=1e-2, kernel="rbf", gamma=10.0).fit(X, y)
+        model = cls(alpha=1e-2, kernel="rbf", gamma=gamma).fit(X, y)
         return model.predict(X_test), getattr(model, "solver_", "cholesky")
 
     return timed(go)
@@ -97,6 +97,7 @@ def main(argv=None) -> None:
     parser.add_argument("--sizes", default="5e3,2e4,1e5", help="comma-separated n")
     parser.add_argument("--peer-max", type=float, default=2e4, help="largest n for sklearn")
     parser.add_argument("--quick", action="store_true", help="n in {1e3, 2e3}")
+    parser.add_argument("--gamma", type=float, default=10.0, help="KRR's rbf gamma")
     args = parser.parse_args(argv)
     sizes = [1000, 2000] if args.quick else [int(float(s)) for s in args.sizes.split(",")]
     print(
@@ -114,9 +115,12 @@ def main(argv=None) -> None:
     for n in sizes:
         peer = n <= args.peer_max
         X, y, X_test = krr_data(n)
-        ours = run_krr(KernelRidge, X, y, X_test)
-        theirs = run_krr(SkKernelRidge, X, y, X_test) if peer else None
-        print(row("KRR rbf fit + predict", n, ours, theirs, lambda p: p), flush=True)
+        ours = run_krr(KernelRidge, X, y, X_test, args.gamma)
+        theirs = run_krr(SkKernelRidge, X, y, X_test, args.gamma) if peer else None
+        print(
+            row(f"KRR rbf (gamma {args.gamma:g}) fit + predict", n, ours, theirs, lambda p: p),
+            flush=True,
+        )
         X, Y = kde_data(n)
         ours = run_kde(KernelDensity, X, Y)
         theirs = run_kde(SkKernelDensity, X, Y) if peer else None
