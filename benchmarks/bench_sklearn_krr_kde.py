@@ -3,9 +3,10 @@
 * KRR: ``KernelRidge(alpha=1e-2, kernel="rbf", gamma=10)`` (``--gamma``) on ``n`` points
   uniform in ``[0, 1]^3``, ``y = sum(sin(4 x)) + 0.1 noise``; ``fit`` then
   ``predict`` on 2,000 new points. scikit-learn builds the dense ``n x n``
-  matrix and solves by Cholesky; ours (``solver="auto"``) solves directly up
-  to ``DIRECT_MAX_N`` = 3,000 points and by preconditioned CG above
-  (``cg_rtol=1e-8``), memory ``O(n)``.
+  matrix and solves by Cholesky (above 12,000 points on one BLAS thread: OpenBLAS's
+  threaded Cholesky segfaults on this machine from 16,000 points with 2 threads);
+  ours (``solver="auto"``) solves directly up to ``DIRECT_MAX_N`` = 3,000 points
+  and by preconditioned CG above (``cg_rtol=1e-8``), memory ``O(n)``.
 * KDE: ``KernelDensity(kernel="gaussian", bandwidth="scott")`` on ``n``
   standard normal points in 3-D, ``score_samples`` at ``n`` other points
   (fit included). scikit-learn walks its KD tree (``atol = rtol = 0``); ours
@@ -25,6 +26,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import platform
@@ -39,7 +41,9 @@ from sklearn.neighbors import KernelDensity as SkKernelDensity
 
 import kernelsolve
 from kernelsolve.engine.backends.cpu import cpu_model
+from kernelsolve.linalg.blas import one_blas_thread
 from kernelsolve.sklearn import KernelDensity, KernelRidge
+from kernelsolve.sklearn.kernel_ridge import THREADED_CHOLESKY_MAX_N
 
 
 def krr_data(n: int, seed: int = 0):
@@ -60,9 +64,10 @@ def timed(fn):
     return time.perf_counter() - t0, out
 
 
-def run_krr(cls, X, y, X_test, gamma: float):
+def run_krr(cls, X, y, X_test, gamma: float, one_thread: bool = False):
     def go():
-        model = cls(alpha=1e-2, kernel="rbf", gamma=gamma).fit(X, y)
+        with one_blas_thread() if one_thread else contextlib.nullcontext():
+            model = cls(alpha=1e-2, kernel="rbf", gamma=gamma).fit(X, y)
         return model.predict(X_test), getattr(model, "solver_", "cholesky")
 
     return timed(go)
@@ -116,7 +121,10 @@ def main(argv=None) -> None:
         peer = n <= args.peer_max
         X, y, X_test = krr_data(n)
         ours = run_krr(KernelRidge, X, y, X_test, args.gamma)
-        theirs = run_krr(SkKernelRidge, X, y, X_test, args.gamma) if peer else None
+        # OpenBLAS's threaded dpotrf segfaults here from n = 16,000 (see
+        # kernelsolve.sklearn.kernel_ridge.THREADED_CHOLESKY_MAX_N): one thread above
+        one = n > THREADED_CHOLESKY_MAX_N
+        theirs = run_krr(SkKernelRidge, X, y, X_test, args.gamma, one) if peer else None
         print(
             row(f"KRR rbf (gamma {args.gamma:g}) fit + predict", n, ours, theirs, lambda p: p),
             flush=True,

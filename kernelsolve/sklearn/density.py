@@ -124,7 +124,7 @@ class KernelDensity(BaseEstimator):
             raise ValueError(f"invalid metric for {_TREES[self.algorithm]}: '{self.metric}'")
 
     @_fit_context(prefer_skip_nested_validation=False)
-    def fit(self, X, y=None, sample_weight=None):
+    def fit(self, X, y=None, sample_weight=None) -> KernelDensity:
         """Fit the model: keep ``X`` and the weights, fix ``bandwidth_``.
 
         Parameters
@@ -167,7 +167,7 @@ class KernelDensity(BaseEstimator):
         dist = distance_lazy(self.metric, X, self.X_fit_, self.metric_params)
         return kde_log_kernel(self.kernel, dist, h)
 
-    def score_samples(self, X):
+    def score_samples(self, X) -> np.ndarray:
         """Log density of the model at each row of ``X``.
 
         Parameters

@@ -25,6 +25,7 @@ and ``kernel="precomputed"`` are computed exactly as scikit-learn does (dense
 from __future__ import annotations
 
 import warnings
+from contextlib import nullcontext
 from numbers import Real
 
 import numpy as np
@@ -37,6 +38,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 
 from ..lazytensor import Vi, Vj
 from ..linalg import precond
+from ..linalg.blas import one_blas_thread
 from ..linalg.operator import KernelOperator
 from ..linalg.solve import solve
 from .pairwise import KERNELS, cg_trusted, kernel_lazy
@@ -55,6 +57,12 @@ DIRECT_MAX_N = 3000
 #: larger factor pays. Measured (rbf, gamma 10, alpha 1e-2, 3-D, 2 loaded cores):
 #: n = 2e4, rank 192 -> 445, CG iterations 78 -> 10, solve 70 s -> 9 s.
 RPCHOLESKY_TRACE_FRACTION = 0.01
+
+#: Above this many samples the direct solve runs on one BLAS thread: OpenBLAS's
+#: threaded Cholesky (``dpotrf``; 0.3.30 in scipy's wheel, 0.3.31 in numpy's) segfaults
+#: here at n = 16,000 with 2 threads (fine at 12,000, and at 16,000 on one thread;
+#: scikit-learn's own ``KernelRidge`` crashes at n = 20,000 on this machine).
+THREADED_CHOLESKY_MAX_N = 12000
 
 
 class KernelRidge(MultiOutputMixin, RegressorMixin, BaseEstimator):
@@ -184,7 +192,7 @@ class KernelRidge(MultiOutputMixin, RegressorMixin, BaseEstimator):
         return "cg"
 
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, sample_weight=None):
+    def fit(self, X, y, sample_weight=None) -> KernelRidge:
         """Fit the model: solve ``(K + alpha I) c = y`` (weighted as scikit-learn).
 
         Parameters
@@ -243,7 +251,7 @@ class KernelRidge(MultiOutputMixin, RegressorMixin, BaseEstimator):
             dual[:, cols] = solve(op, rhs, float(a), solver="cg", rtol=self.cg_rtol, precond=M)
         return dual * sw[:, None] if sw is not None else dual
 
-    def predict(self, X):
+    def predict(self, X) -> np.ndarray:
         """Predict ``K(X, X_fit_) @ dual_coef_``.
 
         Parameters
@@ -275,6 +283,13 @@ def _solve_dense(K: np.ndarray, Y: np.ndarray, alpha: np.ndarray, sw) -> np.ndar
         Y = Y * sw[:, None]
         K *= np.outer(sw, sw)
     diag = np.einsum("ii->i", K)  # a writable view of the diagonal
+    with one_blas_thread() if K.shape[0] > THREADED_CHOLESKY_MAX_N else nullcontext():
+        dual = _shifted_solves(K, diag, Y, alpha)
+    return dual * sw[:, None] if sw is not None else dual
+
+
+def _shifted_solves(K: np.ndarray, diag: np.ndarray, Y: np.ndarray, alpha: np.ndarray):
+    """``(K + alpha I)^-1 Y``, ``diag`` the writable diagonal of ``K`` (shifted in place)."""
     if np.all(alpha == alpha[0]):
         diag += alpha[0]
         try:
@@ -282,7 +297,7 @@ def _solve_dense(K: np.ndarray, Y: np.ndarray, alpha: np.ndarray, sw) -> np.ndar
         except np.linalg.LinAlgError:
             warnings.warn(
                 "Singular matrix in solving dual problem. Using least-squares solution instead.",
-                stacklevel=4,
+                stacklevel=5,
             )
             dual = scipy.linalg.lstsq(K, Y)[0]
     else:
@@ -291,4 +306,4 @@ def _solve_dense(K: np.ndarray, Y: np.ndarray, alpha: np.ndarray, sw) -> np.ndar
             diag += a
             dual[:, t] = scipy.linalg.solve(K, Y[:, t], assume_a="pos", overwrite_a=False)
             diag -= a
-    return dual * sw[:, None] if sw is not None else dual
+    return dual

@@ -177,3 +177,21 @@ def test_pickle_round_trip():
     again = pickle.loads(pickle.dumps(model))
     np.testing.assert_array_equal(again.predict(X_test), model.predict(X_test))
     assert again.get_params() == model.get_params()
+
+
+def test_large_direct_solves_run_on_one_blas_thread(monkeypatch):
+    # OpenBLAS's threaded Cholesky segfaults from n = 16,000 on 2 threads
+    from threadpoolctl import threadpool_info
+
+    seen, original = [], krr_module._shifted_solves
+
+    def spy(*args):
+        seen.append({i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"})
+        return original(*args)
+
+    monkeypatch.setattr(krr_module, "_shifted_solves", spy)
+    monkeypatch.setattr(krr_module, "THREADED_CHOLESKY_MAX_N", 100)
+    X, y, X_test = data(200)
+    ours = KernelRidge(kernel="rbf", solver="direct").fit(X, y)
+    assert seen == [{1}]
+    assert_close(ours.predict(X_test), SkKernelRidge(kernel="rbf").fit(X, y).predict(X_test))
