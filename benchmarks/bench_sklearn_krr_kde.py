@@ -79,12 +79,12 @@ def run_kde(cls, X, Y):
 
 def row(task: str, n: int, ours, theirs, compare) -> str:
     t_ours, (out_ours, how) = ours
+    label = f" ({how})" if how else ""
     if theirs is None:
-        return f"| {task} | {n:,} | | {t_ours:.2f} ({how}) | | |"
+        return f"| {task} | {n:,} | | {t_ours:.2f}{label} | | |"
     t_sk, (out_sk, _) = theirs
     a, b = compare(out_ours), compare(out_sk)
     diff = np.abs(a - b).max() / np.abs(b).max()
-    label = f" ({how})" if how else ""
     ratio = t_sk / t_ours
     return f"| {task} | {n:,} | {t_sk:.2f} | {t_ours:.2f}{label} | {ratio:.2f}x | {diff:.1e} |"
 
