@@ -256,6 +256,18 @@ SECTIONS: list[tuple[str, str, bool, list[str]]] = [
             "DENSE_MAX_ENTRIES",
         ],
     ),
+    (
+        "kernelsolve.sklearn.kernel_ridge",
+        "kernelsolve.sklearn.KernelRidge",
+        True,
+        ["KernelRidge", "KernelRidge.fit", "KernelRidge.predict"],
+    ),
+    (
+        "kernelsolve.sklearn.density",
+        "kernelsolve.sklearn.KernelDensity",
+        True,
+        ["KernelDensity", "KernelDensity.score_samples", "KernelDensity.sample"],
+    ),
 ]
 
 ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|obj|exc):`~?\.?([^`]+)`")
@@ -516,6 +528,7 @@ Contents: [LazyTensor](#kernelsolve-lazytensor-vi-vj-pm) ·
 [gp](#kernelsolvelinalggp) · [kernels](#kernelsolvelinalgkernels) ·
 [tolerance](#kernelsolvelinalgtolerance) · [progress](#kernelsolveprogress) ·
 [scipy](#kernelsolveintegrationsscipy) · [gpytorch](#kernelsolveintegrationsgpytorch) ·
+[KernelRidge](#kernelsolvesklearnkernelridge) · [KernelDensity](#kernelsolvesklearnkerneldensity) ·
 [command line](#command-line)
 """
 

@@ -3,4 +3,7 @@
 kernel sums, solves and log-likelihoods computed without forming the n x n
 matrix, so the change is one import and the limit moves to 1e6 points."""
 
-__all__: list[str] = []
+from .density import KernelDensity
+from .kernel_ridge import KernelRidge
+
+__all__: list[str] = ["KernelDensity", "KernelRidge"]
