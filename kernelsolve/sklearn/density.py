@@ -3,12 +3,13 @@
 The same class as ``sklearn.neighbors.KernelDensity`` (parameters, fitted
 ``bandwidth_``, ``score_samples``, ``score``, ``sample``, normalisations):
 ``score_samples`` is one engine reduction over all pairs instead of a tree
-walk, so its sums are exact (no ``atol`` / ``rtol`` approximation) and its
-memory ``O(n + m)``. The gaussian and exponential kernels are summed as a
-``logsumexp`` of their logs (a point far from the data gets a finite log
-density, as in scikit-learn); the compact kernels (tophat, epanechnikov,
-linear, cosine) as sums, whose log is ``-inf`` where no sample is within the
-bandwidth, as in scikit-learn.
+walk, exact by default, with memory ``O(n + m)``; ``rtol > 0`` has the
+meaning it has in scikit-learn (the relative tolerance of the density) and
+lets the engine skip far-away block pairs within it (``tol=`` sums). The
+gaussian and exponential kernels are summed as a ``logsumexp`` of their logs
+(a point far from the data gets a finite log density, as in scikit-learn);
+the compact kernels (tophat, epanechnikov, linear, cosine) as sums, whose log
+is ``-inf`` where no sample is within the bandwidth, as in scikit-learn.
 """
 
 from __future__ import annotations
@@ -54,8 +55,11 @@ class KernelDensity(BaseEstimator):
         of scikit-learn's trees raise a ValueError in ``fit``. As in
         scikit-learn, the normalisation is the euclidean one whatever the metric.
     atol, rtol : float, default=0
-        scikit-learn's tree tolerances; accepted (>= 0) for compatibility and
-        not used: the sums here are exact.
+        scikit-learn's tolerances of the density. ``rtol`` in (0, 1): the
+        engine's ``tol=`` sums, which skip far-away block pairs with the
+        density within ``rtol`` relative of the exact one (a guarantee, as in
+        scikit-learn's tree; see ``docs/approximation.md``); 0: exact.
+        ``atol`` is accepted and not used (the relative bound is tighter).
     breadth_first : bool, default=True
         Accepted for compatibility; not used.
     leaf_size : int, default=40
@@ -183,15 +187,17 @@ class KernelDensity(BaseEstimator):
         check_is_fitted(self)
         X = validate_data(self, X, order="C", dtype=np.float64, reset=False)
         F, w = self._log_terms(X), self.sample_weight_
+        # positive terms: tol= bounds the density's relative error by rtol
+        tol = float(self.rtol) if 0 < self.rtol < 1 else None
         if kde_is_log(self.kernel):
-            if w is None:
-                log_sum = F.logsumexp(dim=1)
-            else:
-                log_sum = F.logsumexp(dim=1, weight=Vj(w[:, None]))
+            if w is not None:  # log w_j inside: a plain logsumexp, relative bound
+                with np.errstate(divide="ignore"):
+                    F = F + Vj(np.log(w)[:, None])
+            log_sum = F.logsumexp(dim=1, tol=tol)
         else:
             ones = np.ones(self.X_fit_.shape[0]) if w is None else w
             with np.errstate(divide="ignore"):
-                log_sum = np.log(F @ ones)
+                log_sum = np.log(F.__matmul__(ones, tol=tol))
         N = self.X_fit_.shape[0] if w is None else w.sum()
         log_norm = kde_log_norm(float(self.bandwidth_), self.X_fit_.shape[1], self.kernel)
         return np.asarray(log_sum).reshape(-1) + (log_norm - np.log(N))

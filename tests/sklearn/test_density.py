@@ -9,6 +9,7 @@ import pytest
 from sklearn.neighbors import KernelDensity as SkKernelDensity
 from sklearn.utils._param_validation import InvalidParameterError
 
+from kernelsolve import approximation_report
 from kernelsolve.sklearn import KernelDensity
 from kernelsolve.sklearn.pairwise import KDE_KERNELS, METRICS
 
@@ -140,3 +141,20 @@ def test_pickle_round_trip():
     kde = KernelDensity(kernel="epanechnikov", bandwidth="silverman").fit(X, sample_weight=w)
     again = pickle.loads(pickle.dumps(kde))
     np.testing.assert_array_equal(again.score_samples(Y), kde.score_samples(Y))
+
+
+@pytest.mark.parametrize("kernel", ["gaussian", "exponential", "tophat", "epanechnikov"])
+def test_rtol_bounds_the_relative_error_of_the_density(kernel):
+    # scikit-learn's rtol: the density within rtol (relative) of the exact one;
+    # here by the engine's tol= sums, which skip far-away block pairs
+    rng = np.random.default_rng(7)
+    X, Q, w = rng.random((1500, 2)), rng.random((1000, 2)), rng.random(1500) + 0.1
+    exact = KernelDensity(bandwidth=0.02, kernel=kernel).fit(X, sample_weight=w)
+    approx = KernelDensity(bandwidth=0.02, kernel=kernel, rtol=1e-4).fit(X, sample_weight=w)
+    le = exact.score_samples(Q)
+    with approximation_report() as report:
+        la = approx.score_samples(Q)
+    assert report.skipped_fraction > 0.05  # (most at 1e5 points: docs/BENCHMARKS.md)
+    assert np.array_equal(np.isinf(le), np.isinf(la))
+    finite = np.isfinite(le)
+    assert np.abs(np.expm1(la[finite] - le[finite])).max() <= 1e-4
