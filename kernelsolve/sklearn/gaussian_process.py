@@ -46,6 +46,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import validate_data
 
+from ..linalg.cg import NotPositiveDefiniteError
 from . import lml as lml_mod
 from .kernels import EngineKernel, SklearnKernel, UntranslatableKernelError, translate
 
@@ -142,7 +143,7 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         n_probes=16,
         rtol=1e-6,
         maxiter=1000,
-        max_rank=500,
+        max_rank=1000,
     ):
         self.kernel = kernel
         self.alpha = alpha
@@ -183,6 +184,11 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         # the direct path draws nothing more than scikit-learn (same restarts)
         self._seed = int(self._rng.randint(2**31 - 1)) if self.solver_ == "iterative" else 0
         self.lml_estimate_ = None
+        fixed = self.optimizer is None or self.kernel_.n_dims == 0
+        if self.solver_ == "iterative" and fixed:
+            self._fit_iterative()  # one estimate gives alpha_ and the likelihood
+            self.log_marginal_likelihood_value_ = self.lml_estimate_.value
+            return self
         self._optimize()
         if self.solver_ == "direct":
             self._fit_direct()
@@ -372,7 +378,10 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             kernel = self.kernel_
             kernel.theta = theta
         if self.solver_ == "iterative":
-            est, _, _ = self._estimate(kernel, eval_gradient)
+            try:
+                est, _, _ = self._estimate(kernel, eval_gradient)
+            except NotPositiveDefiniteError:  # as the direct path's failed Cholesky
+                return (-np.inf, np.zeros_like(theta)) if eval_gradient else -np.inf
             return (est.value, est.gradient) if eval_gradient else est.value
         ev = self._evaluator(kernel)
         X = self._X64(self.X_train_)
