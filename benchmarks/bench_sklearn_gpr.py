@@ -29,7 +29,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import platform
+import os
 import time
 import warnings
 
@@ -38,18 +38,8 @@ from sklearn.gaussian_process import GaussianProcessRegressor as SkGPR
 from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
 
 from kernelsolve.demo.data import load_dem
+from kernelsolve.engine.backends.cpu import cpu_model
 from kernelsolve.sklearn import GaussianProcessRegressor
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def timed(fn):
@@ -85,7 +75,7 @@ def main() -> None:
     train, test = order[:n_train], order[n_train:][: args.n_test]
     X, y = terrain.points[train], terrain.values[train]
     Xq, yq = terrain.points[test], terrain.values[test]
-    print(f"CPU: {cpu_model()}; cores: {__import__('os').cpu_count()}")
+    print(f"CPU: {cpu_model()}; cores: {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}")
     print(f"Jacksboro DEM: {len(order)} points, {n_train} train, {len(test)} held out")
 
     opts = dict(random_state=0, rtol=args.rtol, max_rank=args.max_rank)
