@@ -29,6 +29,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import time
 import warnings
@@ -52,6 +53,26 @@ def fit_predict(model, X, y, Xq):
     _, t_fit = timed(lambda: model.fit(X, y))
     mean, t_pred = timed(lambda: model.predict(Xq))
     return mean, t_fit, t_pred
+
+
+def in_child(fn):
+    """``fn()`` in a forked process: scikit-learn's dense Cholesky at 2e4 points
+    segfaulted once in scipy's OpenBLAS on this machine (a crash then loses one
+    row, not the run). Returns None when the child dies."""
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+
+    def run():
+        child.send(fn())
+
+    proc = ctx.Process(target=run)
+    proc.start()
+    out = parent.recv() if parent.poll(None) else None
+    proc.join()
+    if proc.exitcode != 0:
+        print(f"        (scikit-learn's run died: exit code {proc.exitcode})")
+        return None
+    return out
 
 
 def rmse(a, b) -> float:
@@ -90,36 +111,47 @@ def main() -> None:
     head = f"{'n':>7} {'what':<22} {'sklearn s':>10} {'ours s':>9} {'ratio':>6} "
     print(head + f"{'RMSE sk m':>10} {'RMSE ours m':>11} {'max |dmean|/std(y)':>19}")
 
+    def sk_run(ref, n):
+        m, f, p = fit_predict(ref, X[:n], y[:n], Xq)
+        return m, f, p, ref.kernel_, ref.log_marginal_likelihood_value_
+
     def compare(what, ref, ours, n):
-        """Fit + predict both on ``n`` points; print the row; return the fit/predict times."""
+        """Fit + predict both on ``n`` points (scikit-learn in a child process) and
+        print the rows."""
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # L-BFGS's and the bounds' ConvergenceWarnings
-            m_sk, f_sk, p_sk = fit_predict(ref, X[:n], y[:n], Xq)
+            got = in_child(lambda: sk_run(ref, n))
             m_us, f_us, p_us = fit_predict(ours, X[:n], y[:n], Xq)
-        t_sk, t_us = f_sk + p_sk, f_us + p_us
+        t_us = f_us + p_us
+        label = f"{what + ' (' + ours.solver_ + ')':<22}"
+        if got is None:
+            print(f"{n:>7} {label} {'crashed':>10} {t_us:>9.1f} {'-':>6} {'-':>10} "
+                  f"{rmse(m_us, yq):>11.2f} {'-':>19}")  # fmt: skip
+            return None
+        m_sk, f_sk, p_sk, sk_kernel, sk_lml = got
+        t_sk = f_sk + p_sk
         diff = float(np.abs(m_sk - m_us).max() / np.std(y[:n]))
         print(
-            f"{n:>7} {what + ' (' + ours.solver_ + ')':<22} {t_sk:>10.1f} {t_us:>9.1f} "
-            f"{t_sk / t_us:>6.2f} {rmse(m_sk, yq):>10.2f} {rmse(m_us, yq):>11.2f} {diff:>19.2e}"
+            f"{n:>7} {label} {t_sk:>10.1f} {t_us:>9.1f} {t_sk / t_us:>6.2f} "
+            f"{rmse(m_sk, yq):>10.2f} {rmse(m_us, yq):>11.2f} {diff:>19.2e}"
         )
-        return f_sk, p_sk, f_us, p_us
+        est = ours.lml_estimate_
+        extra = f" +- {est.value_std:.1f} (CG {est.iterations} it, rank {est.rank})" if est else ""
+        print(f"{'':>7}   fit {f_sk:.1f} / {f_us:.1f} s, predict {p_sk:.1f} / {p_us:.1f} s; "
+              f"lml {sk_lml:.1f} / {ours.log_marginal_likelihood_value_:.1f}{extra}")  # fmt: skip
+        if what == "optimizer on":
+            print(f"{'':>7}   sklearn: {sk_kernel}\n{'':>7}   ours:    {ours.kernel_}")
+        return got
 
     for n in args.sizes:
         ref = SkGPR(kernel, optimizer=None, normalize_y=True)
         ours = GaussianProcessRegressor(kernel, optimizer=None, normalize_y=True, **opts)
-        f_sk, p_sk, f_us, p_us = compare("fit+predict", ref, ours, n)
-        est = ours.lml_estimate_
-        extra = f" +- {est.value_std:.1f} (CG {est.iterations} it, rank {est.rank})" if est else ""
-        print(f"{'':>7}   fit {f_sk:.1f} / {f_us:.1f} s, predict {p_sk:.1f} / {p_us:.1f} s; "
-              f"lml {ref.log_marginal_likelihood_value_:.1f} / "
-              f"{ours.log_marginal_likelihood_value_:.1f}{extra}")  # fmt: skip
+        compare("fit+predict", ref, ours, n)
 
     if args.n_opt:
-        n = args.n_opt
         ref = SkGPR(start, normalize_y=True)
         ours = GaussianProcessRegressor(start, normalize_y=True, **opts)
-        compare("optimizer on", ref, ours, n)
-        print(f"{'':>7}   sklearn: {ref.kernel_}\n{'':>7}   ours:    {ours.kernel_}")
+        compare("optimizer on", ref, ours, args.n_opt)
 
     if args.big:
         n = args.big
@@ -130,8 +162,9 @@ def main() -> None:
             f"{n:>7} {'fit+predict (' + ours.solver_ + ')':<22} {'-':>10} {f_us + p_us:>9.1f} "
             f"{'-':>6} {'-':>10} {rmse(m_us, yq):>11.2f} {'-':>19}"
         )
-        print(f"{'':>7}   fit {f_us:.1f} s (CG {est.iterations} it, rank {est.rank}), "
-              f"predict {p_us:.1f} s; lml {est.value:.1f} +- {est.value_std:.1f}")  # fmt: skip
+        if est is not None:
+            print(f"{'':>7}   fit {f_us:.1f} s (CG {est.iterations} it, rank {est.rank}), "
+                  f"predict {p_us:.1f} s; lml {est.value:.1f} +- {est.value_std:.1f}")  # fmt: skip
 
 
 if __name__ == "__main__":
