@@ -56,9 +56,9 @@ def fit_predict(model, X, y, Xq):
 
 
 def in_child(fn):
-    """``fn()`` in a forked process: scikit-learn's dense Cholesky at 2e4 points
-    segfaulted once in scipy's OpenBLAS on this machine (a crash then loses one
-    row, not the run). Returns None when the child dies."""
+    """``fn()`` in a forked process: scikit-learn's fit at 2e4 points segfaults in
+    scipy's OpenBLAS on this machine (scipy 1.17.1; a crash then loses one row,
+    not the run). Returns None when the child dies."""
     ctx = multiprocessing.get_context("fork")
     parent, child = ctx.Pipe(duplex=False)
 
@@ -67,7 +67,11 @@ def in_child(fn):
 
     proc = ctx.Process(target=run)
     proc.start()
-    out = parent.recv() if parent.poll(None) else None
+    child.close()  # the child's end: EOF here when it dies without sending
+    try:
+        out = parent.recv()
+    except EOFError:
+        out = None
     proc.join()
     if proc.exitcode != 0:
         print(f"        (scikit-learn's run died: exit code {proc.exitcode})")
@@ -81,7 +85,7 @@ def rmse(a, b) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="*", default=[5000, 20000])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[5000, 15000, 20000])
     ap.add_argument("--n-opt", type=int, default=2000)
     ap.add_argument("--rtol", type=float, default=1e-3, help="ours: CG relative residual")
     ap.add_argument("--max-rank", type=int, default=1500, help="ours: preconditioner rank cap")
