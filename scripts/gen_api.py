@@ -268,6 +268,20 @@ SECTIONS: list[tuple[str, str, bool, list[str]]] = [
         True,
         ["KernelDensity", "KernelDensity.score_samples", "KernelDensity.sample"],
     ),
+    (
+        "kernelsolve.sklearn.gaussian_process",
+        "kernelsolve.sklearn.GaussianProcessRegressor",
+        True,
+        [
+            "GaussianProcessRegressor",
+            "GaussianProcessRegressor.fit",
+            "GaussianProcessRegressor.predict",
+            "GaussianProcessRegressor.log_marginal_likelihood",
+            "KernelFallbackWarning",
+        ],
+    ),
+    ("kernelsolve.sklearn.lml", "kernelsolve.sklearn.lml", True, ["estimate", "exact"]),
+    ("kernelsolve.sklearn.kernels", "kernelsolve.sklearn.kernels", True, ["translate"]),
 ]
 
 ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|obj|exc):`~?\.?([^`]+)`")

@@ -4,6 +4,7 @@ kernel sums, solves and log-likelihoods computed without forming the n x n
 matrix, so the change is one import and the limit moves to 1e6 points."""
 
 from .density import KernelDensity
+from .gaussian_process import GaussianProcessRegressor
 from .kernel_ridge import KernelRidge
 
-__all__: list[str] = ["KernelDensity", "KernelRidge"]
+__all__: list[str] = ["GaussianProcessRegressor", "KernelDensity", "KernelRidge"]
