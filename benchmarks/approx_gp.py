@@ -21,6 +21,7 @@ where both run).
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
@@ -40,7 +41,17 @@ def load_dem():
 
 def _solve(x, y, xq, h, tol, args):
     t = time.perf_counter()
-    mu, info = gp.gp_posterior_mean(x, y, xq, h, rank=args.rank, rtol=args.rtol, tol=tol)
+    count = [0]
+
+    def progress(_):  # long solves: a line every 10 iterations, to stderr
+        count[0] += 1
+        if count[0] % 10 == 0:
+            print(f"  n={len(x):,} tol={tol}: {count[0]} iterations, "
+                  f"{time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)  # fmt: skip
+
+    mu, info = gp.gp_posterior_mean(
+        x, y, xq, h, rank=args.rank, rtol=args.rtol, tol=tol, callback=progress
+    )
     return mu, info, time.perf_counter() - t
 
 

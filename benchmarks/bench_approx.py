@@ -81,8 +81,8 @@ def main() -> None:
     ap.add_argument("--tol", type=float, default=None, help="sums 1e-6, gp 1e-8")
     ap.add_argument("--pykeops-n", type=float, default=1e5, help="sums: pykeops' size")
     ap.add_argument("--exact-n", type=int, default=20_000, help="gp: exact solve's size")
-    ap.add_argument("--rank", type=int, default=1000, help="gp: preconditioner rank")
-    ap.add_argument("--rtol", type=float, default=1e-4, help="gp: CG rtol")
+    ap.add_argument("--rank", type=int, default=2000, help="gp: preconditioner rank")
+    ap.add_argument("--rtol", type=float, default=1e-3, help="gp: CG rtol (GP_RTOL)")
     args = ap.parse_args()
     print(f"# bench_approx, {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC")
     print(
