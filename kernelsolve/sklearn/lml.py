@@ -213,6 +213,18 @@ def _preconditioner(op, s: float, seed: int, max_rank: int):
     return M, F, logdet
 
 
+def _slq_samples(res, Z: np.ndarray, t: int, n_probes: int) -> np.ndarray:
+    """Stochastic Lanczos quadrature: per probe, ``z^T log(P^-1 A) z`` from the
+    Lanczos tridiagonal of its CG column (``z`` normalised by ``P^-1``)."""
+    samples = np.empty(n_probes)
+    for i in range(n_probes):
+        c = t + i
+        lam, U = np.linalg.eigh(res.tridiagonal(c))
+        norm2 = float(Z[:, i] @ res.z0[:, c])
+        samples[i] = norm2 * float(U[0] ** 2 @ np.log(np.maximum(lam, 1e-300)))
+    return samples
+
+
 def estimate(
     kernel,
     X: np.ndarray,
@@ -290,12 +302,7 @@ def estimate(
             stacklevel=3,
         )
     a = res.x[:, :t]
-    samples = np.empty(n_probes)
-    for i in range(n_probes):
-        c = t + i
-        lam, U = np.linalg.eigh(res.tridiagonal(c))
-        norm2 = float(Z[:, i] @ res.z0[:, c])
-        samples[i] = norm2 * float(U[0] ** 2 @ np.log(np.maximum(lam, 1e-300)))
+    samples = _slq_samples(res, Z, t, n_probes)
     logdet = logdet_P + float(samples.mean())
     logdet_std = float(samples.std(ddof=1) / math.sqrt(n_probes)) if n_probes > 1 else math.inf
     value = np.float64(-0.5 * float(np.einsum("ik,ik->", Y, a)) - 0.5 * t * logdet)
