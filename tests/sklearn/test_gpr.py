@@ -36,10 +36,10 @@ def _close(a, b, rtol=1e-6):
     np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max())
 
 
-@pytest.mark.parametrize("n", [600, pytest.param(2000, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("n", [600, 2000])  # the issue's n = 2,000: 11 s for all kernels
 @pytest.mark.parametrize("kernel", KERNELS, ids=_ids)
 def test_predictions_equal_sklearn(kernel, n):
-    """Issue 20's measure at n = 2,000 (``-m slow``, ~5 s a kernel on 2 cores); 600 by default."""
+    """Issue 20's measure: predictions (mean, std) within 1e-6 of scikit-learn's at n = 2,000."""
     X, y = _data(n)
     Xq = np.random.default_rng(5).random((200, 2))
     X, Xq = X[:, _columns(kernel)], Xq[:, _columns(kernel)]
