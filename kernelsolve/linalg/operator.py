@@ -301,8 +301,10 @@ class KernelOperator:
 
     def _approx_kernel(self) -> ApproxKernel:
         if self._approx is None:
-            leaves = tuple(_detached(x) for x in self.leaves)
-            self._approx = ApproxKernel(self.formula, leaves, self.cats, self.tol, self.options)
+            # ApproxKernel copies the points to the host (arrays.to_host: detached)
+            self._approx = ApproxKernel(
+                self.formula, self.leaves, self.cats, self.tol, self.options
+            )
         return self._approx
 
     def diagonal(self):
@@ -360,10 +362,6 @@ class KernelOperator:
             rows = self._held()
             return _full(rows, self.block, self.block) if rows.sharded else self.block
         return _dense.block(self.formula, self.leaves, self.cats, backend=self.backend)
-
-
-def _detached(x):
-    return x.detach() if arrays.is_torch(x) else x
 
 
 def _full(rows: RowBlocks, local, like):

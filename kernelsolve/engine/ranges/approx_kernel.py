@@ -22,7 +22,14 @@ import numpy as np
 
 from .. import arrays, dispatch, ir
 from ..request import DEFAULT_OPTIONS, ReductionOptions, ReductionRequest
-from .approx import clusters, default_interval, deflated_min, pair_info, sparse_reduce
+from .approx import (
+    clusters,
+    default_interval,
+    deflated_min,
+    pair_info,
+    sparse_reduce,
+    unpermuted,
+)
 from .approx_bounds import PairBounds
 from .prune import host_leaves, sparse_ranges
 
@@ -84,8 +91,7 @@ class ApproxKernel:
         self.gi, self.gj = gi, gj
         self.ranges = sparse_ranges(gi.ranges, gj.ranges, rows, cols)
         self.info = pair_info(gi.ranges, gj.ranges, rows, cols)
-        ref = next(x for x, c in zip(leaves, cats) if c != ir.P)
-        self.lib, self.device = arrays.library(ref), arrays.device(ref)
+        self.leaves = leaves  # the caller's arrays: the library of the results
 
     def matmat(self, V):
         """``K~ @ V`` for ``V`` shaped (n, k) or (n,), in V's library."""
@@ -97,9 +103,5 @@ class ApproxKernel:
         request = ReductionRequest(f, "sum", leaves, self.cats + (ir.J,), 1,
                                    options=self.options, ranges=self.ranges)  # fmt: skip
         total = np.asarray(arrays.to_host(dispatch.reduce(request)))
-        out = np.empty_like(total)
-        out[self.gi.perm] = total
-        out = out[:, 0] if vector else out
-        if self.lib == arrays.TORCH:
-            return arrays.from_numpy(out, arrays.TORCH, self.device)
-        return out
+        out = unpermuted(total, self.gi.perm, self.leaves, self.cats)
+        return out[:, 0] if vector else out

@@ -25,6 +25,7 @@ from .. import arrays, dispatch, ir
 from ..request import ReductionRequest
 from .approx import approx_sum
 from .approx_lse import SOFTMAX_FAMILY, approx_softmax
+from .knn import point_count
 
 __all__ = [
     "APPROXIMABLE",
@@ -121,8 +122,9 @@ def reduce_approx(request: ReductionRequest):
     used = {req.cats[v.attrs[0]] for v in ir.variables(req.formula)}
     if req.weight is not None:
         used |= {req.cats[v.attrs[0]] for v in ir.variables(req.weight)}
-    M, N = _count(req, ir.I), _count(req, ir.J)
-    if not tol or M * N < MIN_PAIRS or not {ir.I, ir.J} <= used:
+    both = {ir.I, ir.J} <= used
+    M, N = (point_count(req.arguments, req.cats, c) if both else 0 for c in (ir.I, ir.J))
+    if not tol or not both or M * N < MIN_PAIRS:
         _record({"skipped_pairs": 0.0, "skipped_blocks": 0.0}, float(M) * N)
         return dispatch.reduce(exact)
     _check_host(req)
@@ -132,13 +134,6 @@ def reduce_approx(request: ReductionRequest):
         out, info = approx_softmax(req, tol)
     _record(info, float(M) * N)
     return out
-
-
-def _count(req: ReductionRequest, cat: int) -> int:
-    for x, c in zip(req.arguments, req.cats):
-        if c == cat and arrays.is_array(x):
-            return int(x.shape[-2])
-    return 1
 
 
 def _check_host(req: ReductionRequest) -> None:

@@ -38,7 +38,7 @@ from .. import arrays, dispatch, ir
 from ..request import DEFAULT_OPTIONS, ReductionOptions, ReductionRequest
 from .prune import PrunePlan, host_leaves, prune_plan
 
-__all__ = ["formula_bound", "pruned_kmin", "pruning_pays", "reduce_pruned"]
+__all__ = ["formula_bound", "point_count", "pruned_kmin", "pruning_pays", "reduce_pruned"]
 
 # reduction names accepted (pykeops' and the engine's) -> (engine name, K-min family)
 _NAMES = {
@@ -127,7 +127,7 @@ def pruned_kmin(
         raise ValueError(f"pruned_kmin: the formula must be scalar (dim 1), got dim {formula.dim}")
     leaves, cats = tuple(leaves), tuple(cats)
     request = ReductionRequest(formula, name, leaves, cats, 1, None, K, options)
-    M, N = (_count(leaves, cats, c) for c in (ir.I, ir.J))
+    M, N = (point_count(leaves, cats, c) for c in (ir.I, ir.J))
     if M == 0 or K >= N:  # nothing to prune: every column is needed (K > N: dense's error)
         return dispatch.reduce(request)
     if plan is None:
@@ -148,7 +148,7 @@ def pruned_kmin(
     return _present(name, out_v, out_i, leaves, cats)
 
 
-def _count(leaves, cats, cat: int) -> int:
+def point_count(leaves, cats, cat: int) -> int:
     """The number of points of the variables of category ``cat``."""
     for x, c in zip(leaves, cats):
         if c == cat:
@@ -307,7 +307,7 @@ def reduce_pruned(request: ReductionRequest, interval: Callable | None = None, *
         if getattr(x, "requires_grad", False):
             return None
         dims[c] += int(x.shape[1])
-    M, N = _count(req.arguments, req.cats, ir.I), _count(req.arguments, req.cats, ir.J)
+    M, N = point_count(req.arguments, req.cats, ir.I), point_count(req.arguments, req.cats, ir.J)
     if M == 0 or K >= N or not pruning_pays(M, N, max(dims.values())):
         return None  # (K >= N: every column is needed; dispatch.reduce runs it dense)
     if interval is None:
