@@ -35,6 +35,7 @@ Usage::
     python benchmarks/bench_approx.py --part knn --n 2e5
     python benchmarks/bench_approx.py --part sums --pykeops-n 1e5
     python benchmarks/bench_approx.py --part gp --exact-n 20000
+    python benchmarks/bench_approx.py --part gp --exact-n 110906 --exact-only
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def main() -> None:
     ap.add_argument("--tol", type=float, default=None, help="sums 1e-6, gp 1e-8")
     ap.add_argument("--pykeops-n", type=float, default=1e5, help="sums: pykeops' size")
     ap.add_argument("--exact-n", type=int, default=20_000, help="gp: exact solve's size")
+    ap.add_argument("--exact-only", action="store_true", help="gp: only the exact solve")
     ap.add_argument("--rank", type=int, default=2000, help="gp: preconditioner rank")
     ap.add_argument("--rtol", type=float, default=1e-3, help="gp: CG rtol (GP_RTOL)")
     args = ap.parse_args()
