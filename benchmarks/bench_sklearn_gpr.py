@@ -15,15 +15,18 @@ Data: matplotlib's Jacksboro fault DEM (``kernelsolve.demo.data.load_dem``:
 3. One line with the optimizer on (``--n-opt`` points, both from the same
    starting kernel): fit + predict times, fitted hyperparameters.
 
-Ours runs with ``rtol=1e-3`` (``--rtol``: the demo's GP tolerance; the
-posterior mean is then far more accurate than the model, see the printed
-mean difference) and a preconditioner rank up to 1,500 (``--max-rank``).
+Ours runs with ``--tol`` (None: exact products), ``--probes`` (16) and
+``rtol=1e-3`` (``--rtol``: the demo's GP tolerance; the posterior mean is then far
+more accurate than the model, see the printed mean difference) and a preconditioner
+rank up to 1,500 (``--max-rank``).
+
 4. Ours alone at ``--big`` points: fit + predict and held-out RMSE.
 
 Usage::
 
     python benchmarks/bench_sklearn_gpr.py                       # 5e3, 2e4; opt 5e3; 1e5
     python benchmarks/bench_sklearn_gpr.py --sizes 2000 --n-opt 1000 --big 0   # quick
+    python benchmarks/bench_sklearn_gpr.py --sizes --n-opt 0 --tol 1e-8 --probes 4   # 1e5 alone
 """
 
 from __future__ import annotations
@@ -92,6 +95,8 @@ def main() -> None:
     ap.add_argument("--big", type=int, default=100_000)
     ap.add_argument("--n-test", type=int, default=10_000)
     ap.add_argument("--n-hyper", type=int, default=1000)
+    ap.add_argument("--tol", type=float, default=None, help="ours: tol= of the products")
+    ap.add_argument("--probes", type=int, default=16, help="ours: n_probes of the lml estimate")
     args = ap.parse_args()
 
     terrain = load_dem()
@@ -103,8 +108,11 @@ def main() -> None:
     print(f"CPU: {cpu_model()}; cores: {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}")
     print(f"Jacksboro DEM: {len(order)} points, {n_train} train, {len(test)} held out")
 
-    opts = dict(random_state=0, rtol=args.rtol, max_rank=args.max_rank)
-    print(f"ours: rtol={args.rtol:g}, max_rank={args.max_rank} (iterative above 3,000 points)")
+    opts = dict(
+        random_state=0, rtol=args.rtol, max_rank=args.max_rank, tol=args.tol, n_probes=args.probes
+    )
+    print(f"ours: rtol={args.rtol:g}, max_rank={args.max_rank}, tol={args.tol}, "
+          f"n_probes={args.probes} (iterative above 3,000 points)")  # fmt: skip
     start = ConstantKernel(1.0) * Matern(length_scale=0.05, nu=1.5) + WhiteKernel(1e-3)
     hyper, t_h = timed(
         lambda: SkGPR(start, normalize_y=True).fit(X[: args.n_hyper], y[: args.n_hyper])
@@ -167,8 +175,9 @@ def main() -> None:
             f"{'-':>6} {'-':>10} {rmse(m_us, yq):>11.2f} {'-':>19}"
         )
         if est is not None:
-            print(f"{'':>7}   fit {f_us:.1f} s (CG {est.iterations} it, rank {est.rank}), "
-                  f"predict {p_us:.1f} s; lml {est.value:.1f} +- {est.value_std:.1f}")  # fmt: skip
+            print(f"{'':>7}   fit {f_us:.1f} s (CG {est.iterations} it, rank {est.rank}, "
+                  f"skipped pairs {ours.skipped_pairs_:.3f}), predict {p_us:.1f} s; "
+                  f"lml {est.value:.1f} +- {est.value_std:.1f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -215,8 +215,26 @@ def test_device_cuda_without_gpu_is_a_clear_error(capsys):
     assert "--device cuda" in err and "GPU" in err
 
 
-def test_missing_torch_names_the_extra(capsys, monkeypatch):
-    monkeypatch.setitem(sys.modules, "torch", None)
+def test_demo_gp_runs_without_torch(capsys, monkeypatch):
+    """The main job's GP is kernelsolve.sklearn's estimator on NumPy: no torch."""
+    for name in [m for m in sys.modules if m == "torch" or m.startswith("torch.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch -> ImportError
+    rc, out, err = _run(capsys, "demo", "--quick", "--methods", "gp", "--out", "")
+    assert rc == 0, err
+    rmse = float(re.search(r"^exact GP\s+kernelsolve\s+[\d,]+\s+(\S+)", out, re.M).group(1))
+    assert rmse < 80  # as the quick run with torch installed (58.7 m, seed 0)
+
+
+def test_missing_sklearn_names_the_extra(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn", None)
     rc, _, err = _run(capsys, "demo", "--quick", "--methods", "gp", "--out", "")
     assert rc == 1
-    assert "torch" in err and "pip install 'kernelsolve[demo]'" in err
+    assert "sklearn" in err and "pip install 'kernelsolve[demo]'" in err
+
+
+def test_gpytorch_backend_without_torch_names_the_extra(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    rc, _, err = _run(capsys, "demo", "--quick", "--methods", "gp", "--gp-backend", "gpytorch")
+    assert rc == 1
+    assert "torch" in err and "pip install 'kernelsolve[gpytorch]'" in err

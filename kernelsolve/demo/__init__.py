@@ -25,12 +25,16 @@ Methods (``--methods``), each fitted on the first ``n_train`` points of the
   (Matern-3/2 kriging predicts 0.2 m better; with the two-level saddle
   preconditioner, which OrdinaryKriging now uses for bounded variograms too,
   it converges in 8 products at 27,726 points, the exponential model in 7.)
-* ``gp``: exact Gaussian process, Matern-3/2 kernel plus noise and a constant
-  mean (:mod:`kernelsolve.linalg.gp`). The four hyperparameters maximise the
-  exact marginal likelihood of ``GP_FIT_POINTS`` random training points
-  (dense torch, L-BFGS); the posterior mean given all ``n_train`` points is
-  ``m + K_*x a`` with ``(K + noise I) a = y - m`` solved by
-  RPCholesky-preconditioned CG (rank ``GP_RANK``) and one reduction for ``K_*x a``.
+* ``gp``: exact Gaussian process, Matern-3/2 kernel plus noise
+  (:class:`kernelsolve.sklearn.GaussianProcessRegressor`, NumPy and
+  scikit-learn: no torch). The three hyperparameters maximise the exact
+  marginal likelihood of ``GP_FIT_POINTS`` random training points (its dense
+  path, scikit-learn's L-BFGS-B, the gradient from the engine's symbolic
+  derivatives); the posterior mean given all ``n_train`` points comes from its
+  iterative path: ``(K + noise I) a = y`` by RPCholesky-preconditioned CG
+  (rank ``GP_RANK``) and one reduction for ``K_*x a``. ``--device cuda`` runs
+  that solve on torch CUDA tensors (:func:`kernelsolve.linalg.gp.gp_posterior_mean`),
+  ``--gp-backend gpytorch`` in GPyTorch on kernelsolve's ``MaternKernel``.
 
 Next to them, scipy's dense ``RBFInterpolator`` (thin-plate spline) at the
 size it handles in a few seconds (``scipy_n``): the same kind of model, on

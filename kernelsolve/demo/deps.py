@@ -26,8 +26,9 @@ def check_dependencies(methods, gp_backend: str = "kernelsolve") -> None:
     """Raise :class:`MissingDependency` naming the pip extra for what is missing."""
     require("matplotlib", "kernelsolve demo (the DEM sample data and the figure)")
     if "gp" in methods:
-        require("torch", "the GP of kernelsolve demo (--methods without gp runs without it)")
+        require("sklearn", "the GP of kernelsolve demo (--methods without gp runs without it)")
         if gp_backend == "gpytorch":
+            require("torch", "--gp-backend gpytorch", "gpytorch")
             require("gpytorch", "--gp-backend gpytorch", "gpytorch")
 
 

@@ -7,12 +7,11 @@ of the run and returns ``(predictions at Problem.Xt, one line of details)``.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..linalg.gp import fit_gp_hyperparameters, gp_posterior_mean
+from ..linalg.gp import NOISE_FLOOR, gp_posterior_mean
 from ..linalg.interpolate import KernelInterpolator
 from ..linalg.kriging import OrdinaryKriging
 from ..linalg.variogram import fit_variogram, short_lag_variogram
@@ -95,38 +94,86 @@ def kriging(p: Problem, bar: Progress) -> tuple[np.ndarray, str]:
     return np.asarray(pred), detail
 
 
-def _oversubscribed() -> bool:
-    """More runnable processes than cores over the last minute."""
-    try:
-        return os.getloadavg()[0] > (os.cpu_count() or 1)
-    except (AttributeError, OSError):
-        return False
+def _gp_kernel():
+    """The demo's GP prior as scikit-learn kernel objects: Matern 3/2 times a
+    constant, plus white noise; the starting values suit standardised ``y``
+    and coordinates in the unit square."""
+    from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+
+    return ConstantKernel(1.0, (1e-3, 1e3)) * Matern(0.1, (1e-3, 10.0), nu=1.5) + WhiteKernel(
+        1e-2, (NOISE_FLOOR, 1.0)
+    )
 
 
-def _gp_inputs(p: Problem, bar: Progress):
-    """Hyperparameters fitted on a random subset, and the data as float32 tensors
-    (whose kernel products are ~3x faster than float64's; the CG tolerance is far
-    above float32 rounding)."""
-    torch = require("torch", "the GP of kernelsolve demo")
+def _gp_hyperparameters(p: Problem, bar: Progress):
+    """The kernel fitted by the exact (dense) marginal likelihood of a random
+    subset, with :class:`kernelsolve.sklearn.GaussianProcessRegressor` (NumPy,
+    its gradient from the engine's symbolic derivatives), its hyperparameters
+    as a dict and a line describing them."""
+    from ..sklearn import GaussianProcessRegressor
+
     yn = (p.y - p.mean) / p.std
     m = min(p.sizes["gp_fit_points"], len(p.X))
     sub = np.random.default_rng(p.seed + 1).choice(len(p.X), size=m, replace=False)
-    bar.update(0, f"marginal likelihood of {m:,} points (dense torch)")
-    # one torch thread when other processes hold the cores (see num_threads)
-    threads = 1 if p.device == "cpu" and _oversubscribed() else None
-    h = fit_gp_hyperparameters(p.X[sub], yn[sub], device=p.device, num_threads=threads)
-    dev = torch.device(p.device)
-    X, Xt, y = (torch.as_tensor(a, dtype=torch.float32, device=dev) for a in (p.X, p.Xt, yn))
+    bar.update(0, f"marginal likelihood of {m:,} points (dense, scikit-learn's optimizer)")
+    fit = GaussianProcessRegressor(_gp_kernel(), solver="direct", random_state=p.seed)
+    kernel = fit.fit(p.X[sub], yn[sub]).kernel_
+    h = {
+        "outputscale": float(kernel.k1.k1.constant_value),
+        "lengthscale": float(kernel.k1.k2.length_scale),
+        "noise": float(kernel.k2.noise_level),
+        "mean": 0.0,  # y is standardised
+    }
     desc = (
         f"lengthscale {h['lengthscale']:.3g}, outputscale {h['outputscale'] * p.std**2:.3g} "
         f"m^2, noise {h['noise'] * p.std**2:.3g} m^2"
     )
-    return h, X, Xt, y, desc
+    return kernel, h, desc
+
+
+def _torch_inputs(p: Problem):
+    """The data as float32 tensors on ``p.device`` (whose kernel products are ~3x
+    faster than float64's; the CG tolerance is far above float32 rounding)."""
+    torch = require("torch", "the GP on --device cuda or --gp-backend gpytorch")
+    dev = torch.device(p.device)
+    yn = (p.y - p.mean) / p.std
+    return (torch.as_tensor(a, dtype=torch.float32, device=dev) for a in (p.X, p.Xt, yn))
 
 
 def gp(p: Problem, bar: Progress) -> tuple[np.ndarray, str]:
-    """Exact Matern-3/2 GP: :func:`~kernelsolve.linalg.gp.gp_posterior_mean`."""
-    h, X, Xt, y, desc = _gp_inputs(p, bar)
+    """Exact Matern-3/2 GP: :class:`kernelsolve.sklearn.GaussianProcessRegressor`
+    on NumPy (the CPU), :func:`~kernelsolve.linalg.gp.gp_posterior_mean` on torch
+    CUDA tensors (``--device cuda``)."""
+    kernel, h, desc = _gp_hyperparameters(p, bar)
+    if p.device != "cpu":
+        return _gp_torch(p, bar, h, desc)
+    from ..sklearn import GaussianProcessRegressor
+
+    rank = min(p.sizes["gp_rank"], len(p.X))
+    bar.update(0, f"RPCholesky rank {rank:,} + CG on {len(p.X):,} points")
+    model = GaussianProcessRegressor(
+        kernel,
+        optimizer=None,
+        solver="iterative",
+        rtol=settings.GP_RTOL,
+        maxiter=settings.GP_MAXITER,
+        max_rank=rank,
+        n_probes=settings.GP_PROBES,
+        random_state=p.seed,
+    )
+    model.fit(p.X, (p.y - p.mean) / p.std)
+    bar.update(0, f"posterior mean at {len(p.Xt):,} points")
+    pred = model.predict(p.Xt) * p.std + p.mean
+    est = model.lml_estimate_
+    detail = (
+        f"{desc}; CG {est.iterations} iterations (rtol {settings.GP_RTOL:g}), "
+        f"RPCholesky rank {est.rank}" + ("" if est.converged else ", NOT CONVERGED")
+    )
+    return pred, detail
+
+
+def _gp_torch(p: Problem, bar: Progress, h: dict, desc: str) -> tuple[np.ndarray, str]:
+    X, Xt, y = _torch_inputs(p)
     rank = min(p.sizes["gp_rank"], len(p.X))
     bar.update(0, f"RPCholesky rank {rank:,} + CG on {len(p.X):,} points")
     count = [0]
@@ -160,7 +207,8 @@ def gp_gpytorch(p: Problem, bar: Progress) -> tuple[np.ndarray, str]:
     gpytorch = require("gpytorch", "--gp-backend gpytorch", "gpytorch")
     from ..integrations.gpytorch import MaternKernel
 
-    h, X, Xt, y, desc = _gp_inputs(p, bar)
+    _, h, desc = _gp_hyperparameters(p, bar)
+    X, Xt, y = _torch_inputs(p)
 
     class ExactGP(gpytorch.models.ExactGP):
         def __init__(self, x, t, likelihood):

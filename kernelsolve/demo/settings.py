@@ -15,6 +15,7 @@ __all__ = [
     "GP_RANK",
     "GP_RTOL",
     "GP_MAXITER",
+    "GP_PROBES",
     "SOLVER_RTOL",
     "SOLVER_MAXITER",
     "QUICK",
@@ -44,6 +45,9 @@ GP_FIT_POINTS = 1500
 GP_RANK = 2000
 GP_RTOL = 1e-3
 GP_MAXITER = 500
+#: Probes of the estimated log marginal likelihood that the GP's fit reports
+#: (kernelsolve.sklearn.GaussianProcessRegressor: its CG runs 1 + GP_PROBES columns).
+GP_PROBES = 2
 #: Relative residual and iteration cap of the spline and kriging solves (GMRES).
 SOLVER_RTOL = 1e-6
 SOLVER_MAXITER = 200

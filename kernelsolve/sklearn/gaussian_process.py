@@ -89,6 +89,13 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         Most CG iterations of the iterative path.
     max_rank : int
         Largest rank of its preconditioner (memory ``8 n max_rank`` bytes).
+    tol : float, optional
+        Iterative path: the products with the training kernel matrix (and its
+        hyperparameter derivatives) skip the block pairs whose entries are
+        negligible, within ``|K~v - Kv|_i <= tol max|v| sum_j |K_ij|``
+        (``docs/approximation.md``); ``1e-8`` halves the cost of a Matern 3/2
+        product on 1e5 DEM points. None (default): exact. The direct path and
+        the predicted means are exact (``return_std``'s solves use ``tol``).
 
     Attributes
     ----------
@@ -100,6 +107,8 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     lml_estimate_ : lml.Estimate or None
         The iterative path's estimate at the fitted hyperparameters (value,
         standard error, CG iterations, preconditioner rank).
+    skipped_pairs_ : float
+        The fraction of point pairs the fit's products skipped (``tol``; 0.0 exact).
 
     Example
     -------
@@ -126,6 +135,7 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         "rtol": [Interval(numbers.Real, 0, 1, closed="neither")],
         "maxiter": [Interval(numbers.Integral, 1, None, closed="left")],
         "max_rank": [Interval(numbers.Integral, 0, None, closed="left")],
+        "tol": [Interval(numbers.Real, 0, 1, closed="left"), None],
     }
 
     def __init__(
@@ -144,6 +154,7 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         rtol=1e-6,
         maxiter=1000,
         max_rank=1000,
+        tol=None,
     ):
         self.kernel = kernel
         self.alpha = alpha
@@ -158,6 +169,7 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         self.rtol = rtol
         self.maxiter = maxiter
         self.max_rank = max_rank
+        self.tol = tol
 
     # ------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
@@ -183,7 +195,7 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         self.solver_ = self._choose_solver(X)
         # the direct path draws nothing more than scikit-learn (same restarts)
         self._seed = int(self._rng.randint(2**31 - 1)) if self.solver_ == "iterative" else 0
-        self.lml_estimate_ = None
+        self.lml_estimate_, self.skipped_pairs_ = None, 0.0
         fixed = self.optimizer is None or self.kernel_.n_dims == 0
         if self.solver_ == "iterative" and fixed:
             self._fit_iterative()  # one estimate gives alpha_ and the likelihood
@@ -263,7 +275,8 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     def _evaluator(self, kernel):
         if self._translation is None:
             return SklearnKernel(kernel)
-        return EngineKernel(self._translation, kernel)
+        tol = self.tol if self.solver_ == "iterative" else None
+        return EngineKernel(self._translation, kernel, tol=tol)
 
     def _X64(self, X):
         return np.ascontiguousarray(X, dtype=np.float64) if self._translation else X
@@ -330,13 +343,15 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         self.alpha_ = cho_solve((self.L_, True), self.y_train_, check_finite=False)
 
     def _fit_iterative(self) -> None:
-        est, a, M = self._estimate(self.kernel_, eval_gradient=False)
+        ev = self._evaluator(self.kernel_)
+        est, a, M = self._estimate(self.kernel_, eval_gradient=False, ev=ev)
         self.lml_estimate_, self._preconditioner = est, M
+        self.skipped_pairs_ = ev.skipped_pairs
         self.alpha_ = a[:, 0] if self.y_train_.ndim == 1 else a
 
-    def _estimate(self, kernel, eval_gradient: bool):
+    def _estimate(self, kernel, eval_gradient: bool, ev=None):
         return lml_mod.estimate(
-            EngineKernel(self._translation, kernel),
+            self._evaluator(kernel) if ev is None else ev,
             self._X64(self.X_train_),
             self.y_train_,
             self._alpha,

@@ -97,6 +97,11 @@ class KernelRidge(MultiOutputMixin, RegressorMixin, BaseEstimator):
         samples or where CG cannot be trusted, else "cg".
     cg_rtol : float, default=1e-8
         Relative residual ``||y - (K + alpha I) c|| / ||y||`` at which CG stops.
+    tol : float, optional
+        CG path: its products with ``K`` skip the block pairs whose entries are
+        negligible, within ``|K~v - Kv|_i <= tol max|v| sum_j |K_ij|`` for kernels
+        that decay with distance (``docs/approximation.md``). None (default):
+        exact. The direct path and ``predict`` are exact.
 
     Attributes
     ----------
@@ -108,6 +113,8 @@ class KernelRidge(MultiOutputMixin, RegressorMixin, BaseEstimator):
         Defined when ``X`` has string feature names.
     solver_ : str
         The path ``fit`` took, "direct" or "cg".
+    skipped_pairs_ : float
+        The fraction of point pairs the CG products skipped (``tol``; 0.0 exact).
 
     Example
     -------
@@ -128,6 +135,7 @@ class KernelRidge(MultiOutputMixin, RegressorMixin, BaseEstimator):
         "kernel_params": [dict, None],
         "solver": [StrOptions({"auto", "direct", "cg"})],
         "cg_rtol": [Interval(Real, 0, 1, closed="neither")],
+        "tol": [Interval(Real, 0, 1, closed="left"), None],
     }
 
     def __init__(
@@ -141,6 +149,7 @@ class KernelRidge(MultiOutputMixin, RegressorMixin, BaseEstimator):
         kernel_params=None,
         solver="auto",
         cg_rtol=1e-8,
+        tol=None,
     ):
         self.alpha = alpha
         self.kernel = kernel
@@ -150,6 +159,7 @@ class KernelRidge(MultiOutputMixin, RegressorMixin, BaseEstimator):
         self.kernel_params = kernel_params
         self.solver = solver
         self.cg_rtol = cg_rtol
+        self.tol = tol
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -224,6 +234,7 @@ class KernelRidge(MultiOutputMixin, RegressorMixin, BaseEstimator):
         if np.any(alpha < 0):
             raise ValueError(f"alpha must be >= 0, got {self.alpha!r}")
         self.solver_ = self._choose_solver(X, alpha)
+        self.skipped_pairs_ = 0.0
         if self.solver_ == "direct":
             K = self._dense_kernel(X)
             dual = _solve_dense(K, Y, alpha, sw)
@@ -240,7 +251,7 @@ class KernelRidge(MultiOutputMixin, RegressorMixin, BaseEstimator):
             w = sw[:, None].astype(np.float64)
             K = K * Vi(w) * Vj(w)  # S K S, S = diag(sqrt(sample_weight)): sklearn's system
             Y = Y * sw[:, None]
-        op = KernelOperator.from_lazy(K)
+        op = KernelOperator.from_lazy(K, tol=self.tol)
         alphas = np.broadcast_to(alpha, (Y.shape[1],))
         dual = np.empty(Y.shape, dtype=np.float64)
         for a in np.unique(alphas):
@@ -249,6 +260,7 @@ class KernelRidge(MultiOutputMixin, RegressorMixin, BaseEstimator):
             tol = RPCHOLESKY_TRACE_FRACTION * float(a)
             M = precond.make(op, float(a), "rpcholesky", trace_tol=tol)
             dual[:, cols] = solve(op, rhs, float(a), solver="cg", rtol=self.cg_rtol, precond=M)
+        self.skipped_pairs_ = op.skipped_pairs
         return dual * sw[:, None] if sw is not None else dual
 
     def predict(self, X) -> np.ndarray:

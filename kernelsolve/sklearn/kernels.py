@@ -41,7 +41,7 @@ from sklearn.gaussian_process import kernels as sk
 
 from .. import autograd
 from ..engine import grad, ir
-from ..engine.request import ReductionRequest
+from ..engine.request import ReductionOptions, ReductionRequest
 from ..linalg import dense
 from ..linalg import kernels as formulas
 from ..linalg.operator import KernelOperator
@@ -352,9 +352,14 @@ class EngineKernel:
     Dense blocks (:func:`.linalg.dense.block`) serve the exact path, products
     (:class:`.linalg.operator.KernelOperator` and one reduction per call) the
     iterative one; nothing here forms an ``n x n`` matrix unless asked to.
+    With ``tol`` (the estimator's), the training products and their
+    hyperparameter derivatives skip the block pairs whose entries are
+    negligible (``docs/approximation.md``; :attr:`skipped_pairs`); dense blocks
+    and predictions stay exact.
     """
 
-    def __init__(self, translation: Translation, kernel):
+    def __init__(self, translation: Translation, kernel, tol: float | None = None):
+        self.tol, self._op = tol, None
         self.t = translation
         self.p = translation.params_of(kernel)
         self.parg = self.p if self.p.size else np.zeros(1)
@@ -387,7 +392,13 @@ class EngineKernel:
     def operator(self, X) -> KernelOperator:
         """``k(X)`` without its white-noise diagonal, as products (never formed)."""
         leaves, cats = self._leaves(X, X)
-        return KernelOperator(self.t.formula, leaves, cats)
+        self._op = KernelOperator(self.t.formula, leaves, cats, tol=self.tol)
+        return self._op
+
+    @property
+    def skipped_pairs(self) -> float:
+        """The fraction of point pairs the last :meth:`operator`'s products skip."""
+        return 0.0 if self._op is None else self._op.skipped_pairs
 
     def cross_matmat(self, Xq, X, V) -> np.ndarray:
         """``k(Xq, X) @ V`` as one reduction (``V`` of shape ``(n, m)``)."""
@@ -406,7 +417,10 @@ class EngineKernel:
             g = _widen(self.t.gradients())
         f = ir.make("tensorprod", g, ir.var(3, ir.J, m))
         leaves, cats = self._leaves(X, X)
-        out = autograd.reduce(ReductionRequest(f, "sum", leaves + (V,), cats + (ir.J,)))
+        options = ReductionOptions(tol=self.tol)
+        out = autograd.reduce(
+            ReductionRequest(f, "sum", leaves + (V,), cats + (ir.J,), options=options)
+        )
         out = out.reshape(n, T, m)
         return out + self.t.shift_gradient(self.p)[None, :, None] * V[:, None, :]
 
