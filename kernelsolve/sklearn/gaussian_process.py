@@ -96,6 +96,13 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         (``docs/approximation.md``); ``1e-8`` halves the cost of a Matern 3/2
         product on 1e5 DEM points. None (default): exact. The direct path and
         the predicted means are exact (``return_std``'s solves use ``tol``).
+    product_dtype : {"float64", "float32"}
+        Iterative path: the precision of the kernel products, derivatives and
+        predictions (the CG vectors, the preconditioner and the likelihood
+        estimate stay float64). "float32" makes them ~2.7x faster on the CPU
+        (Matern 3/2, 2e4 points) with products accurate to ~1e-6 relative:
+        for ``rtol`` of 1e-4 and looser (the demo's GP uses it at 1e-3). The
+        direct path is float64.
 
     Attributes
     ----------
@@ -136,6 +143,7 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         "maxiter": [Interval(numbers.Integral, 1, None, closed="left")],
         "max_rank": [Interval(numbers.Integral, 0, None, closed="left")],
         "tol": [Interval(numbers.Real, 0, 1, closed="left"), None],
+        "product_dtype": [StrOptions({"float64", "float32"})],
     }
 
     def __init__(
@@ -155,6 +163,7 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         maxiter=1000,
         max_rank=1000,
         tol=None,
+        product_dtype="float64",
     ):
         self.kernel = kernel
         self.alpha = alpha
@@ -170,6 +179,7 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         self.maxiter = maxiter
         self.max_rank = max_rank
         self.tol = tol
+        self.product_dtype = product_dtype
 
     # ------------------------------------------------------------------
     @_fit_context(prefer_skip_nested_validation=True)
@@ -275,8 +285,9 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
     def _evaluator(self, kernel):
         if self._translation is None:
             return SklearnKernel(kernel)
-        tol = self.tol if self.solver_ == "iterative" else None
-        return EngineKernel(self._translation, kernel, tol=tol)
+        if self.solver_ != "iterative":
+            return EngineKernel(self._translation, kernel)
+        return EngineKernel(self._translation, kernel, tol=self.tol, dtype=self.product_dtype)
 
     def _X64(self, X):
         return np.ascontiguousarray(X, dtype=np.float64) if self._translation else X
