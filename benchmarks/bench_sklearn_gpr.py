@@ -27,6 +27,7 @@ Usage::
     python benchmarks/bench_sklearn_gpr.py                       # 5e3, 2e4; opt 5e3; 1e5
     python benchmarks/bench_sklearn_gpr.py --sizes 2000 --n-opt 1000 --big 0   # quick
     python benchmarks/bench_sklearn_gpr.py --sizes --n-opt 0 --tol 1e-8 --probes 4   # 1e5 alone
+    python benchmarks/bench_sklearn_gpr.py --products 20000   # one product, by dtype
 """
 
 from __future__ import annotations
@@ -86,6 +87,28 @@ def rmse(a, b) -> float:
     return float(np.sqrt(np.mean((a - b) ** 2)))
 
 
+def product_costs(n: int) -> None:
+    """CPU seconds of one training-kernel product (Matern 3/2, lengthscale 0.038,
+    ``n`` uniform points of the unit square) by dtype and number of columns:
+    what ``product_dtype`` and the probes cost."""
+    from kernelsolve.sklearn.kernels import EngineKernel, translate
+
+    rng = np.random.default_rng(0)
+    kernel = Matern(0.038, nu=1.5)
+    print(f"CPU: {cpu_model()}; load average {os.getloadavg()[0]:.1f}; n = {n:,}")
+    print("| dtype | 1 column | 3 columns | 5 columns |\n|---|---:|---:|---:|")
+    for dtype in ("float64", "float32"):
+        op = EngineKernel(translate(kernel, 2), kernel, dtype=dtype).operator(rng.random((n, 2)))
+        row = []
+        for cols in (1, 3, 5):
+            V = rng.standard_normal((n, cols))
+            op.matmat(V)  # compiles
+            t = time.process_time()
+            op.matmat(V), op.matmat(V)
+            row.append(f"{(time.process_time() - t) / 2:.3f}")
+        print(f"| {dtype} | " + " | ".join(row) + " |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="*", default=[5000, 15000, 20000])
@@ -97,7 +120,12 @@ def main() -> None:
     ap.add_argument("--n-hyper", type=int, default=1000)
     ap.add_argument("--tol", type=float, default=None, help="ours: tol= of the products")
     ap.add_argument("--probes", type=int, default=16, help="ours: n_probes of the lml estimate")
+    ap.add_argument(
+        "--products", type=int, default=0, help="only: CPU s of one product at this n, by dtype"
+    )
     args = ap.parse_args()
+    if args.products:
+        return product_costs(args.products)
 
     terrain = load_dem()
     order = np.random.default_rng(0).permutation(len(terrain.values))
