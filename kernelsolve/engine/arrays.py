@@ -158,11 +158,14 @@ def take_rows(x, index: np.ndarray):
 
 
 def to_host(x) -> np.ndarray:
-    """A NumPy copy of any array, wherever it lives (for small results)."""
+    """A NumPy copy of any array, wherever it lives (for small results; a dask
+    array is computed)."""
     if isinstance(x, np.ndarray):
         return x
     if is_cupy(x):
         return x.get()
+    if is_dask(x):
+        return to_host(x.compute())
     return x.detach().cpu().numpy()
 
 
