@@ -294,8 +294,22 @@ def with_dask(a: ArrayKind, b: ArrayKind) -> ArrayKind | None:
     lazy, other = (a, b) if a.lib == DASK else (b, a)
     if lazy.lib != DASK or other.lib == DASK or lazy.dtype != other.dtype:
         return None
-    chunks = NUMPY if lazy.device == "cpu" else CUPY
-    return lazy if other.lib == chunks and other.device == lazy.device else None
+    return lazy if other.lib == _chunk_lib(lazy) and other.device == lazy.device else None
+
+
+def as_chunks(a: ArrayKind, b: ArrayKind) -> tuple[ArrayKind, ArrayKind]:
+    """``a`` and ``b`` with a dask kind read as its chunks' kind when the other
+    is of that library: what :func:`check_same_kind` compares, so that its
+    message names the dtype or device that differs."""
+    if a.lib == DASK and b.lib == _chunk_lib(a):
+        return a._replace(lib=b.lib), b
+    if b.lib == DASK and a.lib == _chunk_lib(b):
+        return a, b._replace(lib=a.lib)
+    return a, b
+
+
+def _chunk_lib(kind: ArrayKind) -> str:
+    return NUMPY if kind.device == "cpu" else CUPY
 
 
 def resolve_kind(leaves: Sequence, describe: Callable[[int], str] | None = None) -> ArrayKind:

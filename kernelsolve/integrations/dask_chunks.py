@@ -46,7 +46,8 @@ def kind_of_leaves(leaves: Sequence) -> ArrayKind:
         elif mine != kind:
             joined = arrays.with_dask(kind, mine)
             if joined is None:
-                arrays.check_same_kind(kind, mine, f"argument {first}", f"argument {k}")
+                pair = arrays.as_chunks(kind, mine)
+                arrays.check_same_kind(*pair, f"argument {first}", f"argument {k}")
             kind = joined
     if kind is None or kind.lib != arrays.DASK:
         raise TypeError("expected at least one dask array among the arguments")

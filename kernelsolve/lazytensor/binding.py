@@ -185,5 +185,5 @@ def same_kind(a: ArrayKind | None, b: ArrayKind | None, name: str = "the other o
         return a or b
     joined = arrays.with_dask(a, b)  # NumPy (CuPy) arrays join dask arrays of their chunks
     if joined is None:
-        arrays.check_same_kind(a, b, "the rest of the formula", name)
+        arrays.check_same_kind(*arrays.as_chunks(a, b), "the rest of the formula", name)
     return joined or a
