@@ -122,9 +122,9 @@ def cg(
         For arrays whose operations build a graph (dask): ``lazy.hold(*arrays)``
         returns the vectors the loop carries (iterate, residual, direction)
         evaluated and kept where they live, ``lazy.fetch(*arrays)`` the
-        per-column numbers that decide the loop as host arrays, in one round
-        trip (:mod:`kernelsolve.integrations.dask_solve`). Default: arrays as
-        they are (NumPy, torch, CuPy).
+        per-column numbers that decide the loop computed (the chunks' arrays),
+        in one round trip (:mod:`kernelsolve.integrations.dask_solve`).
+        Default: arrays as they are (NumPy, torch, CuPy).
 
     Returns
     -------
