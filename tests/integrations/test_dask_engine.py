@@ -137,6 +137,22 @@ def test_numpy_parameters_and_j_points_join(client):
     )
 
 
+def test_batch_dims_and_reduction_call(client):
+    x, y = (
+        np.random.default_rng(20).random((2, 40, 3)),
+        np.random.default_rng(21).random((2, 30, 3)),
+    )
+    dx, dy = da.from_array(x, chunks=(1, 10, 3)), da.from_array(y, chunks=(1, 7, 3))
+    K = (-LazyTensor(dx[:, :, None, :]).sqdist(LazyTensor(dy[:, None, :, :]))).exp()
+    Kn = (-LazyTensor(x[:, :, None, :]).sqdist(LazyTensor(y[:, None, :, :]))).exp()
+    s = K.sum(2)  # the batch axis in one chunk, the rows as the i-points
+    assert s.chunks == ((2,), (10, 10, 10, 10), (1,))
+    np.testing.assert_allclose(s.compute(), Kn.sum(2), rtol=1e-13)
+    np.testing.assert_allclose(K.sum(1).compute(), Kn.sum(1), rtol=1e-13)
+    rc = Vi(dx[0]).sqdist(Vj(dy[0])).argmin(1, call=False)  # rebound to other dask arrays
+    np.testing.assert_array_equal(rc(dx[1], dy[1]).compute(), Vi(x[1]).sqdist(Vj(y[1])).argmin(1))
+
+
 def test_errors():
     torch = pytest.importorskip("torch")
     dx = da.from_array(points(20, 2, 13), chunks=(5, 2))
