@@ -303,8 +303,8 @@ class Reductions:
             )
         if not arrays.is_array(v):
             raise TypeError(
-                f"K @ v: v must be a NumPy array, torch tensor, CuPy or dask array, "
-                f"got {type(v).__name__}"
+                f"K @ v: v must be a NumPy array or torch tensor (or a CuPy or dask "
+                f"array), got {type(v).__name__}"
             )
         if v.ndim == 0:
             raise ValueError("K @ v: v must have at least one dimension")
