@@ -3,7 +3,10 @@
 The engine accepts NumPy arrays and torch tensors (CuPy with the CUDA
 target). This module is the one place that knows how to ask each library for
 its dtype and device and how to move data between a library and NumPy
-without copying.
+without copying. Dask arrays are recognised too (library ``"dask"``, the
+device of their chunks): the engine never runs on them, LazyTensor hands
+their reductions to :mod:`kernelsolve.integrations.dask_reduce`, which runs
+the engine on their NumPy or CuPy chunks.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import numpy as np
 
 from .cache import register_memo
 
-NUMPY, TORCH, CUPY = "numpy", "torch", "cupy"
+NUMPY, TORCH, CUPY, DASK = "numpy", "torch", "cupy", "dask"
 # float16 / bfloat16 are computed in float32 (see dispatch.reduce)
 FLOAT_DTYPES = ("float32", "float64", "float16", "bfloat16")
 HALF_DTYPES = ("float16", "bfloat16")
@@ -56,8 +59,19 @@ def is_cupy(x) -> bool:
     return cupy is not None and isinstance(x, cupy.ndarray)
 
 
+def is_dask(x) -> bool:
+    da = sys.modules.get("dask.array")
+    return da is not None and isinstance(x, da.Array)
+
+
 def is_array(x) -> bool:
-    return type(x) is np.ndarray or isinstance(x, np.ndarray) or is_torch(x) or is_cupy(x)
+    return (
+        type(x) is np.ndarray
+        or isinstance(x, np.ndarray)
+        or is_torch(x)
+        or is_cupy(x)
+        or is_dask(x)
+    )
 
 
 def library(x) -> str:
@@ -67,8 +81,11 @@ def library(x) -> str:
         return TORCH
     if is_cupy(x):
         return CUPY
+    if is_dask(x):
+        return DASK
     raise TypeError(
-        f"expected a NumPy array, a torch tensor or a CuPy array, got {type(x).__name__}"
+        f"expected a NumPy array, a torch tensor, a CuPy array or a dask array, "
+        f"got {type(x).__name__}"
     )
 
 
@@ -82,7 +99,7 @@ _DEVICE_NAMES: dict = register_memo({}, "arrays.device_names")
 
 def dtype_name(x) -> str:
     """'float32', 'float64', 'int64', ... for NumPy/CuPy arrays and torch tensors."""
-    if isinstance(x, np.ndarray) or is_cupy(x):
+    if isinstance(x, np.ndarray) or is_cupy(x) or is_dask(x):
         # dict lookup: numpy's dtype.name is a slow Python property (hot path)
         return _NP_DTYPE_NAMES.get(x.dtype) or x.dtype.name
     dt = x.dtype
@@ -97,11 +114,23 @@ def device(x) -> str:
         return "cpu"
     if is_cupy(x):
         return f"cuda:{x.device.id}"
+    if is_dask(x):
+        return _dask_device(x)
     dev = x.device
     name = _DEVICE_NAMES.get(dev)
     if name is None:
         name = _DEVICE_NAMES[dev] = str(dev)
     return name
+
+
+def _dask_device(x) -> str:
+    """The device of a dask array's chunks (its ``_meta``): NumPy or CuPy."""
+    meta = x._meta
+    if isinstance(meta, np.ndarray):
+        return "cpu"
+    if is_cupy(meta):
+        return f"cuda:{meta.device.id}"
+    raise TypeError(f"a dask array of {type(meta).__name__} chunks: expected NumPy or CuPy chunks")
 
 
 def to_numpy(x) -> np.ndarray:
@@ -129,11 +158,14 @@ def take_rows(x, index: np.ndarray):
 
 
 def to_host(x) -> np.ndarray:
-    """A NumPy copy of any array, wherever it lives (for small results)."""
+    """A NumPy copy of any array, wherever it lives (for small results; a dask
+    array is computed)."""
     if isinstance(x, np.ndarray):
         return x
     if is_cupy(x):
         return x.get()
+    if is_dask(x):
+        return to_host(x.compute())
     return x.detach().cpu().numpy()
 
 
@@ -210,7 +242,11 @@ def kind_of(x) -> ArrayKind:
     ArrayKind(lib='numpy', dtype='float32', device='cpu')
     """
     t = type(x)
-    key = (t, x.dtype, "cpu" if t is np.ndarray else x.device)
+    if t is np.ndarray:
+        dev = "cpu"
+    else:  # a dask array has no device: its chunks' type stands for it
+        dev = type(x._meta) if is_dask(x) else x.device
+    key = (t, x.dtype, dev)
     kind = _KINDS.get(key)
     if kind is None:
         kind = ArrayKind(library(x), dtype_name(x), device(x))
@@ -244,6 +280,36 @@ def check_same_kind(first: ArrayKind, other: ArrayKind, first_name: str, other_n
                 f"cannot mix {mine} and {theirs} arrays in one formula: {other_name} is "
                 f"{where}{theirs}, {first_name} {where}{mine}; {_FIXES[field]}"
             )
+
+
+def with_dask(a: ArrayKind, b: ArrayKind) -> ArrayKind | None:
+    """The kind of a formula joining ``a`` and ``b`` when one is a dask kind and
+    the other an array of its chunks' library on its device (NumPy with NumPy
+    chunks, CuPy with CuPy chunks, same dtype): dask, which then wraps those
+    arrays. None for any other pair.
+
+    >>> with_dask(ArrayKind("dask", "float64", "cpu"), ArrayKind("numpy", "float64", "cpu"))
+    ArrayKind(lib='dask', dtype='float64', device='cpu')
+    """
+    lazy, other = (a, b) if a.lib == DASK else (b, a)
+    if lazy.lib != DASK or other.lib == DASK or lazy.dtype != other.dtype:
+        return None
+    return lazy if other.lib == _chunk_lib(lazy) and other.device == lazy.device else None
+
+
+def as_chunks(a: ArrayKind, b: ArrayKind) -> tuple[ArrayKind, ArrayKind]:
+    """``a`` and ``b`` with a dask kind read as its chunks' kind when the other
+    is of that library: what :func:`check_same_kind` compares, so that its
+    message names the dtype or device that differs."""
+    if a.lib == DASK and b.lib == _chunk_lib(a):
+        return a._replace(lib=b.lib), b
+    if b.lib == DASK and a.lib == _chunk_lib(b):
+        return a, b._replace(lib=a.lib)
+    return a, b
+
+
+def _chunk_lib(kind: ArrayKind) -> str:
+    return NUMPY if kind.device == "cpu" else CUPY
 
 
 def resolve_kind(leaves: Sequence, describe: Callable[[int], str] | None = None) -> ArrayKind:

@@ -96,6 +96,11 @@ def bind_array(x, axis) -> tuple:
             f"LazyTensor: x has dtype {kind.dtype}; expected float16, bfloat16, float32 or float64"
         )
     shape = tuple(x.shape)
+    if any(s != s for s in shape):  # NaN: a dask array of unknown chunk sizes
+        raise ValueError(
+            f"LazyTensor: x of shape {shape} has unknown sizes; call "
+            "x.compute_chunk_sizes() on the dask array first"
+        )
     if 0 in shape:
         raise ValueError(
             f"LazyTensor: x of shape {shape} is empty; expected no zero-size dimension"
@@ -178,5 +183,7 @@ def same_kind(a: ArrayKind | None, b: ArrayKind | None, name: str = "the other o
     ``name``), or a ``TypeError`` naming that operand."""
     if a is None or b is None:
         return a or b
-    arrays.check_same_kind(a, b, "the rest of the formula", name)
-    return a
+    joined = arrays.with_dask(a, b)  # NumPy (CuPy) arrays join dask arrays of their chunks
+    if joined is None:
+        arrays.check_same_kind(*arrays.as_chunks(a, b), "the rest of the formula", name)
+    return joined or a

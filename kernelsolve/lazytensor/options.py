@@ -203,6 +203,11 @@ def write_out(result, out):
         return result
     if isinstance(result, tuple):
         raise ValueError("out= is not supported for reductions with several outputs")
+    if arrays.is_dask(result):
+        raise TypeError(
+            "out= with dask arrays: the result is a lazy dask array; store it with "
+            "dask.array.store or compute it instead"
+        )
     if not arrays.is_array(out) or arrays.library(out) != arrays.library(result):
         raise TypeError(
             f"out= must be a {arrays.library(result)} array like the result, "

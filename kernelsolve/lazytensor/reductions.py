@@ -73,7 +73,7 @@ class ReductionCall:
             request = request._replace(options=options)
             if "ranges" in kwargs:
                 request = request._replace(ranges=ranges)
-        return autograd.reduce(request)
+        return _run(request, any(arrays.is_dask(x) for x in request.arguments))
 
     def __repr__(self):
         r = self.request
@@ -122,7 +122,7 @@ class Reductions:
                 DEFAULT_OPTIONS,
                 self.ranges,
             )
-            return autograd.reduce(request)
+            return _run(request, self._kind is not None and self._kind.lib == arrays.DASK)
         options, call, out, ranges = reduction_options(kwargs)
         if "ranges" not in kwargs:  # K.ranges = ... (pykeops' attribute)
             ranges = self.ranges
@@ -130,14 +130,14 @@ class Reductions:
         if kwargs.get("device_id") is not None and self._kind is not None:
             check_device_id(kwargs["device_id"], self._kind.device)
         operands = [self] + ([self._as_lazy(weight)] if weight is not None else [])
-        formulas, (variables, cats, *_) = join(operands, ("the formula", "weight"))
+        formulas, (variables, cats, *_, kind) = join(operands, ("the formula", "weight"))
         weight_node = formulas[1] if weight is not None else None
         request = ReductionRequest(
             formulas[0], name, variables, cats, axis, weight_node, K, options, ranges
         )
         if not call:
             return ReductionCall(request)
-        return write_out(autograd.reduce(request), out)
+        return write_out(_run(request, kind is not None and kind.lib == arrays.DASK), out)
 
     @reduction_method
     def sum(self, axis=-1, dim=None, **kwargs):
@@ -303,7 +303,8 @@ class Reductions:
             )
         if not arrays.is_array(v):
             raise TypeError(
-                f"K @ v: v must be a NumPy array or torch tensor, got {type(v).__name__}"
+                f"K @ v: v must be a NumPy array or torch tensor (or a CuPy or dask "
+                f"array), got {type(v).__name__}"
             )
         if v.ndim == 0:
             raise ValueError("K @ v: v must have at least one dimension")
@@ -325,7 +326,7 @@ class Reductions:
             Kv = prod.sum(prod.nbatchdims + 1)
             return Kv[..., 0] if v.ndim == 1 else Kv
         leaves = prod.variables
-        if autograd.needs_grad(leaves):
+        if prod._kind.lib == arrays.DASK or autograd.needs_grad(leaves):
             Kv = prod._reduce("sum", 1)
         else:
             request = ReductionRequest(prod.formula, "sum", leaves, prod.cats, ranges=self.ranges)
@@ -384,7 +385,10 @@ class Reductions:
         >>> a.shape
         (500,)
         """
-        from ..linalg.solve import solve
+        if arrays.is_dask(b) or (self._kind is not None and self._kind.lib == arrays.DASK):
+            from ..integrations.dask_solve import solve  # upward, when called: dask is optional
+        else:
+            from ..linalg.solve import solve
 
         return solve(
             self,
@@ -409,6 +413,16 @@ class Reductions:
 
     def rmatvec(self, v):
         return self.T @ v
+
+
+def _run(request: ReductionRequest, dask: bool):
+    """The reduction of ``request``: by the engine (``autograd.reduce``), or as
+    lazy dask arrays when ``dask`` (a dask array among its arguments)."""
+    if not dask:
+        return autograd.reduce(request)
+    from ..integrations import dask_reduce  # upward, when called: dask is optional
+
+    return dask_reduce.reduce(request)
 
 
 def _execute(plan, leaves, ranges):

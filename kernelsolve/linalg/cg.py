@@ -89,6 +89,7 @@ def cg(
     M: Callable | None = None,
     callback: Callable | None = None,
     verbose: bool = False,
+    lazy=None,
 ):
     """Solve ``A X = B`` for symmetric positive definite ``A``, all columns at once.
 
@@ -117,6 +118,13 @@ def cg(
         Report the iteration and the worst relative residual on stderr
         (:class:`kernelsolve.progress.Progress`: a bar on a terminal, else a line
         at most once per second and one at the end).
+    lazy : object, optional
+        For arrays whose operations build a graph (dask): ``lazy.hold(*arrays)``
+        returns the vectors the loop carries (iterate, residual, direction)
+        evaluated and kept where they live, ``lazy.fetch(*arrays)`` the
+        per-column numbers that decide the loop computed (the chunks' arrays),
+        in one round trip (:mod:`kernelsolve.integrations.dask_solve`).
+        Default: arrays as they are (NumPy, torch, CuPy).
 
     Returns
     -------
@@ -149,13 +157,14 @@ def cg(
     if maxiter is None:
         maxiter = DEFAULT_MAXITER
 
+    lazy = lazy or _Eager
     X, R = _start(matmat, Bm, x0, vector, B.shape)
-    bnorm = _colnorm(Bm)
+    (bnorm,) = lazy.fetch(_colnorm(Bm))
     target = _maximum(bnorm * rtol, atol)
     scale = bnorm + (bnorm == 0)  # relative residuals of zero columns are absolute
     with Progress("cg", enabled=verbose) as report:
         X, R, active, it, history = _iterate(
-            matmat, M, Bm, X, R, target, scale, maxiter, callback, report, vector
+            matmat, M, Bm, X, R, target, scale, maxiter, callback, report, vector, lazy
         )
     rel = arrays.to_host(_colnorm(R) / scale)
     done = ~arrays.to_host(active)
@@ -171,18 +180,18 @@ def cg(
     return (X[:, 0] if vector else X), info
 
 
-def _iterate(matmat, M, Bm, X, R, target, scale, maxiter, callback, report, vector):
+def _iterate(matmat, M, Bm, X, R, target, scale, maxiter, callback, report, vector, lazy):
     """The CG loop from ``(X, R)``: returns ``X, R``, the still-active columns, the
     iterations and the history of the worst relative residual."""
-    active = _colnorm(R) > target
     Z = R if M is None else _product(M, R, Bm)
-    rz = _coldot(R, Z)
-    P = Z * 1
-    history = [_worst(_colnorm(R) / scale)]
+    rnorm, rz = lazy.fetch(_colnorm(R), _coldot(R, Z))
+    active = rnorm > target
+    X, R, P = lazy.hold(X, R, Z * 1)
+    history = [_worst(rnorm / scale)]
     it = 0
     while it < maxiter and bool(active.any()):
         Q = _product(matmat, P, Bm)
-        pq = _coldot(P, Q)
+        (pq,) = lazy.fetch(_coldot(P, Q))
         bad = active & ~(pq > 0)
         if bool(bad.any()):
             raise NotPositiveDefiniteError(
@@ -191,9 +200,8 @@ def _iterate(matmat, M, Bm, X, R, target, scale, maxiter, callback, report, vect
                 "system, check that the kernel is positive definite and alpha > 0)"
             )
         step = (rz / (pq + (pq == 0))) * active
-        X = X + P * step[..., None, :]
-        R = R - Q * step[..., None, :]
-        rnorm = _colnorm(R)
+        X, R = lazy.hold(X + P * step[..., None, :], R - Q * step[..., None, :])
+        (rnorm,) = lazy.fetch(_colnorm(R))
         if not bool(_isfinite(rnorm).all()):
             raise FloatingPointError(
                 f"cg: the residual became NaN or inf at iteration {it + 1}; "
@@ -209,15 +217,25 @@ def _iterate(matmat, M, Bm, X, R, target, scale, maxiter, callback, report, vect
         if not bool(active.any()):
             break
         Z = R if M is None else _product(M, R, Bm)
-        rz_new = _coldot(R, Z)
+        (rz_new,) = lazy.fetch(_coldot(R, Z))
         if bool((active & ~(rz_new > 0)).any()):
             raise NotPositiveDefiniteError(
                 "cg: r.M r <= 0: the preconditioner M is not positive definite"
             )
         beta = (rz_new / (rz + (rz == 0))) * active
-        P = Z + P * beta[..., None, :]
+        (P,) = lazy.hold(Z + P * beta[..., None, :])
         rz = rz_new
     return X, R, active, it, history
+
+
+class _Eager:
+    """``cg``'s ``lazy`` for arrays that hold their values: nothing to do."""
+
+    @staticmethod
+    def hold(*arrays) -> tuple:
+        return arrays
+
+    fetch = hold
 
 
 def _product(f, X, like):

@@ -316,11 +316,16 @@ class KernelOperator:
                 return block.diagonal().copy() if self.lib == "numpy" else block.diagonal()
             mine = np.arange(rows.hi - rows.lo)
             return _full(rows, arrays.to_host(self.block)[mine, mine + rows.lo], self.block)
+        return autograd.reduce(self.diagonal_request())[:, 0]
+
+    def diagonal_request(self) -> ReductionRequest:
+        """The reduction whose output ``(n, 1)`` is ``K_ii``: the formula with
+        each j-variable read as its i-partner, summed over the one column of a
+        formula without j-variables."""
         mapping = tuple(self.partner.get(k, k) for k in range(len(self.leaves)))
         f = ir.recategorize(ir.remap(self.formula, mapping), {ir.I: ir.I, ir.J: ir.I, ir.P: ir.P})
         cats = tuple(ir.P if c == ir.P else ir.I for c in self.cats)
-        out = autograd.reduce(ReductionRequest(f, "sum", self.leaves, cats, options=self.options))
-        return out[:, 0]
+        return ReductionRequest(f, "sum", self.leaves, cats, options=self.options)
 
     def columns(self, index, rows: tuple[int, int] | None = None):
         """``K[:, index]``, shape ``(n, len(index))``; with ``rows=(lo, hi)`` only
