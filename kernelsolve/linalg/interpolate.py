@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import KDTree
 
+from .. import dask_predict
 from ..engine.ranges.approx_reduce import check_tol
 from ..tolerance import INTERPOLATOR_RTOL, check_tolerances, keywords
 from .cg import ConvergenceWarning
@@ -322,7 +323,15 @@ class KernelInterpolator:
         return out
 
     def __call__(self, x) -> np.ndarray:
-        """Values of the interpolant at ``x`` of shape ``(q, ndim)``: ``(q, ...)``."""
+        """Values of the interpolant at ``x`` of shape ``(q, ndim)``: ``(q, ...)``.
+
+        A dask array or an xarray DataArray/Dataset of points gives the same type back,
+        lazily, chunk by chunk (:mod:`kernelsolve.dask_predict`)."""
+        if dask_predict.is_lazy(x):
+            return dask_predict.predict_points(
+                self, "__call__", x, n_features=self.y.shape[1], tail=self.d_shape,
+                dtype=self.d_dtype, names=("values",),
+            )  # fmt: skip
         x = check_points(x, self.y.shape[1])
         nx = x.shape[0]
         budget = max(x.size + self.y.size + self.d.size, 1_000_000)
