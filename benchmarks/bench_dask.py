@@ -169,7 +169,9 @@ def part_scaling(args, f, hi) -> None:
         assert abs(check - mid) <= 1e-9 * max(1.0, abs(mid)), (check, mid)
         mib = ", ".join(f"{r / 2**20:,.0f}" for r in rss)
         print(f"| dask, {w} worker(s) x 1 thread | {seconds:,.1f} | {one / seconds:.2f} | {mib} |")
-    print(f"| NumPy call, 1 process, {os.cpu_count()} threads | {t_np:,.1f} | {one / t_np:.2f} | - |")
+    print(
+        f"| NumPy call, 1 process, {os.cpu_count()} threads | {t_np:,.1f} | {one / t_np:.2f} | - |"
+    )
 
 
 def part_matmul(args) -> None:

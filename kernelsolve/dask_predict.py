@@ -32,6 +32,7 @@ Conventions
 from __future__ import annotations
 
 import sys
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -39,6 +40,12 @@ import numpy as np
 __all__ = ["is_lazy", "predict_points", "execute_kriging", "model_tasks"]
 
 _FEATURE = "feature"
+
+# One chunk at a time per process: the engine already runs a chunk on every core
+# (OpenMP), and LAPACK called from two threads at once (dask's threaded scheduler,
+# two chunks of a kriging prediction in ``lu_solve``) corrupted the heap here.
+# Parallel chunks come from processes (distributed's workers).
+_PREDICTING = threading.Lock()
 
 
 def _is_dask(a) -> bool:
@@ -96,7 +103,8 @@ def model_tasks(collection, model) -> int:
 # ----------------------------------------------------------------------
 def _points_block(block, model, method, n_outputs, tail, kwargs):
     lead = block.shape[:-1]
-    out = getattr(model, method)(block.reshape(-1, block.shape[-1]), **kwargs)
+    with _PREDICTING:
+        out = getattr(model, method)(block.reshape(-1, block.shape[-1]), **kwargs)
     outs = out if n_outputs > 1 else (out,)
     arrays = [np.asarray(o).reshape(lead + tuple(tail)) for o in outs]
     return np.stack(arrays) if n_outputs > 1 else arrays[0]
@@ -181,7 +189,9 @@ def _xarray_points(model, method, x, n_features, tail, dtype, n_outputs, names, 
 
     def apply(arr):
         if _is_dask(arr):
-            return _dask_points(model, method, arr, n_features, tail, dtype, n_outputs, kwargs, name)
+            return _dask_points(
+                model, method, arr, n_features, tail, dtype, n_outputs, kwargs, name
+            )
         out = _points_block(np.asarray(arr), model, method, n_outputs, tail, kwargs)
         return tuple(out) if n_outputs > 1 else out
 
@@ -268,7 +278,8 @@ def _kriging_block(model, style, d, n_spec, has_mask, options, *arrays):
     coords = arrays[:d]
     mask = arrays[d] if has_mask else None
     spec = list(arrays[d + has_mask : d + has_mask + n_spec]) if n_spec else None
-    z, s = model._execute(style, coords, mask, *options[:2], spec, *options[2:])
+    with _PREDICTING:
+        z, s = model._execute(style, coords, mask, *options[:2], spec, *options[2:])
     if s is None:
         return z[None]
     return np.ma.stack([z, s]) if isinstance(z, np.ma.MaskedArray) else np.stack([z, s])
@@ -370,7 +381,10 @@ def execute_kriging(model, style: str, coords, mask, backend, closest, specified
     )
     z, s = out[0], (None if n_out == 1 else out[1])
     if any(_is_xarray(c) for c in coords):
-        z, s = _wrap_kriging(coords, style, z), (None if s is None else _wrap_kriging(coords, style, s))
+        z, s = (
+            _wrap_kriging(coords, style, z),
+            (None if s is None else _wrap_kriging(coords, style, s)),
+        )
     return z, s
 
 
@@ -385,4 +399,6 @@ def _wrap_kriging(coords, style, data):
             c.dims[0] if isinstance(c, xr.DataArray) else "xyz"[k] for k, c in enumerate(coords)
         )[::-1]
     merged = xr.merge([c.coords.to_dataset() for c in arrays], compat="override").coords
-    return xr.DataArray(data, dims=dims, coords={k: v for k, v in merged.items() if set(v.dims) <= set(dims)})
+    return xr.DataArray(
+        data, dims=dims, coords={k: v for k, v in merged.items() if set(v.dims) <= set(dims)}
+    )
