@@ -90,11 +90,13 @@ class NpySink:
         m.flush()
 
 
-def peak_rss(client) -> dict:
-    def rss():
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+def _peak_rss() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
-    return client.run(rss)
+
+def _rss_now() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def predict_on_cluster(f, hi, g: int, chunk: int, workers: int):
@@ -107,15 +109,23 @@ def predict_on_cluster(f, hi, g: int, chunk: int, workers: int):
         client.run(lambda: kernelsolve.config.__setattr__("num_threads", 1))
         warm = f(grid_points(hi, 16, 16))  # compiles the kernel on each worker (cached)
         client.gather(client.compute([warm] * 1))
+        before = sorted(client.run(_rss_now).values())
         sink = NpySink(f"/tmp/bench_dask_{os.getpid()}.npy", (g, g))
         t0 = time.perf_counter()
         da.store(f(grid_points(hi, g, chunk)), sink, lock=False, compute=True)
         seconds = time.perf_counter() - t0
-        rss = peak_rss(client)
+        rss = sorted(client.run(_peak_rss).values())
     out = np.load(sink.path, mmap_mode="r")
     check = float(out[g // 2, g // 2])
     os.unlink(sink.path)
-    return seconds, sorted(rss.values()), check
+    return seconds, (before, rss), check
+
+
+def _mib(rss) -> str:
+    """Peak RSS per worker, and (in brackets) its RSS before the prediction: the
+    imports, the model and the compiled kernel."""
+    before, peak = rss
+    return ", ".join(f"{p / 2**20:,.0f} ({b / 2**20:,.0f})" for b, p in zip(before, peak))
 
 
 def machine() -> None:
@@ -134,12 +144,12 @@ def part_grid(args, f, hi) -> None:
     rate = cells * n / seconds
     target = float(args.target)
     print(f"\n## grid: thin-plate spline on {n:,} DEM points onto {g:,} x {g:,} cells\n")
-    print("| cells | chunk | workers x threads | time (s) | pairs/s | peak RSS per worker (MiB) |")
+    head = "| cells | chunk | workers x threads | time (s) | pairs/s |"
+    print(head + " peak (before) RSS per worker, MiB |")
     print("|---|---|---|---|---|---|")
-    mib = ", ".join(f"{r / 2**20:,.0f}" for r in rss)
     print(
         f"| {cells:.3g} | {args.chunk} x {args.chunk} | {args.workers} x 1 | {seconds:,.1f} "
-        f"| {rate:.3g} | {mib} |"
+        f"| {rate:.3g} | {_mib(rss)} |"
     )
     if cells < target:
         est = target * n / rate
@@ -159,7 +169,7 @@ def part_scaling(args, f, hi) -> None:
     ref = f(pts)
     t_np = time.perf_counter() - t0
     print(f"\n## scaling: {g:,} x {g:,} cells, {n:,} centres, chunks of {args.chunk}^2\n")
-    print("| run | time (s) | speed-up vs 1 worker | peak RSS per worker (MiB) |")
+    print("| run | time (s) | speed-up vs 1 worker | peak (before) RSS per worker, MiB |")
     print("|---|---|---|---|")
     one = None
     for w in (1, 2):
@@ -167,8 +177,8 @@ def part_scaling(args, f, hi) -> None:
         one = one or seconds
         mid = ref.reshape(g, g)[g // 2, g // 2]
         assert abs(check - mid) <= 1e-9 * max(1.0, abs(mid)), (check, mid)
-        mib = ", ".join(f"{r / 2**20:,.0f}" for r in rss)
-        print(f"| dask, {w} worker(s) x 1 thread | {seconds:,.1f} | {one / seconds:.2f} | {mib} |")
+        row = f"dask, {w} worker(s) x 1 thread | {seconds:,.1f} | {one / seconds:.2f}"
+        print(f"| {row} | {_mib(rss)} |")
     print(
         f"| NumPy call, 1 process, {os.cpu_count()} threads | {t_np:,.1f} | {one / t_np:.2f} | - |"
     )
