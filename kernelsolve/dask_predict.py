@@ -110,7 +110,8 @@ def _points_block(block, model, method, n_outputs, tail, kwargs):
     return np.stack(arrays) if n_outputs > 1 else arrays[0]
 
 
-def _check_points(x, n_features: int, name: str) -> None:
+def _check_points(x, n_features: int | None, name: str) -> None:
+    n_features = x.shape[-1] if n_features is None and x.ndim else n_features
     if x.ndim < 2:
         raise ValueError(
             f"{name}: expected a dask array of points of shape (..., {n_features}) "
@@ -170,6 +171,7 @@ def _xarray_points(model, method, x, n_features, tail, dtype, n_outputs, names, 
     dataset = isinstance(x, xr.Dataset)
     if dataset:
         variables = list(x.data_vars)
+        n_features = len(variables) if n_features is None else n_features
         if len(variables) != n_features:
             raise ValueError(
                 f"{name}: the model was fitted on {n_features} features, the Dataset has "
@@ -179,11 +181,12 @@ def _xarray_points(model, method, x, n_features, tail, dtype, n_outputs, names, 
         x = x.transpose(..., _FEATURE)
         if x.chunks is not None:
             x = x.chunk({_FEATURE: -1})
-    if x.ndim < 1 or x.shape[-1] != n_features:
+    if x.ndim < 1 or (n_features is not None and x.shape[-1] != n_features):
         raise ValueError(
             f"{name}: the model was fitted on {n_features} features; the last dimension "
             f"{x.dims[-1:]} of the DataArray has size {x.shape[-1:]}"
         )
+    n_features = x.shape[-1] if n_features is None and x.ndim else n_features
     core = x.dims[-1]
     tail_dims = [f"{name}_dim_{k}" for k in range(len(tail))]
 
@@ -202,10 +205,10 @@ def _xarray_points(model, method, x, n_features, tail, dtype, n_outputs, names, 
         output_core_dims=[tail_dims] * n_outputs,
         dask="allowed",
     )
-    outs = out if n_outputs > 1 else (out,)
+    outs = [o.rename(n) for o, n in zip(out if n_outputs > 1 else (out,), names)]
     if dataset:
         return xr.Dataset(dict(zip(names, outs)))
-    return out
+    return tuple(outs) if n_outputs > 1 else outs[0]
 
 
 def predict_points(
@@ -213,7 +216,7 @@ def predict_points(
     method: str,
     x,
     *,
-    n_features: int,
+    n_features: int | None,
     tail: Sequence[int] = (),
     dtype=np.float64,
     n_outputs: int = 1,
@@ -231,8 +234,8 @@ def predict_points(
         The NumPy prediction method, called on ``(k, n_features)`` blocks.
     x : dask array, xarray DataArray or Dataset
         The points (see the module's conventions).
-    n_features : int
-        Coordinates per point.
+    n_features : int or None
+        Coordinates per point (None: any, as a model before its fit).
     tail : tuple of int
         Shape of one point's output (``()`` for a scalar).
     dtype : dtype
