@@ -88,14 +88,16 @@ def model_tasks(collection, model) -> int:
     -------
     >>> import numpy as np
     >>> import dask.array as da
-    >>> model_tasks(da.zeros(3), object())
-    0
+    >>> model = np.arange(10_000.0)
+    >>> y = da.zeros(4, chunks=2).map_blocks(lambda b, m: b + m[0], model, meta=np.empty(0))
+    >>> model_tasks(y, model)  # embedded in each of the 2 tasks
+    2
     """
-    import pickle
+    import cloudpickle  # what distributed pickles tasks with
 
-    size = len(pickle.dumps(model))
+    size = len(cloudpickle.dumps(model))
     graph = dict(collection.__dask_graph__())
-    return sum(len(pickle.dumps(task)) >= size for task in graph.values())
+    return sum(len(cloudpickle.dumps(task)) >= size for task in graph.values())
 
 
 # ----------------------------------------------------------------------
