@@ -449,7 +449,9 @@ class KrigingBase:
         if closest is not None and (not np.isscalar(closest) or int(closest) < 2):
             raise ValueError(f"n_closest_points must be an integer >= 2, got {closest!r}")
         mode = self._options.variance if variance is None else variance_mode(variance)
-        if dask_predict.is_lazy(*coords, mask, *(specified or ())):
+        if dask_predict.is_lazy(
+            *coords, mask, *(specified if isinstance(specified, list) else ())
+        ):
             mode = self._lazy_mode(mode, style, coords, closest)
             args = (backend, closest, specified, mode, dtype)
             return dask_predict.execute_kriging(self, style, coords, mask, *args)
