@@ -30,6 +30,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime
 import os
 import platform
@@ -137,20 +138,33 @@ def machine() -> None:
     print("command: python " + " ".join(shlex.quote(a) for a in sys.argv))
 
 
-def part_grid(args, f, hi) -> None:
-    g, n = int(args.grid), f.y.shape[0]
+def dense_model(f):
+    """The same interpolant evaluated by dense engine reductions (n kernel values per
+    cell), as without the FMM evaluator: for comparison."""
+    g = copy.copy(f)
+    g._fmm_eval = None
+    return g
+
+
+def part_grid(args, f, hi, how: str) -> None:
+    g = int(args.grid if how == "fmm" else args.dense_grid)
+    n = f.y.shape[0]
     seconds, rss, _ = predict_on_cluster(f, hi, g, args.chunk, args.workers)
     cells = g * g
     rate = cells * n / seconds
     target = float(args.target)
-    print(f"\n## grid: thin-plate spline on {n:,} DEM points onto {g:,} x {g:,} cells\n")
-    head = "| cells | chunk | workers x threads | time (s) | pairs/s |"
+    print(
+        f"\n## grid ({how} evaluation): thin-plate spline on {n:,} DEM points onto "
+        f"{g:,} x {g:,} cells\n"
+    )
+    head = "| cells | chunk | workers x threads | time (s) | cells x centres / s |"
     print(head + " peak (before) RSS per worker, MiB |")
     print("|---|---|---|---|---|---|")
     print(
         f"| {cells:.3g} | {args.chunk} x {args.chunk} | {args.workers} x 1 | {seconds:,.1f} "
         f"| {rate:.3g} | {_mib(rss)} |"
     )
+    print(f"\ncells per second: {cells / seconds:,.0f}")
     if cells < target:
         est = target * n / rate
         print(
@@ -196,9 +210,11 @@ def part_matmul(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--part", choices=("all", "grid", "scaling", "matmul"), default="all")
+    parts = ("all", "grid", "dense", "scaling", "matmul")
+    ap.add_argument("--part", choices=parts, default="all")
     ap.add_argument("--n", type=float, default=1e5, help="DEM points of the spline")
     ap.add_argument("--grid", type=float, default=400, help="grid side of 'grid'")
+    ap.add_argument("--dense-grid", type=float, default=200, help="grid side of 'dense'")
     ap.add_argument("--scaling-grid", type=float, default=200, help="grid side of 'scaling'")
     ap.add_argument("--chunk", type=int, default=100, help="grid chunk side")
     ap.add_argument("--workers", type=int, default=2)
@@ -206,11 +222,17 @@ def main() -> None:
     args = ap.parse_args()
     machine()
     print("note: timed on a loaded machine (another long CPU benchmark ran at the same time)")
-    if args.part in ("all", "grid", "scaling"):
+    if args.part in ("all", "grid", "dense", "scaling"):
         f, t_fit, hi = fit(int(args.n))
-        print(f"\nfit: {f.y.shape[0]:,} points, solver {f.solver}, {t_fit:.1f} s")
+        how = "fmm" if getattr(f, "_fmm_eval", None) is not None else "dense"
+        print(
+            f"\nfit: {f.y.shape[0]:,} points, solver {f.solver}, products "
+            f"{f.info.product}, evaluation {how}, {t_fit:.1f} s"
+        )
+        if args.part in ("all", "dense"):
+            part_grid(args, dense_model(f), hi, "dense")
         if args.part in ("all", "grid"):
-            part_grid(args, f, hi)
+            part_grid(args, f, hi, how)
         if args.part in ("all", "scaling"):
             part_scaling(args, f, hi)
     if args.part in ("all", "matmul"):

@@ -28,6 +28,8 @@ from ..engine.ranges.approx_reduce import check_tol
 from ..tolerance import INTERPOLATOR_RTOL, check_tolerances, keywords
 from .cg import ConvergenceWarning
 from .dense import memory_budget
+from .fmm2d_eval import TPSEvaluator
+from .monomials import polynomial_matrix
 from .radial import KERNELS, SCALE_INVARIANT
 from .rbf_checks import Checked, check_fit, check_points
 from .rbf_direct import direct_bytes, evaluate, solve_direct
@@ -232,6 +234,7 @@ class KernelInterpolator:
             self.solver = "direct"
             self.attempts.append("direct")
             del self._solver
+            self._fmm_eval = None
         self._shift, self._scale, self._coeffs, rcond, how = solve_direct(
             a.y, a.d2, a.smoothing, KERNELS[a.kernel], a.epsilon, a.powers
         )
@@ -283,6 +286,9 @@ class KernelInterpolator:
         )
         self._shift, self._scale = self._solver.shift, self._solver.scale
         self._coeffs = np.ascontiguousarray(np.vstack([c, w]))
+        # the FMM's tree also evaluates at new points, O(1) each (not n): kept, it pickles
+        fmm = self._solver.fmm
+        self._fmm_eval = None if fmm is None else TPSEvaluator(fmm, c)
         if warn and not self.info.converged:
             warnings.warn(self._advice(rtol, maxiter), ConvergenceWarning, stacklevel=4)
 
@@ -314,12 +320,27 @@ class KernelInterpolator:
         nx = x.shape[0]
         m, k = self.powers.shape[0], coeffs.shape[1]
         chunk = int(memory_budget) // (m + k) + 1
-        phi = KERNELS[self.kernel]
         out = np.empty((nx, k))
         for i in range(0, nx, chunk):
-            out[i : i + chunk] = evaluate(
-                x[i : i + chunk], y, phi, self.epsilon, self.powers, shift, scale, coeffs
-            )
+            out[i : i + chunk] = self._evaluate(x[i : i + chunk], y, shift, scale, coeffs)
+        return out
+
+    def _evaluate(self, x, y, shift, scale, coeffs):
+        """The interpolant at ``x``: by the FMM evaluator of the fit (thin-plate splines
+        fitted with FMM products, points inside the data's box), else one engine
+        reduction."""
+        phi, ev = KERNELS[self.kernel], getattr(self, "_fmm_eval", None)
+        if ev is None or coeffs is not self._coeffs:
+            return evaluate(x, y, phi, self.epsilon, self.powers, shift, scale, coeffs)
+        inside = ev.inside(x)
+        out = np.empty((x.shape[0], coeffs.shape[1]))
+        outside = ~inside
+        out[outside] = evaluate(
+            x[outside], y, phi, self.epsilon, self.powers, shift, scale, coeffs
+        )
+        xi = x[inside]
+        poly = polynomial_matrix((xi - shift) / scale, self.powers) @ coeffs[y.shape[0] :]
+        out[inside] = ev(xi) + poly
         return out
 
     def __call__(self, x) -> np.ndarray:
