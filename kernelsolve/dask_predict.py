@@ -162,7 +162,7 @@ def _dask_points(model, method, x, n_features, tail, dtype, n_outputs, kwargs, n
         concatenate=True,
         dtype=dtype,
         meta=meta,
-        name=f"{type(model).__name__.lower()}-{method.strip('_')}",
+        token=f"{type(model).__name__.lower()}-{method.strip('_')}",
     )
     return tuple(out[k] for k in range(n_outputs)) if n_outputs > 1 else out
 
@@ -382,7 +382,7 @@ def execute_kriging(model, style: str, coords, mask, backend, closest, specified
         concatenate=True,
         dtype=np.float64,
         meta=np.ma.masked_array(meta) if masked else meta,
-        name=f"{type(model).__name__.lower()}-execute",
+        token=f"{type(model).__name__.lower()}-execute",
     )
     z, s = out[0], (None if n_out == 1 else out[1])
     if any(_is_xarray(c) for c in coords):

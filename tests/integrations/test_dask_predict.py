@@ -64,6 +64,17 @@ def test_interpolator_dask_points_equal_numpy(client):
     lazy_equal(out, f(XQ), f)
 
 
+def test_two_models_on_the_same_points_keep_their_own_keys(client):
+    import dask
+
+    f, g = KernelInterpolator(Y, D), KernelInterpolator(Y, 2 * D + 1)
+    a, b = f(da.from_array(XQ, chunks=(250, 2))), g(da.from_array(XQ, chunks=(250, 2)))
+    assert a.name != b.name
+    ra, rb = dask.compute(a, b)
+    np.testing.assert_array_equal(ra, f(XQ))
+    np.testing.assert_array_equal(rb, g(XQ))
+
+
 def test_interpolator_grid_and_vector_values(client):
     f = KernelInterpolator(Y, np.stack([D, 2 * D + 1], axis=1), kernel="cubic")
     gx, gy = da.linspace(0, 1, 30, chunks=11), da.linspace(0, 1, 20, chunks=8)
