@@ -1,19 +1,23 @@
 """Dask predictions onto a huge grid (issue 21), in parts (``--part``):
 
-* ``grid``: a thin-plate spline (``KernelInterpolator``) fitted on ``--n`` (1e5)
-  points of the Jacksboro DEM (matplotlib's ``jacksboro_fault_dem.npz``), predicted
-  onto a ``--grid`` x ``--grid`` grid over the DEM's box by a
-  ``distributed.LocalCluster`` of ``--workers`` processes of one thread each. The
-  grid's points are a lazy dask array (``da.meshgrid``), never held whole; the
-  result is stored block by block into a memory-mapped ``.npy`` on ``/tmp`` (no
-  zarr), so a worker's memory is one chunk plus the model. Reported: total time,
-  the rate (cells x centres per second), peak resident memory per worker
-  (``getrusage`` in each worker, via ``client.run``), and the time extrapolated
-  to ``--target`` cells (4e8 by default: an estimate, linear in the cells, since
-  every cell costs one sum over all centres);
-* ``scaling``: the same prediction on ``--scaling-grid`` cells with 1 then 2
-  workers of one thread (strong scaling), and the NumPy call in this process
-  (all cores) on the same points, for the graph's overhead;
+* ``grid``: a thin-plate spline (``KernelInterpolator``, FMM products at this size,
+  so evaluated by the FMM at new points: ``linalg/fmm2d_eval.py``) fitted on
+  ``--n`` (1e5) points of the Jacksboro DEM (matplotlib's
+  ``jacksboro_fault_dem.npz``), predicted onto a ``--grid`` x ``--grid`` grid over
+  the DEM's box by a ``distributed.LocalCluster`` of ``--workers`` processes of one
+  thread each. The grid's points are a lazy dask array (``da.meshgrid``), never
+  held whole; the result is stored block by block into a memory-mapped ``.npy`` on
+  ``/tmp`` (no zarr), so a worker's memory is one chunk plus the model. Reported:
+  total time, the rate, each worker's peak resident memory (``VmHWM``, via
+  ``client.run``) and its RSS before the prediction, and the time extrapolated to
+  ``--target`` cells (4e8) when the grid is smaller (an estimate, linear in the
+  cells: chunks are independent);
+* ``dense``: the same on ``--dense-grid`` cells with the dense evaluation (one
+  engine reduction over all centres per cell, the evaluation without the FMM), and
+  its extrapolation;
+* ``scaling``: the prediction on ``--scaling-grid`` cells with 1 then 2 workers of
+  one thread (strong scaling), and the NumPy call in this process (all cores) on
+  the same points;
 * ``matmul``: ``K @ b`` on dask arrays against NumPy, from ``dask_matmul.py``
   (the LazyTensor-over-dask work) when present.
 
@@ -22,9 +26,10 @@ Each worker's engine runs one OpenMP thread (``KERNELSOLVE_NUM_THREADS=1``), so
 
 Usage::
 
-    python benchmarks/bench_dask.py --part grid --grid 400      # small, minutes
-    python benchmarks/bench_dask.py --part grid --grid 20000    # the issue's 4e8 cells
-    python benchmarks/bench_dask.py --part scaling --scaling-grid 200
+    python benchmarks/bench_dask.py --part grid --grid 20000 --chunk 1000  # 4e8 cells
+    python benchmarks/bench_dask.py --part dense --dense-grid 300 --chunk 100
+    python benchmarks/bench_dask.py --part scaling --scaling-grid 1500 --chunk 750
+    python benchmarks/bench_dask.py --part matmul
 """
 
 from __future__ import annotations
@@ -34,7 +39,6 @@ import copy
 import datetime
 import os
 import platform
-import resource
 import shlex
 import sys
 import time
@@ -92,7 +96,11 @@ class NpySink:
 
 
 def _peak_rss() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    """This process's peak RSS since it started (``VmHWM``). Not ``getrusage``'s
+    ``ru_maxrss``: Linux carries a forked process's RSS across ``exec`` into it, so a
+    worker spawned by this process would report this process's size."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM"))
 
 
 def _rss_now() -> int:

@@ -142,7 +142,10 @@ class KernelInterpolator:
     The direct solve, like scipy's, accepts repeated points where they are smoothed
     and raises :class:`numpy.linalg.LinAlgError` for a singular system (naming a
     rank-deficient polynomial tail). Evaluation is an engine reduction over the
-    centres, in chunks of ``memory_budget`` floats (see :meth:`_chunk_evaluator`).
+    centres, in chunks of ``memory_budget`` floats (see :meth:`_chunk_evaluator`);
+    a thin-plate spline fitted with FMM products evaluates at points inside the
+    data's bounding box by the FMM instead (:mod:`.fmm2d_eval`: O(1) per point, not
+    ``n``; the error at the rounding level of ``|Phi| |c|``).
 
     Attributes
     ----------
