@@ -150,7 +150,7 @@ def dense_model(f):
     """The same interpolant evaluated by dense engine reductions (n kernel values per
     cell), as without the FMM evaluator: for comparison."""
     g = copy.copy(f)
-    g._fmm_eval = None
+    g._fmm_eval = g._solver = None
     return g
 
 
@@ -232,7 +232,7 @@ def main() -> None:
     print("note: timed on a loaded machine (another long CPU benchmark ran at the same time)")
     if args.part in ("all", "grid", "dense", "scaling"):
         f, t_fit, hi = fit(int(args.n))
-        how = "fmm" if getattr(f, "_fmm_eval", None) is not None else "dense"
+        how = "fmm" if f._fmm_evaluator() is not None else "dense"
         print(
             f"\nfit: {f.y.shape[0]:,} points, solver {f.solver}, products "
             f"{f.info.product}, evaluation {how}, {t_fit:.1f} s"

@@ -237,7 +237,6 @@ class KernelInterpolator:
             self.solver = "direct"
             self.attempts.append("direct")
             del self._solver
-            self._fmm_eval = None
         self._shift, self._scale, self._coeffs, rcond, how = solve_direct(
             a.y, a.d2, a.smoothing, KERNELS[a.kernel], a.epsilon, a.powers
         )
@@ -289,9 +288,6 @@ class KernelInterpolator:
         )
         self._shift, self._scale = self._solver.shift, self._solver.scale
         self._coeffs = np.ascontiguousarray(np.vstack([c, w]))
-        # the FMM's tree also evaluates at new points, O(1) each (not n): kept, it pickles
-        fmm = self._solver.fmm
-        self._fmm_eval = None if fmm is None else TPSEvaluator(fmm, c)
         if warn and not self.info.converged:
             warnings.warn(self._advice(rtol, maxiter), ConvergenceWarning, stacklevel=4)
 
@@ -328,11 +324,20 @@ class KernelInterpolator:
             out[i : i + chunk] = self._evaluate(x[i : i + chunk], y, shift, scale, coeffs)
         return out
 
+    def _fmm_evaluator(self) -> TPSEvaluator | None:
+        """The FMM evaluator of a fit with FMM products, built at the first evaluation
+        or pickling (one downward pass of the FMM); kept and pickled (the solver is not)."""
+        ev = getattr(self, "_fmm_eval", None)
+        fmm = getattr(getattr(self, "_solver", None), "fmm", None)
+        if ev is None and fmm is not None:
+            ev = self._fmm_eval = TPSEvaluator(fmm, self._coeffs[: self.y.shape[0]])
+        return ev
+
     def _evaluate(self, x, y, shift, scale, coeffs):
         """The interpolant at ``x``: by the FMM evaluator of the fit (thin-plate splines
         fitted with FMM products, points inside the data's box), else one engine
         reduction."""
-        phi, ev = KERNELS[self.kernel], getattr(self, "_fmm_eval", None)
+        phi, ev = KERNELS[self.kernel], self._fmm_evaluator()
         if ev is None or coeffs is not self._coeffs:
             return evaluate(x, y, phi, self.epsilon, self.powers, shift, scale, coeffs)
         inside = ev.inside(x)
@@ -381,6 +386,7 @@ class KernelInterpolator:
     # ------------------------------------------------------------------
     def __getstate__(self) -> dict:
         # the iterative solver (preconditioner, FMM tables) is not needed to evaluate
+        self._fmm_evaluator()
         state = dict(self.__dict__)
         state.pop("_solver", None)
         return state

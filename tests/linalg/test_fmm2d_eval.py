@@ -61,7 +61,7 @@ def test_interpolator_evaluates_by_fmm():
     y = rng.random((6000, 2))
     d = np.sin(6 * y[:, 0]) * np.cos(4 * y[:, 1])
     f = KernelInterpolator(y, d, products="fmm")
-    assert f.info.product == "fmm" and f._fmm_eval is not None
+    assert f.info.product == "fmm" and f._fmm_evaluator() is not None
     x = np.concatenate([rng.random((2000, 2)) * 1.4 - 0.2, y[:20]])  # some outside
     assert 0 < f._fmm_eval.inside(x).sum() < len(x)
     phi = KERNELS[f.kernel]
@@ -76,4 +76,4 @@ def test_engine_products_keep_dense_evaluation():
     rng = np.random.default_rng(4)
     y = rng.random((3500, 2))
     f = KernelInterpolator(y, y[:, 0], products="engine", solver="iterative")
-    assert f._fmm_eval is None
+    assert f._fmm_evaluator() is None
