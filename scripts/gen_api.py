@@ -225,7 +225,7 @@ SECTIONS: list[tuple[str, str, bool, list[str]]] = [
         "kernelsolve.linalg.gp",
         "kernelsolve.linalg.gp",
         True,
-        ["fit_gp_hyperparameters", "gp_posterior_mean", "matern_operator"],
+        ["fit_gp_hyperparameters", "gp_posterior_mean", "PosteriorMean", "matern_operator"],
     ),
     ("kernelsolve.linalg.kernels", "kernelsolve.linalg.kernels", True, ["Expr", "engine_formula"]),
     ("kernelsolve.tolerance", "kernelsolve.tolerance", True, []),
@@ -235,6 +235,12 @@ SECTIONS: list[tuple[str, str, bool, list[str]]] = [
         "kernelsolve.distributed",
         True,
         ["sharded", "current", "bounds", "ShardedExecutor", "ShardError", "ShardTimeout"],
+    ),
+    (
+        "kernelsolve.dask_predict",
+        "kernelsolve.dask_predict",
+        True,
+        ["is_lazy", "predict_points", "execute_kriging", "model_tasks"],
     ),
     (
         "kernelsolve.integrations.scipy",

@@ -85,14 +85,55 @@ def fmm_worthwhile(y: np.ndarray, *, leaf_size: int = 16, max_near: int = 400) -
     return float((counts * around).sum()) <= max_near * n
 
 
-def _unit(y: np.ndarray) -> tuple[np.ndarray, float]:
-    """Complex coordinates in [-0.5, 0.5]^2 (slightly inside) and the scale factor."""
+def _unit(y: np.ndarray) -> tuple[np.ndarray, float, np.ndarray]:
+    """Complex coordinates in [-0.5, 0.5]^2 (slightly inside), the scale factor and the
+    centre of the transform."""
     lo, hi = y.min(0), y.max(0)
     side = float((hi - lo).max())
     side = side if side > 0 else 1.0
     scale = side * (1 + 1e-9)
     u = (y - (lo + hi) / 2) / scale
-    return u[:, 0] + 1j * u[:, 1], scale
+    return u[:, 0] + 1j * u[:, 1], scale, (lo + hi) / 2
+
+
+def _near_field(rx, ry, ix, iy, cx, cy, starts, m) -> scipy.sparse.csr_matrix:
+    """Exact ``r^2 log r`` (unit coordinates) between rows ``(rx, ry)`` in leaf boxes
+    ``(ix, iy)`` and the box-sorted sources ``(cx, cy)`` of the same or adjacent leaf
+    boxes (``starts``: where each box's sources begin); CSR, filled in chunks of rows.
+
+    Boxes are numbered ``ix * m + iy``, so the sources of a row are three contiguous
+    ranges (columns ``ix - 1``, ``ix``, ``ix + 1``, rows ``iy +- 1``)."""
+    n = len(rx)
+    y0, y1 = np.maximum(iy - 1, 0), np.minimum(iy + 1, m - 1) + 1
+    seg_start = np.empty((n, 3), dtype=np.int64)
+    seg_len = np.empty((n, 3), dtype=np.int64)
+    for col, a in enumerate((-1, 0, 1)):
+        jx = ix + a
+        ok = (jx >= 0) & (jx < m)
+        jx = np.clip(jx, 0, m - 1)
+        seg_start[:, col] = starts[jx * m + y0]
+        seg_len[:, col] = np.where(ok, starts[jx * m + y1] - seg_start[:, col], 0)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(seg_len.sum(1), out=indptr[1:])
+    nnz = int(indptr[-1])
+    indices = np.empty(nnz, dtype=np.int32)
+    values = np.empty(nnz)
+    chunk = 4096
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        a, b = int(indptr[lo]), int(indptr[hi])
+        lens = seg_len[lo:hi].ravel()
+        # ragged arange: the column indices of every segment, one after the other
+        first = np.cumsum(lens) - lens
+        cols = np.repeat(seg_start[lo:hi].ravel() - first, lens) + np.arange(b - a)
+        per_row = np.diff(indptr[lo : hi + 1])
+        dx = np.repeat(rx[lo:hi], per_row) - cx[cols]
+        dy = np.repeat(ry[lo:hi], per_row) - cy[cols]
+        r2 = dx * dx
+        r2 += dy * dy
+        values[a:b] = kernels.thin_plate_spline(kernels.NUMPY, r2)  # 0 on the diagonal
+        indices[a:b] = cols
+    return scipy.sparse.csr_matrix((values, indices, indptr), shape=(n, len(cx)))
 
 
 def _m2m(order: int) -> list[np.ndarray]:
@@ -181,7 +222,8 @@ class TPSFMM2D:
         n = len(y)
         self.n, self.order = n, int(order)
         self.level = L = max(2, _levels(n, leaf_size))
-        z, scale = _unit(y)
+        z, scale, self.centre = _unit(y)
+        self.scale = scale
         # phi(eps r_y) = (eps scale)^2 (r^2 log r + log(eps scale) r^2) with r = r_z
         self.factor = (epsilon * scale) ** 2
         self.log_es = math.log(epsilon * scale)
@@ -191,8 +233,9 @@ class TPSFMM2D:
         self.perm = np.argsort(box, kind="stable")
         self.z = z[self.perm]
         box = box[self.perm]
-        starts = np.searchsorted(box, np.arange(m * m + 1))
-        self.near = self._near_field(ix[self.perm], iy[self.perm], starts, m)
+        self.starts = starts = np.searchsorted(box, np.arange(m * m + 1))
+        X, Y = np.ascontiguousarray(self.z.real), np.ascontiguousarray(self.z.imag)
+        self.near = _near_field(X, Y, ix[self.perm], iy[self.perm], X, Y, starts, m)
         h = 1.0 / m
         centre = ((ix[self.perm] + 0.5) * h - 0.5) + 1j * ((iy[self.perm] + 0.5) * h - 0.5)
         t = (self.z - centre) / h  # |t| <= sqrt(2) / 2
@@ -232,45 +275,6 @@ class TPSFMM2D:
         self.inv[self.perm] = np.arange(n)
 
     # ------------------------------------------------------------------
-    def _near_field(self, ix, iy, starts, m) -> scipy.sparse.csr_matrix:
-        """Exact ``r^2 log r`` (unit coordinates) for pairs in the same or adjacent leaf
-        boxes, CSR in the sorted order; filled in chunks of rows.
-
-        Boxes are numbered ``ix * m + iy``, so the sources of a row are three
-        contiguous ranges (columns ``ix - 1``, ``ix``, ``ix + 1``, rows ``iy +- 1``)."""
-        n = self.n
-        X, Y = np.ascontiguousarray(self.z.real), np.ascontiguousarray(self.z.imag)
-        y0, y1 = np.maximum(iy - 1, 0), np.minimum(iy + 1, m - 1) + 1
-        seg_start = np.empty((n, 3), dtype=np.int64)
-        seg_len = np.empty((n, 3), dtype=np.int64)
-        for col, a in enumerate((-1, 0, 1)):
-            jx = ix + a
-            ok = (jx >= 0) & (jx < m)
-            jx = np.clip(jx, 0, m - 1)
-            seg_start[:, col] = starts[jx * m + y0]
-            seg_len[:, col] = np.where(ok, starts[jx * m + y1] - seg_start[:, col], 0)
-        indptr = np.zeros(n + 1, dtype=np.int64)
-        np.cumsum(seg_len.sum(1), out=indptr[1:])
-        nnz = int(indptr[-1])
-        indices = np.empty(nnz, dtype=np.int32)
-        values = np.empty(nnz)
-        chunk = 4096
-        for lo in range(0, n, chunk):
-            hi = min(n, lo + chunk)
-            a, b = int(indptr[lo]), int(indptr[hi])
-            lens = seg_len[lo:hi].ravel()
-            # ragged arange: the column indices of every segment, one after the other
-            first = np.cumsum(lens) - lens
-            cols = np.repeat(seg_start[lo:hi].ravel() - first, lens) + np.arange(b - a)
-            per_row = np.diff(indptr[lo : hi + 1])
-            dx = np.repeat(X[lo:hi], per_row) - X[cols]
-            dy = np.repeat(Y[lo:hi], per_row) - Y[cols]
-            r2 = dx * dx
-            r2 += dy * dy
-            values[a:b] = kernels.thin_plate_spline(kernels.NUMPY, r2)  # 0 on the diagonal
-            indices[a:b] = cols
-        return scipy.sparse.csr_matrix((values, indices, indptr), shape=(n, n))
-
     @property
     def near_pairs(self) -> int:
         """Stored near-field pairs (the memory is about 12 bytes per pair)."""
@@ -317,6 +321,12 @@ class TPSFMM2D:
     def _far(self, q: np.ndarray) -> np.ndarray:
         """Far-field log potentials ``sum_{j far from i} q_j log(z_i - w_j)`` of complex
         charge columns ``q`` (sorted order); only the real part of the combination is used."""
+        return self.l2p @ self._locals(q)
+
+    def _locals(self, q: np.ndarray) -> np.ndarray:
+        """The leaves' local expansions of the far field of charges ``q``: ``(m * m *
+        (order + 1), ncol)``, box ``ix * m + iy``'s coefficients in rows ``box * (order
+        + 1) + k``, in powers of ``(z - centre) / h``."""
         p, L = self.order, self.level
         ncol = q.shape[1]
         m = 2**L
@@ -358,5 +368,4 @@ class TPSFMM2D:
                     ).reshape(-1, half * half * ncol)
                     T = self._m2l_stack(px, py, lev)
                     loc[:, px::2, py::2, :] += (T @ X).reshape(p + 1, half, half, ncol)
-        flat = loc.transpose(1, 2, 0, 3).reshape(m * m * (p + 1), ncol)
-        return self.l2p @ flat
+        return loc.transpose(1, 2, 0, 3).reshape(m * m * (p + 1), ncol)

@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .. import dask_predict
 from ..engine import ir
 from ..tolerance import GP_RTOL, keywords
 from . import kernels
@@ -35,6 +36,7 @@ __all__ = [
     "fit_gp_hyperparameters",
     "gp_posterior_mean",
     "matern_operator",
+    "PosteriorMean",
     "NOISE_FLOOR",
 ]
 
@@ -157,7 +159,7 @@ def gp_posterior_mean(
     (True, True)
     """
     h = _check_hyperparameters(hyperparameters)
-    Xs, Xqs = _scaled(X, h["lengthscale"]), _scaled(Xq, h["lengthscale"])
+    Xs = _scaled(X, h["lengthscale"])
     f = _kernel_formula(nu, Xs.shape[1])
     K = KernelOperator(f, (Xs, Xs), (ir.I, ir.J), tol=tol)
     # (s k + noise I) a = y - m  <=>  (k + noise / s I)(s a) = y - m: the kernel
@@ -172,8 +174,33 @@ def gp_posterior_mean(
         callback=callback,
         return_info=True,
     )
-    mean = kernel_sum(f, Xqs, Xs, a)[:, 0] + h["mean"]
-    return mean, info
+    return PosteriorMean(Xs, a, h["lengthscale"], h["mean"], nu)(Xq), info
+
+
+class PosteriorMean:
+    """``m + K(Xq, X) a`` at any ``Xq``: the prediction of :func:`gp_posterior_mean`
+    once its system is solved (``Xs = X / lengthscale``, ``a`` the solution). It pickles
+    (a dask worker receives it once) and accepts dask arrays and xarray objects.
+
+    Example
+    -------
+    >>> Xs = np.zeros((1, 2)); p = PosteriorMean(Xs, np.ones((1, 1)), 1.0, 0.5, 0.5)
+    >>> p(np.zeros((1, 2))).tolist()
+    [1.5]
+    """
+
+    def __init__(self, Xs, a, lengthscale: float, mean: float, nu: float = 1.5):
+        self.Xs, self.a, self.lengthscale, self.mean, self.nu = Xs, a, lengthscale, mean, nu
+
+    def __call__(self, Xq):
+        """The posterior mean at ``Xq`` (q, d): (q,) in ``Xq``'s library."""
+        if dask_predict.is_lazy(Xq):
+            d, dtype = self.Xs.shape[1], self.a.dtype
+            return dask_predict.predict_points(
+                self, "__call__", Xq, n_features=d, dtype=dtype, names=("mean",), name="Xq"
+            )
+        f = _kernel_formula(self.nu, self.Xs.shape[1])
+        return kernel_sum(f, _scaled(Xq, self.lengthscale), self.Xs, self.a)[:, 0] + self.mean
 
 
 def _check_hyperparameters(h: dict) -> dict:

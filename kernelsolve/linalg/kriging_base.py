@@ -11,11 +11,13 @@ Solvers are built at the first ``execute`` (or ``info``) and dropped by pickling
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 
 import numpy as np
 from scipy.spatial import cKDTree
 
+from .. import dask_predict
 from ..progress import Progress
 from .kriging_direct import (
     DirectSystem,
@@ -447,6 +449,12 @@ class KrigingBase:
         if closest is not None and (not np.isscalar(closest) or int(closest) < 2):
             raise ValueError(f"n_closest_points must be an integer >= 2, got {closest!r}")
         mode = self._options.variance if variance is None else variance_mode(variance)
+        if dask_predict.is_lazy(
+            *coords, mask, *(specified if isinstance(specified, list) else ())
+        ):
+            mode = self._lazy_mode(mode, style, coords, closest)
+            args = (backend, closest, specified, mode, dtype)
+            return dask_predict.execute_kriging(self, style, coords, mask, *args)
         pts, masked, shape = targets(style, coords, mask)
         specified = self._drift.specified_at(specified, style, shape)
         keep = ~masked
@@ -527,13 +535,24 @@ class KrigingBase:
                 bar.update(min(block, k - a))
         return out
 
+    def _lazy_mode(self, mode, style, coords, closest):
+        """The variance mode of a chunked ``execute``: "auto" decided by the number of
+        all targets (as one call would), here, so that every chunk does the same."""
+        if mode != "auto" or closest is not None or self.solver == "direct":
+            return mode
+        sizes = [c.shape[0] for c in coords]
+        return self._auto_mode(sizes[0] if style == "points" else math.prod(sizes))
+
+    def _auto_mode(self, k: int) -> str:
+        exact = k <= self.exact_variance_max or self.solver == "nugget"
+        if not exact:
+            self._warn_local(k)
+        return "exact" if exact else "local"
+
     def _variance(self, xy, mode):
         k = len(xy)
         if mode == "auto":
-            exact = k <= self.exact_variance_max or self.solver == "nugget"
-            mode = "exact" if exact else "local"
-            if mode == "local":
-                self._warn_local(k)
+            mode = self._auto_mode(k)
         if mode == "exact" or self.solver == "nugget":
             self.variance_info = {"method": "exact", "targets": k}
             return self._exact_variance(xy)

@@ -46,6 +46,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import validate_data
 
+from .. import dask_predict
 from ..linalg.cg import NotPositiveDefiniteError
 from . import lml as lml_mod
 from .kernels import EngineKernel, SklearnKernel, UntranslatableKernelError, translate
@@ -438,6 +439,8 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         """
         if return_std and return_cov:
             raise RuntimeError("At most one of return_std or return_cov can be requested.")
+        if dask_predict.is_lazy(X):
+            return self._predict_lazily(X, return_std, return_cov)
         if self.kernel is None or self.kernel.requires_vector_input:
             dtype, ensure_2d = "numeric", True
         else:
@@ -525,6 +528,22 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         prior = self.kernel_(X) if self._translation is None else ev.matrix(Xq)
         V, W = self._solved_cross(ev, Xq, Xt)
         return prior - V.T @ (V if W is None else W)
+
+    def _predict_lazily(self, X, return_std: bool, return_cov: bool):
+        """``predict`` over the chunks of a dask array or xarray object (the mean and
+        the standard deviations are pointwise; the joint covariance is not)."""
+        if return_cov:
+            raise ValueError(
+                "return_cov=True with a dask or xarray X: the joint covariance of all "
+                "points is not computed chunk by chunk; use return_std=True"
+            )
+        targets = self.alpha_.shape[1:] if hasattr(self, "X_train_") else (self.n_targets,)
+        tail = () if targets in ((), (1,), (None,)) else targets
+        d = getattr(self, "n_features_in_", None)  # None before fit: any
+        return dask_predict.predict_points(
+            self, "predict", X, n_features=d, tail=tail, n_outputs=1 + bool(return_std),
+            names=("mean", "std"), name="X", return_std=bool(return_std),
+        )  # fmt: skip
 
     def sample_y(self, X, n_samples=1, random_state=0):
         """Draw samples from the Gaussian process (scikit-learn's method: the joint

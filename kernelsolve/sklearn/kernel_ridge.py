@@ -36,6 +36,7 @@ from sklearn.metrics.pairwise import PAIRWISE_KERNEL_FUNCTIONS, pairwise_kernels
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
+from .. import dask_predict
 from ..lazytensor import Vi, Vj
 from ..linalg import precond
 from ..linalg.blas import one_blas_thread
@@ -274,9 +275,15 @@ class KernelRidge(MultiOutputMixin, RegressorMixin, BaseEstimator):
 
         Returns
         -------
-        ndarray of shape (n_samples,) or (n_samples, n_targets)
+        ndarray of shape (n_samples,) or (n_samples, n_targets); a dask array or an
+        xarray object for one, lazily (:mod:`kernelsolve.dask_predict`)
         """
         check_is_fitted(self)
+        if dask_predict.is_lazy(X):
+            tail, d = self.dual_coef_.shape[1:], self.n_features_in_
+            return dask_predict.predict_points(
+                self, "predict", X, n_features=d, tail=tail, name="X"
+            )
         X = validate_data(self, X, accept_sparse=("csr", "csc"), reset=False)
         if not self._on_engine(X, self.X_fit_):
             return np.dot(self._dense_kernel(X, self.X_fit_), self.dual_coef_)
