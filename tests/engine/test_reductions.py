@@ -192,7 +192,10 @@ values_st = st.one_of(
     st.floats(-10, 10, allow_nan=False, allow_infinity=False),
     st.integers(-2, 2).map(float),  # ties
 )
-weights_st = st.one_of(st.sampled_from([0.0, 1.0, 0.5]), st.floats(0, 3))
+# No subnormal weights: one of 5e-324 carries a single bit, so the rescaling of a
+# partial sum at a merge rounds it by up to a factor 2 (log 2 in the weighted
+# logsumexp: a falsifying example of 2026-12-06), as any split sum would.
+weights_st = st.one_of(st.sampled_from([0.0, 1.0, 0.5]), st.floats(0, 3, allow_subnormal=False))
 
 
 def run_tiles(red, vals, w, splits, acc_dtype=np.float64):
