@@ -229,7 +229,7 @@ def main() -> None:
     ap.add_argument("--target", type=float, default=4e8, help="cells to extrapolate to")
     args = ap.parse_args()
     machine()
-    print("note: timed on a loaded machine (another long CPU benchmark ran at the same time)")
+    print(f"load average at the start: {os.getloadavg()[0]:.1f} (1 min)")
     if args.part in ("all", "grid", "dense", "scaling"):
         f, t_fit, hi = fit(int(args.n))
         how = "fmm" if f._fmm_evaluator() is not None else "dense"
