@@ -26,7 +26,8 @@ Usage::
 
     python benchmarks/bench_sklearn_gpr.py                       # 5e3, 2e4; opt 5e3; 1e5
     python benchmarks/bench_sklearn_gpr.py --sizes 2000 --n-opt 1000 --big 0   # quick
-    python benchmarks/bench_sklearn_gpr.py --sizes --n-opt 0 --tol 1e-8 --probes 4   # 1e5 alone
+    python benchmarks/bench_sklearn_gpr.py --sizes --n-opt 0 --tol 1e-8 --probes 4 \
+        --product-dtype float32   # 1e5 alone
     python benchmarks/bench_sklearn_gpr.py --products 20000   # one product, by dtype
 """
 
@@ -121,6 +122,9 @@ def main() -> None:
     ap.add_argument("--tol", type=float, default=None, help="ours: tol= of the products")
     ap.add_argument("--probes", type=int, default=16, help="ours: n_probes of the lml estimate")
     ap.add_argument(
+        "--product-dtype", default="float64", choices=("float64", "float32"), help="ours"
+    )
+    ap.add_argument(
         "--products", type=int, default=0, help="only: CPU s of one product at this n, by dtype"
     )
     args = ap.parse_args()
@@ -137,10 +141,16 @@ def main() -> None:
     print(f"Jacksboro DEM: {len(order)} points, {n_train} train, {len(test)} held out")
 
     opts = dict(
-        random_state=0, rtol=args.rtol, max_rank=args.max_rank, tol=args.tol, n_probes=args.probes
+        random_state=0,
+        rtol=args.rtol,
+        max_rank=args.max_rank,
+        tol=args.tol,
+        n_probes=args.probes,
+        product_dtype=args.product_dtype,
     )
     print(f"ours: rtol={args.rtol:g}, max_rank={args.max_rank}, tol={args.tol}, "
-          f"n_probes={args.probes} (iterative above 3,000 points)")  # fmt: skip
+          f"n_probes={args.probes}, product_dtype={args.product_dtype} "
+          "(iterative above 3,000 points)")  # fmt: skip
     start = ConstantKernel(1.0) * Matern(length_scale=0.05, nu=1.5) + WhiteKernel(1e-3)
     hyper, t_h = timed(
         lambda: SkGPR(start, normalize_y=True).fit(X[: args.n_hyper], y[: args.n_hyper])
