@@ -50,23 +50,14 @@ os.environ["KERNELSOLVE_NUM_THREADS"] = "1"  # read by the workers (inherited)
 os.environ["OMP_NUM_THREADS"] = "1"
 
 import kernelsolve  # noqa: E402
+from kernelsolve.demo.data import load_dem  # noqa: E402
 from kernelsolve.engine.backends.cpu import cpu_model  # noqa: E402
 from kernelsolve.linalg.interpolate import KernelInterpolator  # noqa: E402
 
 
-def load_dem():
-    from matplotlib import cbook
-
-    z = cbook.get_sample_data("jacksboro_fault_dem.npz")["elevation"].astype(np.float64)
-    rows, cols = z.shape
-    scale = max(rows, cols) - 1
-    r, c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
-    x = np.stack([c.ravel() / scale, r.ravel() / scale], axis=1)
-    return x, z.ravel()
-
-
 def fit(n: int):
-    x, z = load_dem()
+    terrain = load_dem()
+    x, z = terrain.points, terrain.values
     keep = np.random.default_rng(0).permutation(len(z))[:n]
     t0 = time.perf_counter()
     f = KernelInterpolator(x[keep], z[keep], kernel="thin_plate_spline")

@@ -13,30 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-da = pytest.importorskip("dask.array")
-distributed = pytest.importorskip("distributed")
+from tests.integrations.conftest import NEEDS_DASK
+
+da = pytest.importorskip("dask.array", reason=NEEDS_DASK)
+distributed = pytest.importorskip("distributed", reason=NEEDS_DASK)
 
 import kernelsolve  # noqa: E402
 from kernelsolve import LazyTensor, Pm, Vi, Vj  # noqa: E402
 
 ROOT = str(Path(kernelsolve.__file__).resolve().parents[1])
-
-
-@pytest.fixture(scope="module")
-def client():
-    # the workers import this kernelsolve (the tests' one), not an installed copy
-    env = {"PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])}
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=":0",
-        env=env,
-    )
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
 
 
 def points(n, d, seed):
@@ -154,7 +139,7 @@ def test_batch_dims_and_reduction_call(client):
 
 
 def test_errors():
-    torch = pytest.importorskip("torch")
+    torch = pytest.importorskip("torch", reason="needs torch (test extra)")
     dx = da.from_array(points(20, 2, 13), chunks=(5, 2))
     with pytest.raises(TypeError, match="cannot mix dask and torch"):
         Vi(dx).sqdist(Vj(torch.zeros(10, 2, dtype=torch.float64)))
@@ -170,7 +155,8 @@ def test_errors():
     unknown = dx[dx[:, 0] > 0.5]
     with pytest.raises(ValueError, match="compute_chunk_sizes"):
         Vi(unknown)
-    sparse = pytest.importorskip("scipy.sparse")
+    import scipy.sparse as sparse  # a dependency
+
     with pytest.raises(TypeError, match="chunks: expected NumPy or CuPy"):
         Vi(da.from_array(sparse.csr_matrix(points(20, 2, 0)), chunks=5, asarray=False))
 

@@ -11,9 +11,11 @@ import sys
 import numpy as np
 import pytest
 
-da = pytest.importorskip("dask.array")
-xr = pytest.importorskip("xarray")
-distributed = pytest.importorskip("distributed")
+from tests.integrations.conftest import NEEDS_DASK
+
+da = pytest.importorskip("dask.array", reason=NEEDS_DASK)
+xr = pytest.importorskip("xarray", reason=NEEDS_DASK)
+distributed = pytest.importorskip("distributed", reason=NEEDS_DASK)
 
 from kernelsolve import dask_predict  # noqa: E402
 from kernelsolve.linalg.gp import PosteriorMean, gp_posterior_mean  # noqa: E402
@@ -27,20 +29,6 @@ RNG = np.random.default_rng(0)
 Y = RNG.random((300, 2))
 D = np.sin(4 * Y[:, 0]) * Y[:, 1]
 XQ = RNG.random((500, 2))
-
-
-@pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=":0",
-    )
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
 
 
 def lazy_equal(result, expected, model, *, rtol=0.0, atol=0.0):
