@@ -518,6 +518,7 @@ def render_cpu(spec: KernelSpec, entry: str = "ks_kernel") -> str:
         *groups,
         "  #pragma omp parallel for schedule(dynamic, 1) num_threads(nthreads)",
         "  for (int64_t g = 0; g < ngroups; g++) {",
+        "    const ks_flush_guard flush_subnormals;",
         *_indent(4, j_open[0]),
         *spec.declare_acc("    ", rows=rows),
         *_indent(4, body.scratch),
