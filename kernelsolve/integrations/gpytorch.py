@@ -36,13 +36,20 @@ formulas and their backward hold at once) fits
 :func:`kernelsolve.linalg.dense.memory_budget` (``config.dense_memory_limit``
 or ``config.dense_memory_fraction`` of the available memory). Then
 ``forward`` is GPyTorch's own: the same values, gradients (autograd through
-the formulas) and speed as ``gpytorch.kernels``. To override, set
+the formulas) as ``gpytorch.kernels``, except that subnormal values are set
+to 0 (:func:`~.gpytorch_operator.flush_subnormals`: on x86 they made
+GPyTorch's BLAS products 5x slower on the DEM). To override, set
 :data:`DENSE_MAX_ENTRIES` to an entry count (0 routes every block through
 the engine); None (the default) uses the budget. Above it, an engine
 operator whose bare block (without the temporaries) fits the budget fills
 it at its first product in a solve (``TORCH_FILL_PRODUCTS`` in
 :mod:`.gpytorch_operator`) and runs later products at BLAS speed; its
 gradients stay the engine's analytic ones.
+
+Exact predictions go through :class:`~.gpytorch_predict.EnginePredictionStrategy`:
+where the predictive variances would run CG with one column per test point and
+a float64 Cholesky factor costs less, the factor is made once and serves every
+later prediction.
 
 Inputs and parameters of different dtypes are promoted (float64 data with a
 float32 module computes in float64, as ``gpytorch.kernels`` do), and
@@ -84,7 +91,8 @@ from ..engine import split
 from ..engine.ranges.approx_reduce import check_tol
 from ..linalg import dense
 from .gpytorch_formulas import MATERN, PERIODIC, RBF, RQ, CovarFunction, Factor
-from .gpytorch_operator import EngineKernelOperator
+from .gpytorch_operator import EngineKernelOperator, flush_subnormals
+from .gpytorch_predict import EnginePredictionStrategy
 
 __all__ = [
     "DENSE_MAX_ENTRIES",
@@ -104,8 +112,9 @@ __all__ = [
 DENSE_MAX_ENTRIES: int | None = None
 
 #: Blocks of the kernel's size that GPyTorch's dense training step holds at
-#: once (distances, kernel values, the scaled and noisy copies, their grads).
-DENSE_TEMPORARIES = 6
+#: once (distances, kernel values, the scaled and noisy copies, their grads, and
+#: the copy with its subnormal values flushed, with its mask).
+DENSE_TEMPORARIES = 7
 
 
 def dense_fits(rows: int, cols: int, batch: int, dtype: torch.dtype, device: str = "cpu") -> bool:
@@ -175,7 +184,7 @@ class EngineKernel:
         # GPyTorch's own forward of the parent class (values, gradients, promotion)
         if last_dim_is_batch:
             params["last_dim_is_batch"] = True
-        return super().forward(x1, x2, diag=diag, **params)
+        return flush_subnormals(super().forward(x1, x2, diag=diag, **params))
 
     def forward(self, x1, x2, diag: bool = False, last_dim_is_batch: bool = False, **params):
         m, n = x1.shape[-2], x2.shape[-2]
@@ -193,6 +202,11 @@ class EngineKernel:
         if last_dim_is_batch:
             x1, x2, theta = _last_dim_as_batch(x1, x2, theta)
         return EngineKernelOperator(x1, x1 if same else x2, covar_func=covar, **theta)
+
+    def prediction_strategy(self, train_inputs, train_prior_dist, train_labels, likelihood):
+        """GPyTorch's exact predictions, with one Cholesky factor where it costs
+        less than CG (:class:`~.gpytorch_predict.EnginePredictionStrategy`)."""
+        return EnginePredictionStrategy(train_inputs, train_prior_dist, train_labels, likelihood)
 
     def _param_dtype(self) -> torch.dtype:
         return next((p.dtype for p in self.parameters()), torch.get_default_dtype())
@@ -329,4 +343,4 @@ class ProductKernel(EngineKernel, _gk.Kernel):
             a, b = (x1, x2) if dims is None else (x1[..., dims], x2[..., dims])
             v = kern._dense_forward(a, b, diag=diag, **params)
             out = v if out is None else out * v
-        return out
+        return flush_subnormals(out)
