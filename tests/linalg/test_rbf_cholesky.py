@@ -141,3 +141,43 @@ def test_ill_conditioned_accuracy_against_extended_precision():
     exact._coeffs = np.array([float(v) for v in c])[:, None]
     truth = exact(x)
     assert rel(ours(x), truth) <= 3 * rel(ref(x), truth) + 1e-12
+
+
+def test_singular_cluster_goes_to_lu_without_a_failed_cholesky(monkeypatch):
+    """A Gaussian with epsilon 0.5 on 1,500 points: the 200 points around the closest
+    pair are already singular to float64, so LU runs at once (no potrf attempt);
+    thin-plate splines on the same points take the Cholesky path."""
+    y, d, _ = topobathy(1500)
+
+    def no_cholesky(*args):
+        raise AssertionError("Cholesky attempted on a system the cluster test called singular")
+
+    with monkeypatch.context() as m:
+        m.setattr(rbf_direct, "solve_cholesky", no_cholesky)
+        ours, ref = fit(y, d, kernel="gaussian", epsilon=0.5)
+    assert ours.info.factorization == "lu"
+    ours, _ = fit(y, d, kernel="thin_plate_spline")
+    assert ours.info.factorization == "cholesky"
+
+
+@pytest.mark.parametrize("kernel, eps", [("gaussian", 3.0), ("multiquadric", 2.0), ("cubic", 1.0)])
+def test_cluster_condition_bounds_the_whole_systems(kernel, eps):
+    """The premise of ``cluster_singular``: the projected block of a subset has a
+    condition number at most the whole projected block's (Courant-Fischer)."""
+    y, _, _ = topobathy(400)
+    y = y * 3.0  # well-separated enough that both eigenvalue problems are accurate
+    phi, powers = KERNELS[kernel], monomial_powers(2, 1)
+    shift, scale = rbf_direct.poly_frame(y)
+
+    def cond(points):
+        ye = points * eps
+        A = phi.numpy(((ye[:, None] - ye[None]) ** 2).sum(-1))
+        P = rbf_direct.polynomial_matrix((points - shift) / scale, powers)
+        Q, _ = np.linalg.qr(P, mode="complete")
+        lam = np.linalg.eigvalsh(Q[:, 3:].T @ A @ Q[:, 3:])
+        assert lam[0] > 0
+        return lam[-1] / lam[0]
+
+    whole = cond(y)
+    for start in (0, 100, 250):
+        assert cond(y[start : start + 150]) <= whole * (1 + 1e-6)
