@@ -20,9 +20,13 @@ predict at ``--q`` held-out points. Columns:
   on scipy's matrix, outside the timings). Where ``cond * 2.2e-16`` is above ~1e-6
   scipy's coefficients are not accurate: agreement is not expected and the row is
   marked ``ill``;
+* ``misfit s``, ``misfit o``: ``max |f(y) - d| / max |d|`` at the data points, scipy's
+  and ours (outside the timings): where the system is singular to working precision no
+  answer meets the data, and this says by how much each misses it;
 * ``scipy s``, ``ours s`` (fit + predict) and their ratio; ``how``: our method
-  (``direct`` with its factorization, ``cholesky`` or ``lu``, ``iterative`` with GMRES
-  iterations, ``GAVE UP``/``NOT CONVERGED`` when the iterative fit warned).
+  (``direct`` with its factorization, ``cholesky``, ``pivoted cholesky`` or ``lu``,
+  ``iterative`` with GMRES iterations, ``GAVE UP``/``NOT CONVERGED`` when the
+  iterative fit warned).
 
 Our first fit of each kernel compiles its engine kernels; a 50-point warm-up fit per
 kernel keeps that out of the timings (compilation is cached on disk anyway).
@@ -112,7 +116,6 @@ def run_one(y, d, x, kernel, eps, solver):
     ref = f(x)
     t_scipy = time.perf_counter() - t
     res, cond = scipy_residual(f, y, d)
-    del f
     t = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -127,7 +130,11 @@ def run_one(y, d, x, kernel, eps, solver):
         if caught:
             how += ", GAVE UP" if info.gave_up else ", NOT CONVERGED"
     agree = float(np.max(np.abs(ours - ref)) / np.max(np.abs(ref)))
-    return dict(agree=agree, res=res, cond=cond, t_scipy=t_scipy, t_ours=t_ours, how=how)
+    scale = float(np.max(np.abs(d)))
+    misfit = [float(np.max(np.abs(h(y) - d)) / scale) for h in (f, g)]
+    return dict(
+        agree=agree, res=res, cond=cond, t_scipy=t_scipy, t_ours=t_ours, how=how, misfit=misfit
+    )
 
 
 def warm_up(kernels, ndim: int) -> None:
@@ -145,6 +152,7 @@ def table(name, pts, z, n, q, kernels, eps_list, solver) -> list[dict]:
     y, d, x = split(pts, z, n, q)
     print(f"\n{name}: n = {n:,} points, {q:,} held out; solver={solver!r}")
     head = f"{'kernel':22s} {'eps':>5s} {'agree':>9s} {'scipy res':>9s} {'cond':>8s}"
+    head += f" {'misfit s':>8s} {'misfit o':>8s}"
     print(head + f" {'scipy s':>8s} {'ours s':>8s} {'ratio':>6s}  how")
     rows = []
     for kernel in kernels:
@@ -155,6 +163,7 @@ def table(name, pts, z, n, q, kernels, eps_list, solver) -> list[dict]:
             flag = "  ill" if ill else ""
             print(
                 f"{kernel:22s} {eps:5g} {r['agree']:9.1e} {r['res']:9.1e} {cond:>8s} "
+                f"{r['misfit'][0]:8.1e} {r['misfit'][1]:8.1e} "
                 f"{r['t_scipy']:8.2f} {r['t_ours']:8.2f} {r['t_ours'] / r['t_scipy']:6.2f}  "
                 f"{r['how']}{flag}",
                 flush=True,

@@ -48,8 +48,9 @@ SOLVERS = ("auto", "direct", "iterative")
 @dataclass
 class DirectInfo(SaddleInfo):
     """:class:`SaddleInfo` of a direct solve, with the factorization used:
-    ``"cholesky"`` (of the kernel block on the null space of ``P^T``) or ``"lu"``
-    (of the whole saddle system, as scipy)."""
+    ``"cholesky"`` (of the kernel block on the null space of ``P^T``),
+    ``"pivoted cholesky"`` (of that block where it is singular to working
+    precision) or ``"lu"`` (of the whole saddle system, as scipy)."""
 
     factorization: str = "lu"
 
@@ -156,12 +157,14 @@ class KernelInterpolator:
         fallback after GMRES gave up).
     info : SaddleInfo
         Iterative solver: products, GMRES iterations, residuals, times; direct:
-        ``product == "direct"``, the time, ``factorization`` (``"cholesky"`` or
-        ``"lu"``, see :mod:`.rbf_direct`) and ``rcond``, LAPACK's estimate of the
-        reciprocal condition number of the system factorized (the coefficients'
-        relative error is up to about ``2.2e-16 / rcond``; with ``"lu"`` it is
-        scipy's system, with ``"cholesky"`` its kernel block projected on the null
-        space of ``P^T``).
+        ``product == "direct"``, the time, ``factorization`` (``"cholesky"``,
+        ``"pivoted cholesky"`` or ``"lu"``, see :mod:`.rbf_direct`) and ``rcond``,
+        LAPACK's estimate of the reciprocal condition number of the system
+        factorized (the coefficients' relative error is up to about
+        ``2.2e-16 / rcond``; with ``"lu"`` it is scipy's system, with
+        ``"cholesky"`` its kernel block projected on the null space of ``P^T``;
+        with ``"pivoted cholesky"`` that of 200 of its points, an upper bound,
+        at most 1e-14: the system is singular to working precision).
 
     Example
     -------

@@ -143,10 +143,12 @@ def test_ill_conditioned_accuracy_against_extended_precision():
     assert rel(ours(x), truth) <= 3 * rel(ref(x), truth) + 1e-12
 
 
-def test_singular_cluster_goes_to_lu_without_a_failed_cholesky(monkeypatch):
+def test_singular_cluster_goes_to_pivoted_cholesky(monkeypatch):
     """A Gaussian with epsilon 0.5 on 1,500 points: the 200 points around the closest
-    pair are already singular to float64, so LU runs at once (no potrf attempt);
-    thin-plate splines on the same points take the Cholesky path."""
+    pair are already singular to float64, so no potrf is attempted and pstrf solves
+    the system; no answer meets such data, ours misses them by less than scipy's
+    (LU) does, with smaller coefficients. Thin-plate splines on the same points take
+    the plain Cholesky path."""
     y, d, _ = topobathy(1500)
 
     def no_cholesky(*args):
@@ -155,9 +157,30 @@ def test_singular_cluster_goes_to_lu_without_a_failed_cholesky(monkeypatch):
     with monkeypatch.context() as m:
         m.setattr(rbf_direct, "solve_cholesky", no_cholesky)
         ours, ref = fit(y, d, kernel="gaussian", epsilon=0.5)
-    assert ours.info.factorization == "lu"
+    assert ours.info.factorization == "pivoted cholesky"
+    assert 0 <= ours.info.rcond <= rbf_direct.CLUSTER_RCOND
+
+    def misfit(f):
+        return np.abs(f(y) - d).max() / np.abs(d).max()
+
+    assert misfit(ours) < misfit(ref) and misfit(ours) < 2
+    assert np.abs(ours._coeffs).max() < np.abs(ref._coeffs).max()
     ours, _ = fit(y, d, kernel="thin_plate_spline")
     assert ours.info.factorization == "cholesky"
+
+
+def test_pivoted_solve_of_a_well_posed_system_is_the_cholesky_one():
+    """pstrf on a well-conditioned block keeps every point (rank n): the same
+    coefficients as the plain Cholesky path, to rounding."""
+    y, d, _ = topobathy(300)
+    phi, powers = KERNELS["gaussian"], monomial_powers(2, 1)
+    shift, scale = rbf_direct.poly_frame(y)
+    P = rbf_direct.polynomial_matrix((y - shift) / scale, powers)
+    args = (y, d[:, None], np.zeros(300), phi, 8.0)
+    plain, _ = rbf_direct.solve_cholesky(*args, P)
+    pivoted, rank = rbf_direct.solve_pivoted(*args, P)
+    assert rank == 300
+    assert np.abs(pivoted - plain).max() <= 1e-9 * np.abs(plain).max()
 
 
 @pytest.mark.parametrize("kernel, eps", [("gaussian", 3.0), ("multiquadric", 2.0), ("cubic", 1.0)])
