@@ -30,6 +30,8 @@ as GPyTorch's own Cholesky paths do.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from gpytorch import settings
 from gpytorch.models.exact_prediction_strategies import DefaultPredictionStrategy
@@ -43,6 +45,10 @@ __all__ = ["EnginePredictionStrategy", "MIN_CG_ITERATIONS", "direct_pays"]
 
 #: GPyTorch's ``linear_cg`` runs at least this many iterations.
 MIN_CG_ITERATIONS = 10
+
+#: Entries of the training covariance evaluated at once when the factor is made
+#: (a float32 kernel's differences for 2-D points: 128 MiB).
+CHUNK_ENTRIES = 2**24
 
 
 def direct_pays(n: int, columns: int, batch: int = 1, device: str = "cpu") -> bool:
@@ -149,16 +155,29 @@ def _test_points(num_train: int, args: tuple, kwargs: dict) -> int:
     return joint.shape[-1] - num_train
 
 
+def _float64_matrix(covar) -> torch.Tensor:
+    """The (lazy) covariance as one float64 block, evaluated in row chunks of at
+    most :data:`CHUNK_ENTRIES` entries, so that no model-dtype copy of the whole
+    matrix (or of a kernel's ``(rows, n, D)`` differences) is ever held."""
+    covar = covar.evaluate_kernel()
+    *batch, n, _ = covar.shape
+    out = torch.empty(*batch, n, n, dtype=torch.float64, device=covar.device)
+    step = max(1, CHUNK_ENTRIES // max(1, n * max(1, math.prod(batch))))
+    for r0 in range(0, n, step):
+        r1 = min(n, r0 + step)
+        out[..., r0:r1, :] = to_dense(covar[..., r0:r1, :]).detach()
+    return out
+
+
 def _cholesky(covar) -> torch.Tensor:
     """The float64 lower Cholesky factor of a (lazy) covariance, made in place
     (one n x n float64 block); where the matrix is not numerically positive
     definite, GPyTorch's ``psd_safe_cholesky`` retries with jitter and a
     ``NumericalWarning`` (on a fresh copy: the failed attempt overwrote it)."""
-    matrix = to_dense(covar.evaluate_kernel()).detach().to(torch.float64)
+    matrix = _float64_matrix(covar)
     info = torch.empty(matrix.shape[:-2], dtype=torch.int32, device=matrix.device)
     torch.linalg.cholesky_ex(matrix, out=(matrix, info))
     if not bool((info == 0).all()):
         del matrix
-        fresh = to_dense(covar.evaluate_kernel()).detach().to(torch.float64)
-        return psd_safe_cholesky(fresh)
+        return psd_safe_cholesky(_float64_matrix(covar))
     return matrix

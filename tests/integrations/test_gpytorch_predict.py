@@ -165,3 +165,21 @@ def test_dense_blocks_hold_no_subnormals_and_match_gpytorch(monkeypatch):
     a.sum().backward()
     b.sum().backward()
     torch.testing.assert_close(ours.raw_lengthscale.grad, theirs.raw_lengthscale.grad)
+
+
+@pytest.mark.parametrize("engine", [False, True], ids=["dense-block", "engine-operator"])
+def test_factor_from_row_chunks(monkeypatch, engine):
+    """The factor's matrix is evaluated in row chunks (here 40 rows), from a dense
+    block or from an EngineKernelOperator: the same exact predictions."""
+    from kernelsolve.integrations import gpytorch_predict
+
+    monkeypatch.setattr(gpytorch_predict, "CHUNK_ENTRIES", 600 * 40)
+    if engine:
+        monkeypatch.setattr(kg, "DENSE_MAX_ENTRIES", 0)
+    model, x, y = model_on(600)
+    xt = points(300, 2, seed=9)
+    mean, var = predict(model, xt)
+    assert model.prediction_strategy._factor is not None
+    ref_mean, ref_var = exact_posterior(model, x, y, xt)
+    torch.testing.assert_close(mean, ref_mean, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(var, ref_var, rtol=1e-8, atol=1e-10)
