@@ -42,7 +42,7 @@ GPyTorch's BLAS products 5x slower on the DEM). To override, set
 :data:`DENSE_MAX_ENTRIES` to an entry count (0 routes every block through
 the engine); None (the default) uses the budget. Above it, an engine
 operator whose bare block (without the temporaries) fits the budget fills
-it at its first product in a solve (``TORCH_FILL_PRODUCTS`` in
+it once a solve has made ``TORCH_FILL_PRODUCTS`` (32) products (see
 :mod:`.gpytorch_operator`) and runs later products at BLAS speed; its
 gradients stay the engine's analytic ones.
 

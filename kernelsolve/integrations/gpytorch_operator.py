@@ -74,12 +74,13 @@ class EngineKernelOperator(KernelLinearOperator):
         step = max(1, 2**22 // max(1, n * d))
         x1 = self.x1.expand(*self.batch_shape, *self.x1.shape[-2:])
         params = self.tensor_params
-        parts = [
-            self.covar_func(x1[..., r : min(r + step, hi), :], self.x2, **params)
-            for r in range(lo, hi, step)
-        ]
-        block = torch.cat(parts, -2) if parts else x1.new_zeros(*x1.shape[:-2], 0, n)
-        return flush_subnormals(block)
+        # written into one block (a list of parts and their concatenation held the
+        # block twice and took 25 s at 2e4 x 2e4, against 2.6 s at 1e4)
+        block = x1.new_empty(*x1.shape[:-2], hi - lo, n)
+        for r in range(lo, hi, step):
+            part = self.covar_func(x1[..., r : min(r + step, hi), :], self.x2, **params)
+            block[..., r - lo : r - lo + part.shape[-2], :] = flush_subnormals(part)
+        return block
 
     def _product(self, block: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
         """``K @ rhs`` with the held block (or this process's rows of it)."""
@@ -220,11 +221,17 @@ class EngineKernelOperator(KernelLinearOperator):
         return self.covar_func(self.x1, self.x2, **self.tensor_params)
 
 
-#: A dense fill by the torch formulas costs less than one engine product
-#: (measured, N = 5,000, D = 2, float32, RBF, 2 loaded cores: fill 1.1-1.5 s,
-#: an engine product with 11 columns 1.6-2.3 s, the BLAS product 0.3 s), so
-#: the first product of a solve fills the block when it fits the budget.
-TORCH_FILL_PRODUCTS = 1
+#: A dense fill by the torch formulas costs 21-39 engine products with 11
+#: columns (measured, Xeon AVX-512, float32, N = 1,500-10,000, D = 2 and 8, RBF
+#: and Matern 5/2: fill 39 ms-1.6 s; up to 129 products where first touching the
+#: block's memory stalled), and a BLAS product with the block saves only 30-75%
+#: of an engine product: the block is filled at the 32nd product of a solve
+#: (GPyTorch's training solves make about 22, so they stay matrix-free; an
+#: evaluation-mode CG with hundreds of iterations fills), which never costs more
+#: than about twice the better of the two choices. (When the engine's kernels
+#: still took every subnormal value's microcode assist, a product cost more than
+#: the fill and this was 1.)
+TORCH_FILL_PRODUCTS = 32
 
 #: Products with more columns run in chunks of this many, so that the engine
 #: compiles at most this many kernel variants per formula (the column count is
