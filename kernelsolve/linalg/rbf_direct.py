@@ -262,7 +262,7 @@ def cluster_rcond(
     level: ``eigvalsh`` is accurate to ``2.2e-16`` of the largest) means the whole
     system is singular to working precision. Measured on standardised topobathy.npz,
     every kernel of scipy's list and epsilon 0.5-10 at n = 1,500 and 6,000: the test
-    named exactly the 19 systems of 48 whose Cholesky failed (at n = 1,500 the failed
+    named exactly the 22 systems of 48 whose Cholesky failed (at n = 1,500 the failed
     ones had a non-positive cluster eigenvalue, the others a cluster condition number
     of at most 5.4e12); it took 3-140 ms on two loaded cores, the failed Cholesky it
     saves 0.4-3.0 s at n = 6,000.
