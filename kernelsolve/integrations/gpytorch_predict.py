@@ -37,6 +37,7 @@ from gpytorch import settings
 from gpytorch.models.exact_prediction_strategies import DefaultPredictionStrategy
 from gpytorch.utils.memoize import cached
 from linear_operator import to_dense, to_linear_operator
+from linear_operator.operators import MatmulLinearOperator
 from linear_operator.utils.cholesky import psd_safe_cholesky
 
 from ..linalg import dense
@@ -56,7 +57,7 @@ def direct_pays(n: int, columns: int, batch: int = 1, device: str = "cpu") -> bo
     covariance costs less than GPyTorch's CG for ``columns`` right-hand sides
     (``n^3 / 3`` against ``2 n^2 columns`` per iteration, at least
     :data:`MIN_CG_ITERATIONS` iterations) and fits the memory budget (the
-    factor, made in place, and the model-dtype matrix it is made from).
+    factor is made in place, from row chunks of the matrix).
 
     Example
     -------
@@ -64,7 +65,7 @@ def direct_pays(n: int, columns: int, batch: int = 1, device: str = "cpu") -> bo
     (True, False)
     """
     cheaper = n < 6 * MIN_CG_ITERATIONS * columns
-    nbytes = batch * n * n * (8 + 4)
+    nbytes = batch * n * n * 8
     return cheaper and nbytes <= dense.memory_budget(device)
 
 
@@ -139,9 +140,16 @@ class EnginePredictionStrategy(DefaultPredictionStrategy):
             return super().exact_predictive_covar(test_test_covar, test_train_covar)
         if self._ensure_factor(test_train_covar.shape[-2]) is None:
             return super().exact_predictive_covar(test_test_covar, test_train_covar)
+        # GPyTorch's own assembly, with the factor's solve: lazy where the test
+        # covariance is, so that ``.variance`` of many test points never forms
+        # the test x test matrix
         cross = to_dense(test_train_covar)
-        correction = cross @ self._solve(cross.mT)
-        return to_linear_operator(to_dense(test_test_covar) - correction)
+        rhs = self._solve(cross.mT)
+        if torch.is_tensor(test_test_covar):
+            if test_test_covar.dim() == 2:
+                return to_linear_operator(torch.addmm(test_test_covar, cross, rhs, alpha=-1))
+            return to_linear_operator(test_test_covar - cross @ rhs)
+        return test_test_covar + MatmulLinearOperator(cross, rhs.mul(-1))
 
 
 def _test_points(num_train: int, args: tuple, kwargs: dict) -> int:

@@ -54,7 +54,7 @@ def test_direct_pays_by_flops_and_memory(monkeypatch):
     assert direct_pays(5000, 500)
     assert not direct_pays(5000, 1)  # one column: CG's products are cheaper
     assert not direct_pays(3000, 50)  # 3000 >= 6 * 10 * 50
-    monkeypatch.setattr(config, "dense_memory_limit", 5000 * 5000 * 12 - 1)
+    monkeypatch.setattr(config, "dense_memory_limit", 5000 * 5000 * 8 - 1)
     assert not direct_pays(5000, 500)  # the factor does not fit the budget
 
 
@@ -183,3 +183,18 @@ def test_factor_from_row_chunks(monkeypatch, engine):
     ref_mean, ref_var = exact_posterior(model, x, y, xt)
     torch.testing.assert_close(mean, ref_mean, rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(var, ref_var, rtol=1e-8, atol=1e-10)
+
+
+def test_many_test_points_keep_the_covariance_lazy():
+    """4,000 test points: the variances come from the factor without forming the
+    4,000 x 4,000 test covariance (GPyTorch's lazy sum), and are exact."""
+    model, x, y = model_on(800)
+    xt = points(4000, 2, seed=10)
+    with torch.no_grad():
+        pred = model(xt)
+        covar = pred.lazy_covariance_matrix
+        var = pred.variance
+    assert model.prediction_strategy._factor is not None
+    assert not torch.is_tensor(covar) and type(covar).__name__ != "DenseLinearOperator"
+    _, ref_var = exact_posterior(model, x, y, xt)
+    torch.testing.assert_close(var + model.likelihood.noise, ref_var, rtol=1e-8, atol=1e-10)
