@@ -244,14 +244,14 @@ def flush_subnormals(block):
     """``block`` with its subnormal entries (below ``finfo.tiny``: 1.2e-38 in
     float32) set to 0, on the CPU; other values and CUDA blocks unchanged.
 
-    Kernel values underflow into the subnormal range all the time (a Gaussian
-    of points 3 lengthscales apart in float32), and x86 cores take a microcode
+    Kernel values underflow into the subnormal range all the time (a float32
+    Gaussian of points 13-14 lengthscales apart), and x86 cores take a microcode
     assist for every subnormal operand: a BLAS product with a 1e4 x 1e4 RBF
     block of the Jacksboro DEM with 6.5% subnormal entries took 153 ms, 30 ms
     once they were 0 (measured, Xeon AVX-512, 11 columns; GPUs have no such
     penalty). The change is below 1.2e-38 (float32) per entry. Differentiable
-    (``torch.where``): the flushed entries get no gradient, as their
-    derivatives are subnormal too.
+    (``torch.where``): the flushed entries get no gradient (theirs would be a
+    few hundred times their value over the lengthscale: negligible).
 
     Example
     -------
