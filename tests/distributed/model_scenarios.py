@@ -106,8 +106,9 @@ def gp_training(rank, size, n=2000, kernel="rbf", steps=5, fill=False, debug=Tru
     from kernelsolve.integrations import gpytorch_operator as kgo
 
     kg.DENSE_MAX_ENTRIES = 0
-    if not fill:
-        kgo.TORCH_FILL_PRODUCTS = 1 << 62
+    # fill=True: the block at the first product (the default waits for the 32nd,
+    # which a training solve never makes), so that the held rows are exercised
+    kgo.TORCH_FILL_PRODUCTS = 1 if fill else 1 << 62
     g = torch.Generator().manual_seed(40)
     x = torch.rand(n, 2, generator=g, dtype=torch.float64)
     y = torch.sin(6 * x).sum(-1) + 0.1 * torch.randn(n, generator=g, dtype=torch.float64)
@@ -186,8 +187,10 @@ def gp_held_block_products(rank, size):
     import torch
 
     from kernelsolve.integrations import gpytorch as kg
+    from kernelsolve.integrations import gpytorch_operator as kgo
 
     kg.DENSE_MAX_ENTRIES = 0
+    kgo.TORCH_FILL_PRODUCTS = 1  # the held rows at the first product
     g = torch.Generator().manual_seed(44)
     x = torch.rand(301, 2, generator=g, dtype=torch.float64)
     rhs = {
