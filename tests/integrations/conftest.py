@@ -4,17 +4,15 @@ test module (starting one costs seconds)."""
 import os
 from pathlib import Path
 
+# dask, distributed and xarray are in the test extra: a missing one fails, never skips
+import distributed
 import pytest
 
 import kernelsolve
 
-#: why a Dask test module is skipped (dask is in the test extra: CI runs them)
-NEEDS_DASK = "needs dask, distributed and xarray (the test extra)"
-
 
 @pytest.fixture(scope="module")
 def client():
-    distributed = pytest.importorskip("distributed", reason=NEEDS_DASK)
     # the workers import this kernelsolve (the tests' one), not an installed copy
     root = str(Path(kernelsolve.__file__).resolve().parents[1])
     env = {"PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}

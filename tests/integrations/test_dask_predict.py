@@ -8,22 +8,19 @@ import pickle
 import subprocess
 import sys
 
+# dask and xarray are in the test extra: a missing one fails, never skips
+import dask.array as da
 import numpy as np
 import pytest
+import xarray as xr
 
-from tests.integrations.conftest import NEEDS_DASK
-
-da = pytest.importorskip("dask.array", reason=NEEDS_DASK)
-xr = pytest.importorskip("xarray", reason=NEEDS_DASK)
-distributed = pytest.importorskip("distributed", reason=NEEDS_DASK)
-
-from kernelsolve import dask_predict  # noqa: E402
-from kernelsolve.linalg.gp import PosteriorMean, gp_posterior_mean  # noqa: E402
-from kernelsolve.linalg.interpolate import KernelInterpolator  # noqa: E402
-from kernelsolve.linalg.kriging import OrdinaryKriging, UniversalKriging  # noqa: E402
-from kernelsolve.linalg.kriging3d import OrdinaryKriging3D, UniversalKriging3D  # noqa: E402
-from kernelsolve.sklearn.gaussian_process import GaussianProcessRegressor  # noqa: E402
-from kernelsolve.sklearn.kernel_ridge import KernelRidge  # noqa: E402
+from kernelsolve import dask_predict
+from kernelsolve.linalg.gp import PosteriorMean, gp_posterior_mean
+from kernelsolve.linalg.interpolate import KernelInterpolator
+from kernelsolve.linalg.kriging import OrdinaryKriging, UniversalKriging
+from kernelsolve.linalg.kriging3d import OrdinaryKriging3D, UniversalKriging3D
+from kernelsolve.sklearn.gaussian_process import GaussianProcessRegressor
+from kernelsolve.sklearn.kernel_ridge import KernelRidge
 
 RNG = np.random.default_rng(0)
 Y = RNG.random((300, 2))
