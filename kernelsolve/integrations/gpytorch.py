@@ -184,7 +184,7 @@ class EngineKernel:
         # GPyTorch's own forward of the parent class (values, gradients, promotion)
         if last_dim_is_batch:
             params["last_dim_is_batch"] = True
-        return flush_subnormals(super().forward(x1, x2, diag=diag, **params))
+        return super().forward(x1, x2, diag=diag, **params)
 
     def forward(self, x1, x2, diag: bool = False, last_dim_is_batch: bool = False, **params):
         m, n = x1.shape[-2], x2.shape[-2]
@@ -193,7 +193,8 @@ class EngineKernel:
             batch *= x1.shape[-1]
         dtype = torch.promote_types(x1.dtype, self._param_dtype())
         if diag or _dense_forward(m, n, batch, dtype, str(x1.device)):
-            return self._dense_forward(x1, x2, diag, last_dim_is_batch, **params)
+            out = self._dense_forward(x1, x2, diag, last_dim_is_batch, **params)
+            return out if diag else flush_subnormals(out)  # one flush, products included
         covar = CovarFunction(self._engine_factors(), tol=check_tol(self.tol))
         theta = {k: v.to(dtype) for k, v in self._engine_params().items()}
         same = x1 is x2 or (x1.shape == x2.shape and torch.equal(x1, x2))
@@ -343,4 +344,4 @@ class ProductKernel(EngineKernel, _gk.Kernel):
             a, b = (x1, x2) if dims is None else (x1[..., dims], x2[..., dims])
             v = kern._dense_forward(a, b, diag=diag, **params)
             out = v if out is None else out * v
-        return flush_subnormals(out)
+        return out

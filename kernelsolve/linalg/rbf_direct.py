@@ -204,7 +204,8 @@ def solve_direct(
     m = powers.shape[0]
     shift, scale = poly_frame(y)
     # singular systems that LU may miss (rounding leaves a tiny pivot): raise, not garbage
-    pair = repeated_unsmoothed(y, smoothing)
+    tree = cKDTree(y) if len(y) > 1 else None  # shared by the two neighbour checks
+    pair = repeated_unsmoothed(y, smoothing, tree)
     if pair is not None:
         raise LinAlgError(
             f"Singular matrix: points {pair[0]} and {pair[1]} of `y` are equal and not "
@@ -214,7 +215,7 @@ def solve_direct(
     if m and np.linalg.matrix_rank(P) < m:
         raise LinAlgError(singular_message(y, powers, shift, scale))
     if cholesky_applies(phi, powers, smoothing, y.shape[0]):
-        rcond = cluster_rcond(y, smoothing, phi, epsilon, powers, shift, scale)
+        rcond = cluster_rcond(y, smoothing, phi, epsilon, powers, shift, scale, tree=tree)
         if rcond <= CLUSTER_RCOND:  # singular to working precision: pstrf, not LU
             done = solve_pivoted(y, d, smoothing, phi, epsilon, P)
             if done is not None:
@@ -247,10 +248,12 @@ def cluster_rcond(
     shift: np.ndarray,
     scale: np.ndarray,
     size: int | None = None,
+    tree: cKDTree | None = None,
 ) -> float:
     """The ratio of the smallest to the largest eigenvalue of the projected kernel
     block on the ``size`` (default :data:`CLUSTER_POINTS`) points nearest to the
-    closest pair of ``y`` (1.0 when ``n <= size``). At most ``CLUSTER_RCOND``, the
+    closest pair of ``y`` (1.0 when ``n <= size``; ``tree``: a ``cKDTree`` of ``y``
+    to reuse). At most ``CLUSTER_RCOND``, the
     whole system is singular to float64 working precision, ``potrf`` on all points
     would meet a non-positive pivot, and :func:`solve_direct` takes
     :func:`solve_pivoted` instead of paying for a failed Cholesky.
@@ -271,7 +274,7 @@ def cluster_rcond(
     size = CLUSTER_POINTS if size is None else size
     if n <= size or m >= size:  # too few points, or no room beside the tail
         return 1.0
-    tree = cKDTree(y)
+    tree = cKDTree(y) if tree is None else tree
     dist, _ = tree.query(y, 2)
     _, S = tree.query(y[int(np.argmin(dist[:, 1]))], size)
     system = saddle_matrix(y[S], smoothing[S], phi, epsilon, powers, shift, scale)
