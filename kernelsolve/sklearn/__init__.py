@@ -6,5 +6,11 @@ matrix, so the change is one import and the limit moves to 1e6 points."""
 from .density import KernelDensity
 from .gaussian_process import GaussianProcessRegressor
 from .kernel_ridge import KernelRidge
+from .kernels import GridAccuracyWarning
 
-__all__: list[str] = ["GaussianProcessRegressor", "KernelDensity", "KernelRidge"]
+__all__: list[str] = [
+    "GaussianProcessRegressor",
+    "GridAccuracyWarning",
+    "KernelDensity",
+    "KernelRidge",
+]

@@ -34,6 +34,7 @@ Example
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -44,13 +45,17 @@ from ..engine import grad, ir
 from ..engine.request import ReductionOptions, ReductionRequest
 from ..linalg import dense
 from ..linalg import kernels as formulas
+from ..linalg.grid_product import GridKernelProduct
 from ..linalg.operator import KernelOperator
 
 __all__ = [
+    "GRID_TARGET_ERROR",
     "EngineKernel",
+    "GridAccuracyWarning",
     "SklearnKernel",
     "Translation",
     "UntranslatableKernelError",
+    "check_products",
     "translate",
 ]
 
@@ -355,13 +360,17 @@ class EngineKernel:
     With ``tol`` (the estimator's), the training products and their
     hyperparameter derivatives skip the block pairs whose entries are
     negligible (``docs/approximation.md``; :attr:`skipped_pairs`); dense blocks
-    and predictions stay exact.
+    and predictions stay exact. With ``products="grid"``, the training
+    products come from a :class:`.linalg.grid_product.GridKernelProduct`
+    (:attr:`grid`, set by :meth:`operator`).
     """
 
     def __init__(
-        self, translation: Translation, kernel, tol: float | None = None, dtype=np.float64
-    ):
+        self, translation: Translation, kernel, tol: float | None = None, dtype=np.float64,
+        products: str = "exact",
+    ):  # fmt: skip
         self.tol, self._op, self.dtype = tol, None, np.dtype(dtype)
+        self.products, self.grid = products, None
         self.t = translation
         self.p = translation.params_of(kernel)
         self.parg = (self.p if self.p.size else np.zeros(1)).astype(self.dtype)
@@ -399,7 +408,22 @@ class EngineKernel:
         """``k(X)`` without its white-noise diagonal, as products (never formed)."""
         leaves, cats = self._leaves(X, X)
         self._op = KernelOperator(self.t.formula, leaves, cats, tol=self.tol)
-        return self._op if self.dtype == np.float64 else _Float64Vectors(self._op)
+        op = self._op if self.dtype == np.float64 else _Float64Vectors(self._op)
+        if self.products == "grid":
+            self.grid = GridKernelProduct(
+                self.t.formula, leaves, cats, target_error=GRID_TARGET_ERROR
+            )
+            if self.grid.error > GRID_TARGET_ERROR:
+                warnings.warn(
+                    f'products="grid": the sampled error of a product is {self.grid.error:.1e} '
+                    f"(target {GRID_TARGET_ERROR:g}) at interpolation order {self.grid.order}; "
+                    "with these few points the boxes are wide against the kernel's length "
+                    'scale: products="exact" costs little at this size',
+                    GridAccuracyWarning,
+                    stacklevel=3,
+                )
+            return _GridProducts(op, self.grid)
+        return op
 
     @property
     def skipped_pairs(self) -> float:
@@ -450,6 +474,56 @@ class _Float64Vectors:
 
     def matmat(self, V) -> np.ndarray:
         return self.op.matmat(np.ascontiguousarray(V, dtype=np.float32)).astype(np.float64)
+
+    def diagonal(self) -> np.ndarray:
+        return np.asarray(self.op.diagonal(), dtype=np.float64)
+
+    def columns(self, index, *args, **kwargs) -> np.ndarray:
+        return np.asarray(self.op.columns(index, *args, **kwargs), dtype=np.float64)
+
+
+class GridAccuracyWarning(UserWarning):
+    """``products="grid"`` could not bring its sampled error to :data:`GRID_TARGET_ERROR`."""
+
+
+#: ``products="grid"`` raises its interpolation order until the sampled error of a
+#: product (relative to ``sum_j |K_ij v_j|``) is at most this: the accuracy of
+#: float32 products (``product_dtype="float32"``).
+GRID_TARGET_ERROR = 1e-6
+
+
+def check_products(products: str, tol, kernel, X) -> None:
+    """ValueError unless ``products="grid"`` can serve ``kernel`` on ``X`` (the
+    iterative path of the estimators; "exact" always can)."""
+    if products != "grid":
+        return
+    if tol is not None:
+        raise ValueError(f'products="grid" and tol={tol!r} exclude each other: use one')
+    if not kernel.is_stationary():
+        raise ValueError(
+            f'products="grid" needs a stationary kernel (k(x, y) a function of x - y), '
+            f"got {kernel}"
+        )
+    if not 1 <= np.shape(X)[1] <= 3:
+        raise ValueError(
+            f'products="grid" needs 1 to 3 features (its grid grows as order^d), '
+            f"got {np.shape(X)[1]}"
+        )
+
+
+class _GridProducts:
+    """A kernel operator whose products come from a :class:`GridKernelProduct`
+    (``products="grid"``) and whose diagonal and columns (the preconditioner's)
+    stay exact."""
+
+    dtype = np.dtype(np.float64)
+    skipped_pairs = 0.0
+
+    def __init__(self, op, grid: GridKernelProduct):
+        self.op, self.grid, self.n = op, grid, op.n
+
+    def matmat(self, V) -> np.ndarray:
+        return self.grid.matmat(np.asarray(V, dtype=np.float64))
 
     def diagonal(self) -> np.ndarray:
         return np.asarray(self.op.diagonal(), dtype=np.float64)
