@@ -34,6 +34,7 @@ Usage::
     python benchmarks/bench_sklearn_gpr.py --sizes --n-opt 0 --tol 1e-8 --probes 4 \
         --product-dtype float32   # 1e5 alone
     python benchmarks/bench_sklearn_gpr.py --product-costs 20000   # one product, by dtype
+    python benchmarks/bench_sklearn_gpr.py --grid-costs 20000 100000 1000000  # exact vs grid
     python benchmarks/bench_sklearn_gpr.py --sizes --n-opt 0 --big 100000 --dense 1000000 \
         --probes 4 --products grid   # 1e5 and 1e6 with grid products
 """
@@ -116,6 +117,40 @@ def densified(X: np.ndarray, y: np.ndarray, n: int, seed: int = 0):
     return Xd[order], yd[order]
 
 
+def grid_costs(sizes: list[int], columns: int = 5, rows: int = 10_000) -> None:
+    """Seconds of one training-kernel product (Matern 3/2, lengthscale 0.038, ``n``
+    uniform points of the unit square, ``columns`` columns: y and 4 probes),
+    exact against ``products="grid"``; above 2e5 points the exact product is
+    timed on ``rows`` rows and scaled by ``n / rows`` (its cost is linear in rows)."""
+    from kernelsolve.sklearn.kernels import EngineKernel, translate
+
+    rng = np.random.default_rng(0)
+    kernel = Matern(0.038, nu=1.5)
+    print(f"CPU: {cpu_model()}; load average {os.getloadavg()[0]:.1f}; {columns} columns")
+    print("| n | exact product (s) | grid setup (s) | grid product (s) | exact / grid "
+          "| grid order | sampled error |\n|---:|---:|---:|---:|---:|---:|---:|")  # fmt: skip
+    for n in sizes:
+        X, V = rng.random((n, 2)), rng.standard_normal((n, columns))
+        m = n if n <= 200_000 else rows
+        exact = EngineKernel(translate(kernel, 2), kernel)
+        exact.cross_matmat(X[:100], X[:1000], V[:1000])  # compiles
+        t0 = time.perf_counter()
+        exact.cross_matmat(X[:m], X, V)
+        t_exact = (time.perf_counter() - t0) * n / m
+        grid = EngineKernel(translate(kernel, 2), kernel, products="grid")
+        t0 = time.perf_counter()
+        op = grid.operator(X)
+        t_setup = time.perf_counter() - t0
+        op.matmat(V)
+        t0 = time.perf_counter()
+        op.matmat(V)
+        t_grid = time.perf_counter() - t0
+        note = "" if m == n else f" (from {m:,} rows)"
+        print(f"| {n:,} | {t_exact:.2f}{note} | {t_setup:.2f} | {t_grid:.3f} | "
+              f"{t_exact / t_grid:.0f}x | {grid.grid.order} | {grid.grid.error:.1e} |",
+              flush=True)  # fmt: skip
+
+
 def product_costs(n: int) -> None:
     """CPU seconds of one training-kernel product (Matern 3/2, lengthscale 0.038,
     ``n`` uniform points of the unit square) by dtype and number of columns:
@@ -158,6 +193,13 @@ def main() -> None:
         default=0,
         help="only: CPU s of one product at this n, by dtype",
     )
+    ap.add_argument(
+        "--grid-costs",
+        type=int,
+        nargs="*",
+        default=None,
+        help="only: one product at these n, exact against products='grid'",
+    )
     ap.add_argument("--products", default="exact", choices=("exact", "grid"), help="ours")
     ap.add_argument(
         "--dense", type=int, default=0, help="ours alone on this many densified points"
@@ -165,6 +207,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.product_costs:
         return product_costs(args.product_costs)
+    if args.grid_costs:
+        return grid_costs(args.grid_costs)
 
     terrain = load_dem()
     order = np.random.default_rng(0).permutation(len(terrain.values))

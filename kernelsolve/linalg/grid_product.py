@@ -89,6 +89,17 @@ class GridKernelProduct:
     options : ReductionOptions, optional
         Target of the near-field reduction.
 
+    Attributes
+    ----------
+    order : int
+        The interpolation order in use.
+    error : float or None
+        The last :meth:`sampled_error` (with ``target_error``), else None.
+    near_pairs : float
+        Point pairs summed exactly (the near field).
+    grid_nodes : int
+        Nodes of the interpolation grid.
+
     Example
     -------
     >>> x = np.random.default_rng(0).random((20000, 2))
@@ -383,6 +394,8 @@ def _points(formula: ir.Node, leaves, cats) -> np.ndarray:
             f"GridKernelProduct: points must have 1 to 3 dimensions (the grid grows as "
             f"order^d), got {X.shape[1]}"
         )
+    if X.shape[0] == 0:
+        raise ValueError("GridKernelProduct: no points (the points have shape (0, d))")
     if not np.all(np.isfinite(X)):
         raise ValueError("GridKernelProduct: the points hold NaN or infinite values")
     if X.dtype not in (np.float32, np.float64):

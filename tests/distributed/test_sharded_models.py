@@ -116,7 +116,8 @@ def test_gpytorch_forward_under_sharded_keeps_large_blocks_on_the_engine():
 def test_products_with_held_rows_equal_one_process():
     for rank, out in enumerate(values(run(model_scenarios.gp_held_block_products, 2))):
         lo, hi = (0, 151) if rank == 0 else (151, 301)
-        for (kernel, rhs), (same, share, shape) in out.items():
-            assert same, (rank, kernel, rhs)
+        for (kernel, rhs), (diff, share, shape) in out.items():
+            # another summation order: within n eps (measured up to 1.1e-15 on Zen 5)
+            assert diff <= 301 * np.finfo(np.float64).eps, (rank, kernel, rhs, diff)
             assert share == (lo, hi, 2)
             assert shape == ((2,) if kernel == "batch" else ()) + (hi - lo, 301)

@@ -169,7 +169,9 @@ def test_solve_equals_numpy(client):
     )  # fmt: skip
     an, infon = Kn.solve(b, alpha=1.0, rtol=1e-10, solver="cg", precond="jacobi", return_info=True)
     assert isinstance(a, da.Array) and a.chunks == db.chunks
-    assert info.iterations == infon.iterations > 5
+    # the same iterations, give or take the one where a residual near rtol is
+    # rounded across it (54 against 55 on Zen 5: 9.6e-11 and 1.0e-10 there)
+    assert abs(info.iterations - infon.iterations) <= 1 and infon.iterations > 5
     assert info.preconditioner.name == "jacobi"
     np.testing.assert_allclose(a.compute(), an, rtol=1e-9, atol=1e-12)
     assert (info.residual <= 1e-10).all()

@@ -116,8 +116,10 @@ def test_few_test_points_keep_gpytorch_cg():
         mean, var = predict(model, xt)
     assert model.prediction_strategy._factor is None
     ref_mean, ref_var = exact_posterior(model, x, y, xt)
+    # CG's relative residual 1e-4 bounds the errors only up to the condition
+    # number (variances off by up to 1.1e-4 on AMD Zen 5, less on a Xeon)
     torch.testing.assert_close(mean, ref_mean, rtol=1e-3, atol=1e-3)
-    torch.testing.assert_close(var, ref_var, rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(var, ref_var, rtol=1e-3, atol=1e-3)
 
 
 def test_training_mode_after_prediction_drops_the_factor():

@@ -163,6 +163,8 @@ def test_bad_input_is_named():
     with pytest.raises(ValueError, match="1 to 3 dimensions"):
         x4 = np.random.default_rng(0).random((50, 4))
         GridKernelProduct(_formula("gauss", 4, 0.3), (x4, x4), (ir.I, ir.J))
+    with pytest.raises(ValueError, match="no points"):
+        GridKernelProduct(F, (x[:0], x[:0]), (ir.I, ir.J))
     bad = x.copy()
     bad[3, 1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
