@@ -114,8 +114,8 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
         Iterative path: "grid" makes the training kernel's products near-exact
         in ``O(n log n)`` (:class:`~kernelsolve.linalg.grid_product.GridKernelProduct`:
         pairs in adjacent boxes exact, the rest interpolated on a grid and
-        summed by FFTs; a 1e6-point product in about a second instead of an
-        hour on two cores). Needs a stationary kernel, 1 to 3 features and
+        summed by FFTs; a 1e6-point product in 1.6 s instead of 12 minutes
+        on two cores). Needs a stationary kernel, 1 to 3 features and
         ``tol=None``; the measured error is :attr:`grid_error_`. Hyperparameter
         gradients, predictions and the direct path stay exact.
 

@@ -370,7 +370,7 @@ class EngineKernel:
         products: str = "exact",
     ):  # fmt: skip
         self.tol, self._op, self.dtype = tol, None, np.dtype(dtype)
-        self.products, self.grid = products, None
+        self.products, self.grid, self._grid_points = products, None, None
         self.t = translation
         self.p = translation.params_of(kernel)
         self.parg = (self.p if self.p.size else np.zeros(1)).astype(self.dtype)
@@ -410,9 +410,13 @@ class EngineKernel:
         self._op = KernelOperator(self.t.formula, leaves, cats, tol=self.tol)
         op = self._op if self.dtype == np.float64 else _Float64Vectors(self._op)
         if self.products == "grid":
+            if self.grid is not None and self._grid_points is X:
+                # predict(return_std=True) asks once per chunk of test points: one setup
+                return _GridProducts(op, self.grid)
             self.grid = GridKernelProduct(
                 self.t.formula, leaves, cats, target_error=GRID_TARGET_ERROR
             )
+            self._grid_points = X
             if self.grid.error > GRID_TARGET_ERROR:
                 warnings.warn(
                     f'products="grid": the sampled error of a product is {self.grid.error:.1e} '

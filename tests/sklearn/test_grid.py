@@ -107,3 +107,22 @@ def test_what_grid_cannot_serve_is_named(data):
         _gpr("grid").fit(X4, y)
     with pytest.raises(InvalidParameterError, match="products"):
         _gpr("fft").fit(X, y)
+
+
+def test_std_chunks_share_one_grid(data, monkeypatch):
+    """predict(return_std=True) solves by chunks of test points, all with the
+    training kernel's products: one grid setup serves them."""
+    from kernelsolve.sklearn import kernels
+
+    X, y, Xq = data
+    gp = _gpr("grid").fit(X[:3200], y[:3200])
+    built = []
+    real = kernels.GridKernelProduct
+
+    def counting(*args, **kwargs):
+        built.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(kernels, "GridKernelProduct", counting)
+    _, std = gp.predict(Xq[:150], return_std=True)  # 3 chunks of at most 64
+    assert len(built) == 1 and std.shape == (150,)
