@@ -173,7 +173,20 @@ def product_costs(n: int) -> None:
         print(f"| {dtype} | " + " | ".join(row) + " |")
 
 
-def main() -> None:
+def dem_split(n_test: int):
+    """The DEM's random 80 / 20 split (seed 0): training points and values, and
+    the first ``n_test`` held-out ones; prints the machine and the sizes."""
+    terrain = load_dem()
+    order = np.random.default_rng(0).permutation(len(terrain.values))
+    n_train = int(0.8 * len(order))
+    train, test = order[:n_train], order[n_train:][:n_test]
+    print(f"CPU: {cpu_model()}; cores: {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}")
+    print(f"Jacksboro DEM: {len(order)} points, {n_train} train, {len(test)} held out")
+    pick = terrain.points, terrain.values
+    return pick[0][train], pick[1][train], pick[0][test], pick[1][test]
+
+
+def _arguments() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="*", default=[5000, 15000, 20000])
     ap.add_argument("--n-opt", type=int, default=2000)
@@ -204,21 +217,17 @@ def main() -> None:
     ap.add_argument(
         "--dense", type=int, default=0, help="ours alone on this many densified points"
     )
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = _arguments()
     if args.product_costs:
         return product_costs(args.product_costs)
     if args.grid_costs:
         return grid_costs(args.grid_costs)
 
-    terrain = load_dem()
-    order = np.random.default_rng(0).permutation(len(terrain.values))
-    n_train = int(0.8 * len(order))
-    train, test = order[:n_train], order[n_train:][: args.n_test]
-    X, y = terrain.points[train], terrain.values[train]
-    Xq, yq = terrain.points[test], terrain.values[test]
-    print(f"CPU: {cpu_model()}; cores: {os.cpu_count()}; load average {os.getloadavg()[0]:.1f}")
-    print(f"Jacksboro DEM: {len(order)} points, {n_train} train, {len(test)} held out")
-
+    X, y, Xq, yq = dem_split(args.n_test)
     opts = dict(
         random_state=0,
         rtol=args.rtol,
