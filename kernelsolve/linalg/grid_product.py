@@ -50,7 +50,7 @@ import scipy.fft
 import scipy.sparse
 
 from ..engine import arrays, dispatch, ir
-from ..engine.ranges.prune import sparse_ranges
+from ..engine.ranges.prune import host_leaves, sparse_ranges
 from ..engine.request import DEFAULT_OPTIONS, ReductionOptions, ReductionRequest
 
 __all__ = ["GridKernelProduct", "DEFAULT_ORDER", "MAX_ORDER"]
@@ -183,11 +183,7 @@ class GridKernelProduct:
         self.near_ranges = sparse_ranges(self.ranges, self.ranges, rows, cols)
         width = self.ranges[:, 1] - self.ranges[:, 0]
         self.near_pairs = float((width[rows] * width[cols]).sum())
-        pleaves = [x if c == ir.P else arrays.to_host(x) for x, c in zip(self.leaves, self.cats)]
-        self.host = tuple(
-            x if c == ir.P else np.ascontiguousarray(x[self.perm])
-            for x, c in zip(pleaves, self.cats)
-        )
+        self.host = host_leaves(self.leaves, self.cats, self.perm, self.perm)
 
     def _interpolation(self) -> None:
         """``S``: row ``i`` holds the ``order^d`` Lagrange weights of point ``i`` at

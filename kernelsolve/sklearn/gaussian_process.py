@@ -312,7 +312,10 @@ class GaussianProcessRegressor(MultiOutputMixin, RegressorMixin, BaseEstimator):
             return SklearnKernel(kernel)
         if self.solver_ != "iterative":
             return EngineKernel(self._translation, kernel)
-        return EngineKernel(self._translation, kernel, self.tol, self.product_dtype, self.products)
+        return EngineKernel(
+            self._translation, kernel, tol=self.tol, dtype=self.product_dtype,
+            products=self.products,
+        )  # fmt: skip
 
     def _X64(self, X):
         return np.ascontiguousarray(X, dtype=np.float64) if self._translation else X

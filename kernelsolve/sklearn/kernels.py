@@ -515,25 +515,17 @@ def check_products(products: str, tol, kernel, X) -> None:
         )
 
 
-class _GridProducts:
+class _GridProducts(_Float64Vectors):
     """A kernel operator whose products come from a :class:`GridKernelProduct`
     (``products="grid"``) and whose diagonal and columns (the preconditioner's)
-    stay exact."""
-
-    dtype = np.dtype(np.float64)
-    skipped_pairs = 0.0
+    stay the exact operator's, handed back as float64."""
 
     def __init__(self, op, grid: GridKernelProduct):
-        self.op, self.grid, self.n = op, grid, op.n
+        super().__init__(op)
+        self.grid = grid
 
     def matmat(self, V) -> np.ndarray:
         return self.grid.matmat(np.asarray(V, dtype=np.float64))
-
-    def diagonal(self) -> np.ndarray:
-        return np.asarray(self.op.diagonal(), dtype=np.float64)
-
-    def columns(self, index, *args, **kwargs) -> np.ndarray:
-        return np.asarray(self.op.columns(index, *args, **kwargs), dtype=np.float64)
 
 
 def _widen(nodes: list) -> ir.Node:
